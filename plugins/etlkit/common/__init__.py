@@ -1,0 +1,1 @@
+"""Building blocks shared by every pipeline: errors, retry policy, alerting, metrics, state, SQL."""

@@ -1,0 +1,1 @@
+SELECT fw.id FROM {schema}.film_work AS fw

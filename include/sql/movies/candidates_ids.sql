@@ -1,0 +1,1 @@
+SELECT DISTINCT unnest(%(ids)s::uuid[]) AS id

@@ -1,0 +1,141 @@
+"""Elasticsearch hook: the official Python client (9.x) built from an Airflow connection.
+
+The provider's ``ElasticsearchPythonHook`` ignores Airflow connections, hence this thin hook.
+Connection: host, port, schema ``http``/``https`` (or ``conn_type``-independent extra ``scheme``), optional
+login/password; extras ``api_key``, ``ca_certs``, ``verify_certs`` (default true), ``compatible_with``.
+
+A 9.x client announces ``compatible-with=9``, which an 8.x server rejects. The hook pins the major at the
+transport layer on every request (``Accept`` and ``Content-Type``, ``_bulk`` included): from the
+``compatible_with`` extra, or else from ``version.number`` of a plain-JSON ``GET /`` both majors accept.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from elastic_transport import Transport
+
+from etlkit.common.errors import ConfigurationError
+
+try:
+    from airflow.sdk import BaseHook
+except ImportError:  # pragma: no cover - older Airflow
+    from airflow.hooks.base import BaseHook
+
+log = logging.getLogger(__name__)
+
+_COMPAT_RE = re.compile(r"compatible-with=\d+")
+_VENDOR_RE = re.compile(r"application/vnd\.elasticsearch\+([a-z-]+); ?compatible-with=\d+")
+REQUEST_TIMEOUT_S = 60
+TRANSPORT_RETRIES = 3
+
+
+def compat_transport_class(major: int | None) -> type[Transport]:
+    """A ``Transport`` that rewrites the client's ``compatible-with=<client major>`` to ``major``;
+    with ``major=None`` it sends plain ``application/json`` / ``application/x-ndjson`` instead."""
+
+    def rewrite(value: str) -> str:
+        if major is None:
+            return _VENDOR_RE.sub(r"application/\g<1>", value)
+        return _COMPAT_RE.sub(f"compatible-with={major}", value)
+
+    class PinnedCompatTransport(Transport):
+        def perform_request(self, method, target, *, headers=None, **kwargs):  # type: ignore[override]
+            if headers:
+                headers = headers.copy()
+                for name in ("accept", "content-type"):
+                    value = headers.get(name)
+                    if value:
+                        headers[name] = rewrite(value)
+            return super().perform_request(method, target, headers=headers, **kwargs)
+
+    return PinnedCompatTransport
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class ElasticsearchClientHook(BaseHook):
+    """Builds a fresh ``elasticsearch.Elasticsearch`` per call of ``get_client``; the caller closes it."""
+
+    conn_name_attr = "es_conn_id"
+    default_conn_name = "elasticsearch_default"
+    conn_type = "elasticsearch"
+    hook_name = "Elasticsearch (official client)"
+
+    def __init__(self, es_conn_id: str = default_conn_name, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.es_conn_id = es_conn_id
+
+    def _settings(self) -> dict[str, Any]:
+        conn = self.get_connection(self.es_conn_id)
+        extra = conn.extra_dejson or {}
+        scheme = extra.get("scheme") or (conn.schema if conn.schema in {"http", "https"} else "http")
+        if not conn.host:
+            raise ConfigurationError(f"connection {self.es_conn_id!r} has no host")
+        port = conn.port or 9200
+        verify = extra.get("verify_certs", True)
+        if isinstance(verify, str):
+            verify = verify.strip().lower() not in {"false", "0", "no"}
+        compat = extra.get("compatible_with")
+        return {
+            "url": f"{scheme}://{conn.host}:{port}",
+            "login": conn.login,
+            "password": conn.password,
+            "api_key": extra.get("api_key"),
+            "ca_certs": extra.get("ca_certs"),
+            "verify_certs": bool(verify),
+            "compatible_with": int(compat) if compat not in (None, "") else None,
+        }
+
+    def _probe_major(self, settings: dict[str, Any]) -> int:
+        """``GET /`` with plain JSON headers, which every major accepts."""
+        import elasticsearch
+
+        kwargs = {**self._client_kwargs(settings), "transport_class": compat_transport_class(None)}
+        with elasticsearch.Elasticsearch(**kwargs) as probe:
+            number = probe.info().body["version"]["number"]
+        return int(str(number).split(".")[0])
+
+    @staticmethod
+    def _client_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "hosts": [settings["url"]],
+            "request_timeout": REQUEST_TIMEOUT_S,
+            "max_retries": TRANSPORT_RETRIES,
+            "retry_on_timeout": True,
+            "verify_certs": settings["verify_certs"],
+        }
+        if settings["ca_certs"]:
+            kwargs["ca_certs"] = settings["ca_certs"]
+        if settings["api_key"]:
+            kwargs["api_key"] = settings["api_key"]
+        elif settings["login"]:
+            kwargs["basic_auth"] = (settings["login"], settings["password"] or "")
+        return kwargs
+
+    def get_client(self):
+        """A new client pinned to the server's compatibility major (``compatible_with`` or probed)."""
+        import elasticsearch
+
+        settings = self._settings()
+        client_major = int(elasticsearch.__versionstr__.split(".")[0])
+        major = settings["compatible_with"] or self._probe_major(settings)
+        kwargs = self._client_kwargs(settings)
+        if major != client_major:
+            kwargs["transport_class"] = compat_transport_class(major)
+        log.info(
+            "Elasticsearch %s via connection %r, compatible-with=%s",
+            redact_url(settings["url"]),
+            self.es_conn_id,
+            major,
+        )
+        return elasticsearch.Elasticsearch(**kwargs)

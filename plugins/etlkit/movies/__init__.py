@@ -1,0 +1,1 @@
+"""Movies PostgreSQL → Elasticsearch: Airflow-free logic (index body, SQL, transform, bulk, state)."""

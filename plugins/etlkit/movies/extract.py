@@ -1,0 +1,52 @@
+"""Streaming extraction from PostgreSQL: one REPEATABLE READ snapshot, one server-side cursor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from etlkit.movies.transform import FilmRow, as_utc
+
+
+def _server_side_rows(
+    conn: psycopg.Connection, query: sql.Composable, params: Mapping[str, Any], batch_size: int, name: str
+) -> Iterator[tuple]:
+    """Rows of ``query`` fetched ``batch_size`` at a time; only one batch is held in memory."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    with conn.transaction():
+        conn.execute("SET LOCAL TIME ZONE 'UTC'")
+        with conn.cursor(name=name) as cursor:
+            cursor.itersize = batch_size
+            cursor.execute(query, params)
+            while batch := cursor.fetchmany(batch_size):
+                yield from batch
+
+
+def stream_film_rows(
+    conn: psycopg.Connection, query: sql.Composable, params: Mapping[str, Any], batch_size: int
+) -> Iterator[FilmRow]:
+    for film_id, title, description, rating, change_key, genres, persons in _server_side_rows(
+        conn, query, params, batch_size, "movies_payload"
+    ):
+        yield FilmRow(film_id, title, description, rating, as_utc(change_key), genres, persons)
+
+
+def stream_film_ids(conn: psycopg.Connection, query: sql.Composable, batch_size: int) -> Iterator[str]:
+    for (film_id,) in _server_side_rows(conn, query, {}, batch_size, "movies_ids"):
+        yield str(film_id)
+
+
+def read_columns(
+    conn: psycopg.Connection, query: str, schema: str, tables: list[str]
+) -> list[tuple[str, str]]:
+    with conn.cursor() as cursor:
+        cursor.execute(query, {"schema": schema, "tables": tables})
+        rows = cursor.fetchall()
+    conn.rollback()
+    return rows

@@ -1,0 +1,306 @@
+"""Operators of the movies PostgreSQL → Elasticsearch DAG: plan → sync → publish → commit_state → reconcile.
+
+Each attempt opens a fresh PostgreSQL connection and a fresh Elasticsearch client and closes both; nothing is
+cached between attempts or tasks. XCom carries only small values (mode, index names, counts, keys).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, closing
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator, Variable
+
+from etlkit.common.alerting import alert_context
+from etlkit.common.errors import TransientError
+from etlkit.common.metrics import RunMetrics
+from etlkit.hooks.elasticsearch import ElasticsearchClientHook
+from etlkit.hooks.movies_postgres import MoviesPostgresHook
+from etlkit.movies import queries
+from etlkit.movies.bulk import Action, BulkLoader, delete_action, index_action
+from etlkit.movies.extract import read_columns, stream_film_ids, stream_film_rows
+from etlkit.movies.index import physical_index_name
+from etlkit.movies.reconcile import diff_sorted_ids
+from etlkit.movies.settings import MoviesSettings
+from etlkit.movies.state import (
+    TARGET_LEGACY,
+    MoviesState,
+    decide_mode,
+    from_iso,
+    is_due,
+    lower_bound,
+    to_iso,
+)
+from etlkit.movies.target import (
+    create_physical_index,
+    resolve_target,
+    stream_index_ids,
+    swap_alias,
+    sweep_old_indices,
+)
+from etlkit.movies.transform import TransformStats, build_document, document_json
+
+log = logging.getLogger(__name__)
+
+PIPELINE = "movies"
+STATE_VARIABLE = "movies_etl_state"
+
+
+class VariableStateStore:
+    """The run state as one JSON Variable (``movies_etl_state``)."""
+
+    def __init__(self, key: str = STATE_VARIABLE):
+        self.key = key
+
+    def load(self) -> MoviesState:
+        return MoviesState.from_json(Variable.get(self.key, default=None))
+
+    def save(self, state: MoviesState) -> None:
+        Variable.set(self.key, state.to_json())
+        log.info("state %s saved: %s", self.key, state.to_json())
+
+
+class MoviesBaseOperator(BaseOperator):
+    template_fields = ("pg_conn_id", "es_conn_id")
+
+    def __init__(
+        self,
+        *,
+        pg_conn_id: str = "{{ params.pg_conn_id }}",
+        es_conn_id: str = "{{ params.es_conn_id }}",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.pg_conn_id = pg_conn_id
+        self.es_conn_id = es_conn_id
+
+    def settings(self, context) -> MoviesSettings:
+        params = {**context["params"], "pg_conn_id": self.pg_conn_id, "es_conn_id": self.es_conn_id}
+        return MoviesSettings.from_params(params)
+
+    def state_store(self) -> VariableStateStore:
+        return VariableStateStore()
+
+    def open_pg(self, stack: ExitStack):
+        return stack.enter_context(closing(MoviesPostgresHook(postgres_conn_id=self.pg_conn_id).get_conn()))
+
+    def open_es(self, stack: ExitStack):
+        return stack.enter_context(ElasticsearchClientHook(es_conn_id=self.es_conn_id).get_client())
+
+    @staticmethod
+    def plan_of(context) -> dict[str, Any]:
+        return context["ti"].xcom_pull(task_ids="plan")
+
+    @staticmethod
+    def loader(client: Any, index: str, settings: MoviesSettings) -> BulkLoader:
+        return BulkLoader(
+            client,
+            index=index,
+            max_chunk_docs=settings.bulk_chunk_docs,
+            max_chunk_bytes=settings.bulk_chunk_bytes,
+            max_reported_errors=settings.max_reported_errors,
+        )
+
+
+def film_actions(rows, stats: TransformStats, progress: dict[str, Any]) -> Iterator[Action]:
+    """Index actions for payload rows, keeping the running max change key and row count in ``progress``."""
+    for row in rows:
+        document = build_document(row, stats)
+        progress["rows_read"] += 1
+        if row.change_key is not None and (
+            progress["max_key"] is None or row.change_key > progress["max_key"]
+        ):
+            progress["max_key"] = row.change_key
+        yield index_action(document["id"], document_json(document))
+
+
+class MoviesPlanOperator(MoviesBaseOperator):
+    """Resolve change columns and the target, decide the mode; in full mode create the new physical index."""
+
+    def execute(self, context) -> dict[str, Any]:
+        settings = self.settings(context)
+        state = self.state_store().load()
+        now = datetime.now(UTC)
+        with ExitStack() as stack, alert_context(hwm=state.hwm):
+            pg = self.open_pg(stack)
+            columns = read_columns(
+                pg, queries.columns_query(), settings.pg_schema, list(queries.SOURCE_TABLES)
+            )
+            change_columns = queries.resolve_change_columns(
+                columns, settings.modified_column, settings.created_column
+            )
+            es = self.open_es(stack)
+            target = resolve_target(es, settings.index_alias)
+            mode, reason = decide_mode(
+                full_refresh_param=settings.full_refresh,
+                state=state,
+                target_kind=target.kind,
+                mappings_ok=target.mappings_ok,
+                full_refresh_interval=timedelta(hours=settings.full_refresh_interval_hours),
+                now=now,
+            )
+            if mode == "full":
+                write_index = physical_index_name(settings.index_alias, now)
+                create_physical_index(es, write_index)
+            else:
+                write_index = target.index if target.kind == TARGET_LEGACY else settings.index_alias
+        if target.kind == "missing" and state.hwm:
+            log.warning(
+                "index %s is missing although a HWM is stored: rebuilding in full", settings.index_alias
+            )
+        bound = None if mode == "full" else lower_bound(state.hwm, settings.overlap_seconds)
+        plan = {
+            "mode": mode,
+            "reason": reason,
+            "write_index": write_index,
+            "target_kind": target.kind,
+            "previous_index": target.index,
+            "lower_bound": to_iso(bound),
+            "change_columns": change_columns,
+            "hwm_before": state.hwm,
+        }
+        log.info("plan: %s", plan)
+        return plan
+
+
+class MoviesSyncOperator(MoviesBaseOperator):
+    """Stream candidate film works from PostgreSQL through the transform into ``_bulk``."""
+
+    def execute(self, context) -> dict[str, Any]:
+        settings = self.settings(context)
+        plan = self.plan_of(context)
+        stats = TransformStats()
+        progress: dict[str, Any] = {"rows_read": 0, "max_key": None}
+        if plan["mode"] == "full":
+            query = queries.payload_query(settings.pg_schema, plan["change_columns"], "all")
+            params: dict[str, Any] = {}
+        else:
+            query = queries.payload_query(settings.pg_schema, plan["change_columns"], "incremental")
+            params = {"lower": from_iso(plan["lower_bound"])}
+        with (
+            ExitStack() as stack,
+            alert_context(mode=plan["mode"], index=plan["write_index"], hwm=plan["hwm_before"]),
+        ):
+            pg = self.open_pg(stack)
+            es = self.open_es(stack)
+            rows = stream_film_rows(pg, query, params, settings.batch_size)
+            result = self.loader(es, plan["write_index"], settings).load(film_actions(rows, stats, progress))
+        if stats.ignored_roles:
+            log.warning("%d person link(s) with an unknown or NULL role ignored", stats.ignored_roles)
+        return RunMetrics(
+            PIPELINE,
+            rows_read=progress["rows_read"],
+            rows_loaded=result.succeeded,
+            extra={
+                "mode": plan["mode"],
+                "reason": plan["reason"],
+                "index": plan["write_index"],
+                "max_key": to_iso(progress["max_key"]),
+                "ignored_roles": stats.ignored_roles,
+                "hwm_before": plan["hwm_before"],
+            },
+        ).log(task="sync")
+
+
+class MoviesPublishOperator(MoviesBaseOperator):
+    """Full mode: check the new index, move the alias in one request, sweep old indices. Else a no-op."""
+
+    def execute(self, context) -> dict[str, Any]:
+        settings = self.settings(context)
+        plan = self.plan_of(context)
+        if plan["mode"] != "full":
+            return {"published": False, "reason": "incremental run: writes went through the alias"}
+        loaded = context["ti"].xcom_pull(task_ids="sync")["rows_loaded"]
+        new_index = plan["write_index"]
+        with ExitStack() as stack, alert_context(mode="full", index=new_index):
+            es = self.open_es(stack)
+            es.indices.refresh(index=new_index)
+            count = es.count(index=new_index)["count"]
+            if count != loaded:
+                raise TransientError(f"{new_index} holds {count} documents, {loaded} were acknowledged")
+            swap = swap_alias(es, settings.index_alias, new_index)
+            keep = {new_index}
+            previous = swap["previous"] or (
+                plan["previous_index"] if plan["target_kind"] == "alias" else None
+            )
+            if settings.keep_previous_index and previous:
+                keep.add(previous)
+            deleted = sweep_old_indices(es, settings.index_alias, keep)
+        return {"published": True, "index": new_index, "count": count, **swap, "deleted": deleted}
+
+
+class MoviesCommitStateOperator(MoviesBaseOperator):
+    """Advance the HWM to the largest change key loaded, only now that the load (and swap) succeeded."""
+
+    def execute(self, context) -> dict[str, Any]:
+        plan = self.plan_of(context)
+        synced = context["ti"].xcom_pull(task_ids="sync")
+        store = self.state_store()
+        before = store.load()
+        max_key = from_iso(synced["extra"]["max_key"])
+        if plan["mode"] == "full":
+            after = before.after_full(max_key, plan["write_index"], datetime.now(UTC))
+        else:
+            after = before.after_incremental(max_key)
+        store.save(after)
+        return {"mode": plan["mode"], "hwm_before": before.hwm, "hwm_after": after.hwm, "index": after.index}
+
+
+class MoviesReconcileOperator(MoviesBaseOperator):
+    """Delete documents of film works gone from PostgreSQL; index film works missing from the index."""
+
+    def execute(self, context) -> dict[str, Any] | str:
+        settings = self.settings(context)
+        plan = self.plan_of(context)
+        store = self.state_store()
+        state = store.load()
+        now = datetime.now(UTC)
+        if not (
+            settings.reconcile
+            or is_due(state.last_reconciled_at, timedelta(minutes=settings.reconcile_interval_minutes), now)
+        ):
+            return "skipped: not due"
+        counts = {"deleted": 0, "indexed": 0}
+        stats = TransformStats()
+        with ExitStack() as stack, alert_context(mode="reconcile", index=settings.index_alias):
+            id_conn, payload_conn = self.open_pg(stack), self.open_pg(stack)
+            es = self.open_es(stack)
+            es.indices.refresh(index=settings.index_alias)
+            differences = diff_sorted_ids(
+                stream_film_ids(id_conn, queries.film_ids_query(settings.pg_schema), settings.batch_size),
+                stream_index_ids(es, settings.index_alias, settings.batch_size),
+            )
+            actions = self._actions(
+                differences, payload_conn, plan["change_columns"], settings, counts, stats
+            )
+            self.loader(es, settings.index_alias, settings).load(actions)
+        store.save(store.load().after_reconcile(now))
+        return RunMetrics(
+            PIPELINE, rows_loaded=counts["indexed"], extra={"deleted": counts["deleted"], "task": "reconcile"}
+        ).log(task="reconcile")
+
+    @staticmethod
+    def _actions(differences, conn, change_columns, settings, counts, stats) -> Iterator[Action]:
+        missing: list[str] = []
+
+        def index_missing() -> Iterator[Action]:
+            query = queries.payload_query(settings.pg_schema, change_columns, "ids")
+            for row in stream_film_rows(conn, query, {"ids": missing}, settings.batch_size):
+                counts["indexed"] += 1
+                document = build_document(row, stats)
+                yield index_action(document["id"], document_json(document))
+            missing.clear()
+
+        for kind, film_id in differences:
+            if kind == "delete":
+                counts["deleted"] += 1
+                yield delete_action(film_id)
+            else:
+                missing.append(film_id)
+                if len(missing) >= settings.batch_size:
+                    yield from index_missing()
+        if missing:
+            yield from index_missing()

@@ -1,0 +1,77 @@
+"""Ender Turing → PostgreSQL warehouse (docs/enderturing.md). Wiring only; logic lives in etlkit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+from etlkit.common.alerting import log_task_failure
+from etlkit.common.retry import retry_default_args
+from etlkit.operators.enderturing import (
+    EnderTuringCategoryWatermarkOperator,
+    EnderTuringDictionariesOperator,
+    EnderTuringExtractSessionsOperator,
+    EnderTuringLoadSessionsOperator,
+    EnderTuringSchemaOperator,
+)
+
+ENDERTURING_CONN_ID = "enderturing_default"
+WAREHOUSE_CONN_ID = "enderturing_warehouse"
+
+with DAG(
+    dag_id="enderturing_to_warehouse",
+    dag_display_name="Ender Turing → warehouse",
+    description="Ender Turing dictionaries and the sessions of day D into PostgreSQL, idempotently",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,  # history is loaded with `airflow backfill create`
+    max_active_runs=1,
+    tags=["enderturing", "warehouse", "postgres"],
+    doc_md=__doc__ + "\n\nSee docs/enderturing.md for connections, Variables, params and backfill.",
+    default_args={
+        **retry_default_args("enderturing"),
+        "owner": "data-eng",
+        "on_failure_callback": log_task_failure,
+        "on_retry_callback": log_task_failure,
+    },
+    params={
+        "limit_sessions": Param(
+            None, type=["null", "integer"], minimum=1, description="test mode: sessions per pass"
+        ),
+        "run_resync": Param(True, type="boolean", description="manual-scores and changed-categories passes"),
+        "resync_lookback_days": Param(30, type="integer", minimum=0),
+        "window_cap": Param(10_000, type="integer", minimum=2, description="split a window at this total"),
+        "page_size": Param(500, type="integer", minimum=1),
+        "fetch_summaries": Param(True, type="boolean"),
+        "fetch_comments": Param(False, type="boolean"),
+        "max_detail_failures": Param(10, type="integer", minimum=0),
+    },
+) as dag:
+    settle = TimeDeltaSensor(task_id="settle", delta=timedelta(minutes=5), deferrable=True)
+    ensure_schema = EnderTuringSchemaOperator(task_id="ensure_schema", postgres_conn_id=WAREHOUSE_CONN_ID)
+    refresh_dictionaries = EnderTuringDictionariesOperator(
+        task_id="refresh_dictionaries",
+        enderturing_conn_id=ENDERTURING_CONN_ID,
+        postgres_conn_id=WAREHOUSE_CONN_ID,
+    )
+    extract_sessions = EnderTuringExtractSessionsOperator(
+        task_id="extract_sessions",
+        enderturing_conn_id=ENDERTURING_CONN_ID,
+        postgres_conn_id=WAREHOUSE_CONN_ID,
+        changed_categories=refresh_dictionaries.output["changed_category_ids"],
+        staging_root="{{ var.value.get('enderturing_staging_dir', '') }}",
+    )
+    load_sessions = EnderTuringLoadSessionsOperator(
+        task_id="load_sessions",
+        postgres_conn_id=WAREHOUSE_CONN_ID,
+        staging_dir=extract_sessions.output["staging_dir"],
+    )
+    advance_category_watermark = EnderTuringCategoryWatermarkOperator(
+        task_id="advance_category_watermark",
+        watermark_candidate=refresh_dictionaries.output["watermark_candidate"],
+    )
+    settle >> ensure_schema >> refresh_dictionaries >> extract_sessions >> load_sessions
+    load_sessions >> advance_category_watermark

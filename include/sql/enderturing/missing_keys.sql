@@ -1,0 +1,1 @@
+SELECT count(*) FROM {stage} AS s WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {key_match})

@@ -1,0 +1,1 @@
+COPY {replace_set} (parent_key) FROM STDIN

@@ -1,0 +1,1 @@
+"""Ender Turing → PostgreSQL warehouse: Airflow-free filters, transforms, staging and bulk loading."""

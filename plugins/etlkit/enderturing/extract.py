@@ -1,0 +1,231 @@
+"""Extraction from an Ender Turing client into staged files (spec §1.4–§1.7, §4).
+
+The client is anything with the ``EnderTuringHook`` methods ``get_dictionary``,
+``iter_session_pages`` and ``get_session_detail``; this module does not import Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from etlkit.common.errors import BadInputError
+from etlkit.enderturing import staging
+from etlkit.enderturing.errors import EnderTuringRequestError
+from etlkit.enderturing.filters import Pass, Window, encode, expression
+from etlkit.enderturing.transform import Transformer
+
+log = logging.getLogger(__name__)
+
+DICTIONARY_ENDPOINTS = (
+    ("/agents", 999, "agents"),
+    ("/categories", None, "categories"),
+    ("/agent-groups", None, "groups"),
+    ("/labels", None, "labels"),
+    ("/scorecards", None, "scorecards"),
+    ("/tags", 9999, "tags"),
+    ("/users", 999, "users"),
+)
+
+
+class Client(Protocol):
+    def get_dictionary(self, path: str, limit: int | None = None) -> list[dict]: ...
+
+    def iter_session_pages(
+        self, encoded_filters: str, page_size: int, max_items: int | None = None
+    ) -> Iterator[tuple[int | None, list[dict]]]: ...
+
+    def get_session_detail(self, session_id: str, endpoint: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    page_size: int = 500
+    window_cap: int = 10_000
+    limit_sessions: int | None = None
+    fetch_summaries: bool = True
+    fetch_comments: bool = False
+    detail_concurrency: int = 4
+    max_detail_failures: int = 10
+
+    @property
+    def effective_page_size(self) -> int:
+        return min(self.page_size, self.limit_sessions) if self.limit_sessions else self.page_size
+
+
+@dataclass
+class ExtractReport:
+    windows: dict[str, dict[str, int]] = field(default_factory=dict)
+    sessions: int = 0
+    detail_calls: int = 0
+    detail_failures: int = 0
+
+
+# ---- dictionaries ---------------------------------------------------------------------------
+
+
+def fetch_dictionaries(client: Client) -> dict[str, list[dict]]:
+    return {name: client.get_dictionary(path, limit) for path, limit, name in DICTIONARY_ENDPOINTS}
+
+
+def transform_dictionaries(dictionaries: dict[str, list[dict]], transformer: Transformer) -> None:
+    for name, items in dictionaries.items():
+        getattr(transformer, name)(items)
+
+
+def _parse_moment(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def changed_categories(categories: list[dict], watermark: str | None) -> tuple[list[int], str | None]:
+    """Ids of categories updated after ``watermark`` (all when there is none) and the next candidate.
+
+    The candidate is the larger of the watermark and the maximum unrounded ``updated_at``; never now().
+    """
+    mark = _parse_moment(watermark)
+    changed, newest = [], mark
+    for category in categories:
+        updated = _parse_moment(category.get("updated_at"))
+        if mark is None or (updated is not None and updated > mark):
+            changed.append(int(category["id"]))
+        if updated is not None and (newest is None or updated > newest):
+            newest = updated
+    return sorted(changed), newest.isoformat(timespec="microseconds") if newest else None
+
+
+# ---- session listing ------------------------------------------------------------------------
+
+
+def fetch_window(
+    client: Client,
+    window: Window,
+    pass_: Pass,
+    settings: SessionSettings,
+    directory: Path,
+    budget: int | None,
+) -> list[tuple[Window, Path, int]]:
+    """Fetch one window into NDJSON, splitting it while its ``total`` reaches ``window_cap``."""
+    pending, done = [window], []
+    while pending:
+        current = pending.pop(0)
+        path = directory / f"{pass_.name}__{current.label}.ndjson"
+        count, too_big = 0, False
+        filters = encode(expression(current, pass_.extra_filter))
+        remaining = None if budget is None else budget - sum(n for _, _, n in done)
+        with path.open("w", encoding="utf-8") as out:
+            if remaining is None or remaining > 0:
+                for total, items in client.iter_session_pages(
+                    filters, settings.effective_page_size, remaining
+                ):
+                    seen = total if total is not None else count + len(items)
+                    if seen >= settings.window_cap and remaining is None:
+                        too_big = True
+                        break
+                    count += staging.write_ndjson(out, items)
+        if too_big:
+            path.unlink()
+            if current.is_single_minute:
+                raise BadInputError(
+                    f"window {current.date_range} ({pass_.name}) still has >= {settings.window_cap} sessions "
+                    "in one minute: raise window_cap"
+                )
+            log.info(
+                "window %s (%s) reached the cap %s: splitting",
+                current.date_range,
+                pass_.name,
+                settings.window_cap,
+            )
+            pending[:0] = list(current.split())
+            continue
+        done.append((current, path, count))
+    return done
+
+
+def fetch_details(
+    client: Client, sessions: list[dict], settings: SessionSettings, target: Path, report: ExtractReport
+) -> None:
+    """Per-session scores/summary/comments with bounded concurrency, written as NDJSON records.
+
+    A 404 is an empty answer; another 4xx leaves that session's rows for that endpoint untouched
+    and is counted (the task fails past ``max_detail_failures``); anything else fails the task.
+    """
+    calls = []
+    for session in sessions:
+        if session["reviewers"]:
+            calls.append((session["id"], "scores"))
+        if settings.fetch_summaries:
+            calls.append((session["id"], "summary"))
+        if settings.fetch_comments and (session["comments_count"] or 0) > 0:
+            calls.append((session["id"], "comments"))
+
+    def call(session_id: str, endpoint: str) -> tuple[str, str, Any, EnderTuringRequestError | None]:
+        try:
+            return session_id, endpoint, client.get_session_detail(session_id, endpoint), None
+        except EnderTuringRequestError as exc:
+            if not exc.is_client_error:
+                raise
+            return session_id, endpoint, None, exc
+
+    with target.open("w", encoding="utf-8") as out, ThreadPoolExecutor(settings.detail_concurrency) as pool:
+        for session_id, endpoint, body, error in pool.map(lambda c: call(*c), calls):
+            report.detail_calls += 1
+            if error is not None:
+                report.detail_failures += 1
+                log.warning("detail call failed, rows kept as they are: %s", error)
+                if report.detail_failures > settings.max_detail_failures:
+                    raise BadInputError(
+                        f"{report.detail_failures} per-session calls failed (max_detail_failures="
+                        f"{settings.max_detail_failures}); last: {error}"
+                    )
+                continue
+            staging.write_ndjson(out, [{"session_id": session_id, "endpoint": endpoint, "body": body}])
+
+
+def transform_sessions(staging_dir: Path, transformer: Transformer) -> None:
+    """Staged sessions and details → rows of tables 13–20 in the transformer's sink."""
+    for position, session in enumerate(staging.read_ndjson(staging_dir / staging.SESSIONS_FILE)):
+        session_id = transformer.session(session, f"/sessions item {position}")
+        if session.get("reviewers") == []:
+            transformer.scores(session_id, None)  # no reviewers any more: no score rows either
+    details = staging_dir / staging.DETAILS_FILE
+    if not details.exists():
+        return
+    handlers = {
+        "scores": transformer.scores,
+        "summary": transformer.summaries,
+        "comments": transformer.comments,
+    }
+    for record in staging.read_ndjson(details):
+        handlers[record["endpoint"]](record["session_id"], record["body"])
+
+
+def list_sessions(
+    client: Client, passes: list[Pass], settings: SessionSettings, staging_dir: Path
+) -> tuple[list[dict], ExtractReport]:
+    windows_dir = staging_dir / staging.WINDOWS_DIR
+    windows_dir.mkdir(parents=True, exist_ok=True)
+    report = ExtractReport()
+    files: list[Path] = []
+    for pass_ in passes:
+        taken = 0
+        per_window = report.windows.setdefault(pass_.name, {})
+        for window in pass_.windows():
+            budget = None if settings.limit_sessions is None else settings.limit_sessions - taken
+            for fetched, path, count in fetch_window(client, window, pass_, settings, windows_dir, budget):
+                per_window[fetched.label] = count
+                files.append(path)
+                taken += count
+    distinct = staging.dedupe_sessions(files, staging_dir / staging.SESSIONS_FILE)
+    report.sessions = len(distinct)
+    return distinct, report

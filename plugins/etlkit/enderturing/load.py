@@ -1,0 +1,148 @@
+"""Set-based loading of spooled tables into PostgreSQL (spec §5).
+
+Per table a fixed number of statements, whatever the row count: temp stage, COPY, optional child
+replacement, one ``INSERT … ON CONFLICT`` that only touches rows whose values differ, and a check
+that every staged key is in the target. The caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import Connection, sql
+
+from etlkit.common.errors import BadInputError
+from etlkit.common.sql import load_sql
+from etlkit.enderturing.staging import CopySpool
+from etlkit.enderturing.tables import Table
+
+log = logging.getLogger(__name__)
+
+PIPELINE = "enderturing"
+SCHEMA_LOCK_KEY = 7_311_000
+DICTIONARIES_LOCK_KEY = 7_311_001
+SESSIONS_LOCK_KEY = 7_311_002
+MIGRATIONS = ("001_tables.sql",)
+COPY_BLOCK = 1 << 20
+
+
+@dataclass
+class TableLoad:
+    table: str
+    staged: int
+    inserted: int
+    updated: int
+    replaced_parents: int
+
+
+def _query(name: str, **parts: sql.Composable) -> sql.Composed:
+    return sql.SQL(load_sql(PIPELINE, name).strip()).format(**parts)
+
+
+def take_lock(conn: Connection, lock_key: int) -> None:
+    conn.execute(load_sql(PIPELINE, "advisory_lock.sql"), {"lock_key": lock_key})
+
+
+def ensure_schema(conn: Connection, schema: str) -> None:
+    with conn.transaction():
+        take_lock(conn, SCHEMA_LOCK_KEY)
+        for migration in MIGRATIONS:
+            conn.execute(_query(migration, schema=sql.Identifier(schema)))
+
+
+def _copy_file(conn: Connection, statement: sql.Composed, path: Path) -> None:
+    with conn.cursor() as cursor, cursor.copy(statement) as copy, path.open("rb") as source:
+        while block := source.read(COPY_BLOCK):
+            copy.write(block)
+
+
+def _key_match(table: Table) -> sql.Composed:
+    return sql.SQL(" AND ").join(
+        sql.SQL("s.{0} = t.{0}").format(sql.Identifier(column)) for column in table.key
+    )
+
+
+def load_table(conn: Connection, schema: str, table: Table, spool: CopySpool) -> TableLoad:
+    target = sql.Identifier(schema, table.name)
+    stage = sql.Identifier(f"stage_{table.name}")
+    columns = sql.SQL(", ").join(map(sql.Identifier, table.columns))
+    conn.execute(_query("stage_create.sql", stage=stage, target=target))
+    rows_path = spool.rows_path(table)
+    if rows_path.exists():
+        _copy_file(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_path)
+
+    replace_path = spool.replace_path(table)
+    replaced = 0
+    if table.replace_by and replace_path.exists():
+        replace_set = sql.Identifier(f"replace_{table.name}")
+        parent = sql.Identifier(table.replace_by)
+        conn.execute(_query("replace_set_create.sql", replace_set=replace_set, parent=parent, target=target))
+        _copy_file(conn, _query("replace_set_copy.sql", replace_set=replace_set), replace_path)
+        deleted = conn.execute(
+            _query(
+                "replace_children.sql",
+                target=target,
+                replace_set=replace_set,
+                parent=parent,
+                stage=stage,
+                key_match=_key_match(table),
+            )
+        )
+        replaced = deleted.rowcount
+
+    inserted, updated = _upsert(conn, table, target, stage, columns)
+    missing, staged = conn.execute(
+        sql.SQL("SELECT ({missing}), (SELECT count(*) FROM {stage})").format(
+            missing=_query("missing_keys.sql", stage=stage, target=target, key_match=_key_match(table)),
+            stage=stage,
+        )
+    ).fetchone()
+    if missing:
+        raise BadInputError(
+            f"{schema}.{table.name}: {missing} staged keys are not in the target after the load"
+        )
+    result = TableLoad(table.name, staged, inserted, updated, replaced)
+    log.info(
+        "%s.%s: staged %s, inserted %s, updated %s, stale children deleted %s",
+        schema,
+        table.name,
+        staged,
+        inserted,
+        updated,
+        replaced,
+    )
+    return result
+
+
+def _upsert(
+    conn: Connection, table: Table, target: sql.Identifier, stage: sql.Identifier, columns: sql.Composable
+) -> tuple[int, int]:
+    key = sql.SQL(", ").join(map(sql.Identifier, table.key))
+    if not table.non_key_columns:
+        statement = _query("insert_keys_only.sql", target=target, stage=stage, columns=columns, key=key)
+    else:
+        non_key = [sql.Identifier(column) for column in table.non_key_columns]
+        statement = _query(
+            "upsert.sql",
+            target=target,
+            stage=stage,
+            columns=columns,
+            key=key,
+            non_key=sql.SQL(", ").join(non_key),
+            excluded_non_key=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in non_key),
+            target_non_key=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in non_key),
+        )
+    inserted, updated = conn.execute(statement).fetchone()
+    return inserted, updated
+
+
+def load_tables(
+    conn: Connection, schema: str, tables: Sequence[Table], spool: CopySpool, lock_key: int
+) -> list[TableLoad]:
+    """Load ``tables`` in order in ONE transaction, after taking the advisory lock of this kind."""
+    with conn.transaction():
+        take_lock(conn, lock_key)
+        return [load_table(conn, schema, table, spool) for table in tables]

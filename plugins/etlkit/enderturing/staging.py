@@ -1,0 +1,133 @@
+"""Files between tasks: raw NDJSON per window, de-duplicated sessions, per-session details, and
+per-table spool files in PostgreSQL's COPY text format (rows never travel through XCom)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from etlkit.enderturing.tables import Table
+
+SESSIONS_FILE = "sessions.ndjson"
+DETAILS_FILE = "details.ndjson"
+WINDOWS_DIR = "windows"
+SPOOL_DIR = "spool"
+
+
+def write_ndjson(handle: IO[str], items: Iterable[Any]) -> int:
+    count = 0
+    for item in items:
+        handle.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")))
+        handle.write("\n")
+        count += 1
+    return count
+
+
+def read_ndjson(path: Path) -> Iterator[Any]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def dedupe_sessions(window_files: list[Path], target: Path) -> list[dict]:
+    """Write the last copy of every session id across ``window_files`` to ``target``.
+
+    Returns one small record per distinct session (id, reviewers present, comments_count) for the
+    detail calls. Memory holds only ids and positions, never session bodies.
+    """
+    last_seen: dict[str, tuple[int, int]] = {}
+    for file_no, path in enumerate(window_files):
+        for line_no, item in enumerate(read_ndjson(path)):
+            last_seen[_session_id(item, path, line_no)] = (file_no, line_no)
+    distinct: list[dict] = []
+    with target.open("w", encoding="utf-8") as out:
+        for file_no, path in enumerate(window_files):
+            for line_no, item in enumerate(read_ndjson(path)):
+                session_id = _session_id(item, path, line_no)
+                if last_seen[session_id] != (file_no, line_no):
+                    continue
+                write_ndjson(out, [item])
+                distinct.append(
+                    {
+                        "id": session_id,
+                        "reviewers": item.get("reviewers"),
+                        "comments_count": item.get("comments_count"),
+                    }
+                )
+    return distinct
+
+
+def _session_id(item: Any, path: Path, line_no: int) -> str:
+    from etlkit.common.errors import BadInputError
+
+    session_id = item.get("id") if isinstance(item, dict) else None
+    if not isinstance(session_id, str) or not session_id:
+        raise BadInputError(f"/sessions: item {line_no} of {path.name} has no 'id': {item!r:.300}")
+    return session_id
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": ""})
+
+
+def copy_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    return str(value)
+
+
+class CopySpool:
+    """Per-table files of COPY text rows plus the parent keys whose children are replaced."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._rows: dict[str, IO[str]] = {}
+        self._replace: dict[str, IO[str]] = {}
+        self.row_counts: dict[str, int] = {}
+        self.replace_counts: dict[str, int] = {}
+
+    def rows_path(self, table: Table) -> Path:
+        return self.directory / f"{table.name}.copy"
+
+    def replace_path(self, table: Table) -> Path:
+        return self.directory / f"{table.name}.replace"
+
+    def _handle(self, handles: dict[str, IO[str]], path: Path, name: str) -> IO[str]:
+        handle = handles.get(name)
+        if handle is None:
+            handle = handles[name] = path.open("w", encoding="utf-8", buffering=1 << 20)
+        return handle
+
+    def add(self, table: Table, row: tuple) -> None:
+        handle = self._handle(self._rows, self.rows_path(table), table.name)
+        handle.write("\t".join([copy_field(value) for value in row]) + "\n")
+        self.row_counts[table.name] = self.row_counts.get(table.name, 0) + 1
+
+    def replace(self, table: Table, parent_key: Any) -> None:
+        handle = self._handle(self._replace, self.replace_path(table), table.name)
+        handle.write(copy_field(parent_key) + "\n")
+        self.replace_counts[table.name] = self.replace_counts.get(table.name, 0) + 1
+
+    def close(self) -> None:
+        for handle in [*self._rows.values(), *self._replace.values()]:
+            handle.close()
+
+    def __enter__(self) -> CopySpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

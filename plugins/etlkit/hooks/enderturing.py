@@ -1,0 +1,241 @@
+"""Ender Turing REST API client on an Airflow connection (spec §1).
+
+Not ``HttpHook``: that one sends every unknown connection extra as an HTTP header. Connection
+``enderturing_default``: host (scheme optional, https by default), login (e-mail), password; extras
+``verify_ssl`` (default true), ``ca_bundle``, ``timeout_s`` (120), ``token`` (static token) and the
+retry settings ``max_attempts`` (6), ``backoff_base_s`` (2), ``backoff_max_s`` (60),
+``retry_after_max_s`` (300). Secrets go only into the login form body and the Authorization header,
+never into logs or URLs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from airflow.sdk import BaseHook
+
+from etlkit.common.errors import ConfigurationError, TransientError
+from etlkit.enderturing.errors import EnderTuringRequestError
+
+log = logging.getLogger(__name__)
+
+REFRESH_MARGIN_S = 60
+CONNECT_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    max_attempts: int = 6
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 60.0
+    retry_after_max_s: float = 300.0
+
+    def backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class _Token:
+    header: str
+    expires_at: float  # time.monotonic() based; inf for a static token
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+
+
+class EnderTuringHook(BaseHook):
+    conn_name_attr = "enderturing_conn_id"
+    default_conn_name = "enderturing_default"
+    conn_type = "http"
+    hook_name = "Ender Turing"
+
+    def __init__(self, enderturing_conn_id: str = default_conn_name):
+        super().__init__()
+        self.enderturing_conn_id = enderturing_conn_id
+        connection = self.get_connection(enderturing_conn_id)
+        extra = connection.extra_dejson
+        host = (connection.host or "").strip().rstrip("/")
+        if not host:
+            raise ConfigurationError(f"connection {enderturing_conn_id!r} has no host")
+        if "://" not in host:
+            host = f"https://{host}"
+        if connection.port and host.count(":") == 1:
+            host = f"{host}:{connection.port}"
+        self.base_url = f"{host}/api/v1"
+        self._username = connection.login
+        self._password = connection.password
+        self._static_token = extra.get("token")
+        if not self._static_token and not (self._username and self._password):
+            raise ConfigurationError(
+                f"connection {enderturing_conn_id!r} needs login and password, or extra token"
+            )
+        self.timeout = (CONNECT_TIMEOUT_S, float(extra.get("timeout_s", 120)))
+        self.retry = RetrySettings(
+            **{name: float(extra[name]) for name in RetrySettings.__dataclass_fields__ if name in extra}
+        )
+        self.session = requests.Session()
+        self.session.verify = extra.get("ca_bundle") or _as_bool(extra.get("verify_ssl", True))
+        if self.session.verify is False:
+            log.warning("TLS certificate verification is OFF for connection %r", enderturing_conn_id)
+        self._token: _Token | None = None
+        self._login_lock = threading.Lock()
+        self.login_count = 0
+
+    # ---- authentication --------------------------------------------------------------------
+
+    def _current_token(self) -> _Token:
+        if self._static_token:
+            return _Token(f"Bearer {self._static_token}", float("inf"))
+        with self._login_lock:
+            token = self._token
+            if token is None or time.monotonic() >= token.expires_at - REFRESH_MARGIN_S:
+                token = self._token = self._login()
+            return token
+
+    def _relogin_after_401(self, used: _Token) -> _Token:
+        """Only the first thread that saw the current token rejected logs in; the others reuse it."""
+        if self._static_token:
+            raise EnderTuringRequestError("static token rejected with 401", status=401)
+        with self._login_lock:
+            if self._token is used or self._token is None:
+                self._token = self._login()
+            return self._token
+
+    def _login(self) -> _Token:
+        self.login_count += 1
+        response = self._send_with_retries(
+            "POST", "/login/access-token", data={"username": self._username, "password": self._password}
+        )
+        if response.status_code in (400, 401, 403):
+            raise EnderTuringRequestError(
+                f"Ender Turing login rejected ({response.status_code}): check the credentials of "
+                f"connection {self.enderturing_conn_id!r}",
+                status=response.status_code,
+            )
+        body = self._json(response, "POST", "/login/access-token")
+        try:
+            header = f"{body['token_type']} {body['access_token']}"
+            expires_at = time.monotonic() + float(body["expires_in"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnderTuringRequestError(f"login response lacks token fields: {exc}") from None
+        return _Token(header, expires_at)
+
+    # ---- transport -------------------------------------------------------------------------
+
+    def _send_with_retries(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Retry network errors, 429 and 5xx with backoff (``Retry-After`` honoured); return the rest."""
+        url = f"{self.base_url}{path}"
+        for attempt in range(1, int(self.retry.max_attempts) + 1):
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem, wait = f"{type(exc).__name__}", None
+            else:
+                if response.status_code != 429 and response.status_code < 500:
+                    return response
+                problem = f"HTTP {response.status_code}"
+                wait = None
+                if response.status_code in (429, 503):
+                    wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if wait is not None and wait > self.retry.retry_after_max_s:
+                raise TransientError(
+                    f"{method} {path}: Retry-After {wait:.0f}s exceeds {self.retry.retry_after_max_s}s"
+                )
+            if attempt == self.retry.max_attempts:
+                break
+            delay = wait if wait is not None else self.retry.backoff(attempt)
+            log.warning("%s %s: %s, attempt %s; retrying in %.2fs", method, path, problem, attempt, delay)
+            time.sleep(delay)
+        raise TransientError(f"{method} {path}: {problem} after {attempt} attempts")
+
+    def _json(self, response: requests.Response, method: str, path: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise EnderTuringRequestError(
+                f"{method} {path}: {response.status_code} response is not JSON: {response.text[:500]!r}",
+                status=response.status_code,
+            ) from None
+
+    def request(self, method: str, path: str, query: str | None = None, *, missing_ok: bool = False) -> Any:
+        """One authenticated call; ``query`` is an already-encoded query string (sent as is).
+
+        With ``missing_ok`` a 404 returns ``None``; other 4xx raise ``EnderTuringRequestError``.
+        """
+        full_path = f"{path}?{query}" if query else path
+        token = self._current_token()
+        for refreshed in (False, True):
+            response = self._send_with_retries(method, full_path, headers={"Authorization": token.header})
+            if response.status_code != 401:
+                break
+            if refreshed:
+                raise EnderTuringRequestError(f"{method} {path}: 401 again after a fresh login", status=401)
+            log.info("%s %s: 401, logging in again once", method, path)
+            token = self._relogin_after_401(token)
+        if response.status_code == 404 and missing_ok:
+            return None
+        if response.status_code >= 400:
+            raise EnderTuringRequestError(
+                f"{method} {path}: HTTP {response.status_code}: {response.content[:500].decode('utf-8', 'replace')}",
+                status=response.status_code,
+            )
+        return self._json(response, method, path)
+
+    # ---- endpoints -------------------------------------------------------------------------
+
+    def get_dictionary(self, path: str, limit: int | None = None) -> list[dict]:
+        body = self.request("GET", path, f"limit={limit}" if limit else None)
+        items = body.get("items") if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise EnderTuringRequestError(f"GET {path}: expected a list, got {type(body).__name__}")
+        if limit is not None and len(items) == limit:
+            log.warning("GET %s returned exactly limit=%s items: the result may be truncated", path, limit)
+        return items
+
+    def iter_session_pages(
+        self, encoded_filters: str, page_size: int, max_items: int | None = None
+    ) -> Iterator[tuple[int | None, list[dict]]]:
+        """Yield ``(total, items)`` per page over ``skip``/``limit`` until the listing is exhausted."""
+        skip = taken = 0
+        while True:
+            body = self.request(
+                "GET", "/sessions", f"skip={skip}&limit={page_size}&filters={encoded_filters}"
+            )
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                raise EnderTuringRequestError(f"GET /sessions: unexpected body {str(body)[:300]!r}")
+            items, total = body["items"], body.get("total")
+            if max_items is not None:
+                items = items[: max_items - taken]
+            if not items:
+                return
+            yield total, items
+            skip += len(body["items"])
+            taken += len(items)
+            if max_items is not None and taken >= max_items:
+                return
+            if (total is not None and skip >= total) or (total is None and len(body["items"]) < page_size):
+                return
+
+    def get_session_detail(self, session_id: str, endpoint: str) -> Any:
+        """``scores``/``summary``/``comments`` of one session; a 404 means no data (``None``)."""
+        return self.request("GET", f"/sessions/{session_id}/{endpoint}", missing_ok=True)
+
+
+def _as_bool(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() not in ("false", "0", "no")

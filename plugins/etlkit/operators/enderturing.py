@@ -1,0 +1,249 @@
+"""Thin operators of the Ender Turing → warehouse DAG; the work is in ``etlkit.enderturing``."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseHook, BaseOperator
+
+from etlkit.common.alerting import alert_context
+from etlkit.common.errors import ConfigurationError
+from etlkit.common.metrics import RunMetrics
+from etlkit.common.state import VariableWatermark
+from etlkit.enderturing import extract, load, staging
+from etlkit.enderturing.filters import plan_passes, resync_applies
+from etlkit.enderturing.tables import DICTIONARY_TABLES, SESSION_TABLES
+from etlkit.enderturing.transform import Transformer
+
+log = logging.getLogger(__name__)
+
+PIPELINE = "enderturing"
+CATEGORY_WATERMARK = "enderturing_categories_watermark"
+
+
+def warehouse_connection(postgres_conn_id: str):
+    """A psycopg 3 connection to the warehouse; anything but PostgreSQL fails before ET is called."""
+    connection = BaseHook.get_connection(postgres_conn_id)
+    if connection.conn_type not in ("postgres", "postgresql"):
+        raise ConfigurationError(
+            f"connection {postgres_conn_id!r} is {connection.conn_type!r}: the warehouse must be PostgreSQL"
+        )
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
+
+
+def _run_type(context: dict) -> str:
+    run_type = context["dag_run"].run_type
+    return str(getattr(run_type, "value", run_type))
+
+
+def _load_spooled(
+    postgres_conn_id: str, schema: str, spool: staging.CopySpool, tables, lock_key: int
+) -> dict:
+    with warehouse_connection(postgres_conn_id) as conn:
+        results = load.load_tables(conn, schema, tables, spool, lock_key)
+    return {r.table: {"staged": r.staged, "inserted": r.inserted, "updated": r.updated} for r in results}
+
+
+class EnderTuringSchemaOperator(BaseOperator):
+    """Create or evolve the warehouse schema (idempotent, never drops)."""
+
+    template_fields: Sequence[str] = ("postgres_conn_id", "schema")
+
+    def __init__(self, *, postgres_conn_id: str, schema: str = PIPELINE, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.postgres_conn_id = postgres_conn_id
+        self.schema = schema
+
+    def execute(self, context: dict) -> None:
+        with warehouse_connection(self.postgres_conn_id) as conn:
+            load.ensure_schema(conn, self.schema)
+
+
+class EnderTuringDictionariesOperator(BaseOperator):
+    """Fetch the seven dictionaries and load tables 1–12 in one transaction.
+
+    Returns the changed category ids and the category watermark candidate (small XCom).
+    """
+
+    template_fields: Sequence[str] = ("enderturing_conn_id", "postgres_conn_id", "schema")
+
+    def __init__(
+        self, *, enderturing_conn_id: str, postgres_conn_id: str, schema: str = PIPELINE, **kwargs: Any
+    ):
+        super().__init__(**kwargs)
+        self.enderturing_conn_id = enderturing_conn_id
+        self.postgres_conn_id = postgres_conn_id
+        self.schema = schema
+
+    def execute(self, context: dict) -> dict:
+        from etlkit.hooks.enderturing import EnderTuringHook
+
+        warehouse_connection(self.postgres_conn_id).close()
+        dictionaries = extract.fetch_dictionaries(EnderTuringHook(self.enderturing_conn_id))
+        with tempfile.TemporaryDirectory(prefix="enderturing-dict-") as tmp:
+            with staging.CopySpool(Path(tmp)) as spool:
+                transformer = Transformer(spool)
+                extract.transform_dictionaries(dictionaries, transformer)
+            tables = _load_spooled(
+                self.postgres_conn_id, self.schema, spool, DICTIONARY_TABLES, load.DICTIONARIES_LOCK_KEY
+            )
+        changed, candidate = extract.changed_categories(
+            dictionaries["categories"], VariableWatermark(CATEGORY_WATERMARK).read()
+        )
+        RunMetrics(
+            PIPELINE,
+            rows_read=sum(len(items) for items in dictionaries.values()),
+            rows_loaded=sum(t["inserted"] + t["updated"] for t in tables.values()),
+            extra={"warnings": dict(transformer.warnings)},
+        ).log(task="refresh_dictionaries")
+        context["ti"].xcom_push(key="changed_category_ids", value=changed)
+        context["ti"].xcom_push(key="watermark_candidate", value=candidate)
+        return {"changed_category_ids": changed, "watermark_candidate": candidate, "tables": tables}
+
+
+class EnderTuringExtractSessionsOperator(BaseOperator):
+    """List the run's passes and windows, fetch per-session details, stage everything as NDJSON."""
+
+    template_fields: Sequence[str] = (
+        "enderturing_conn_id",
+        "postgres_conn_id",
+        "staging_root",
+        "changed_categories",
+    )
+
+    def __init__(
+        self,
+        *,
+        enderturing_conn_id: str,
+        postgres_conn_id: str,
+        changed_categories: Any,
+        staging_root: str = "",
+        detail_concurrency: int = 4,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.enderturing_conn_id = enderturing_conn_id
+        self.postgres_conn_id = postgres_conn_id
+        self.changed_categories = changed_categories
+        self.staging_root = staging_root
+        self.detail_concurrency = detail_concurrency
+
+    def execute(self, context: dict) -> dict:
+        from etlkit.hooks.enderturing import EnderTuringHook
+
+        params = context["params"]
+        day: date = context["data_interval_start"].date()
+        run_dir = staging_dir_for(self.staging_root, context)
+        shutil.rmtree(run_dir, ignore_errors=True)  # a retry starts from a clean staging area
+        run_dir.mkdir(parents=True)
+        settings = extract.SessionSettings(
+            page_size=int(params["page_size"]),
+            window_cap=int(params["window_cap"]),
+            limit_sessions=params["limit_sessions"],
+            fetch_summaries=bool(params["fetch_summaries"]),
+            fetch_comments=bool(params["fetch_comments"]),
+            detail_concurrency=self.detail_concurrency,
+            max_detail_failures=int(params["max_detail_failures"]),
+        )
+        passes = plan_passes(
+            day,
+            resync=resync_applies(_run_type(context), bool(params["run_resync"])),
+            lookback_days=int(params["resync_lookback_days"]),
+            changed_category_ids=list(self.changed_categories or []),
+        )
+        warehouse_connection(self.postgres_conn_id).close()
+        hook = EnderTuringHook(self.enderturing_conn_id)
+        with alert_context(day=day.isoformat(), staging_dir=str(run_dir)):
+            distinct, report = extract.list_sessions(hook, passes, settings, run_dir)
+            extract.fetch_details(hook, distinct, settings, run_dir / staging.DETAILS_FILE, report)
+        RunMetrics(
+            PIPELINE,
+            rows_read=report.sessions,
+            rows_rejected=report.detail_failures,
+            extra={"passes": len(passes)},
+        ).log(task="extract_sessions", day=day.isoformat())
+        context["ti"].xcom_push(key="staging_dir", value=str(run_dir))
+        return {
+            "staging_dir": str(run_dir),
+            "day": day.isoformat(),
+            "passes": [p.name for p in passes],
+            "windows": report.windows,
+            "sessions": report.sessions,
+            "detail_calls": report.detail_calls,
+            "detail_failures": report.detail_failures,
+        }
+
+
+def staging_dir_for(staging_root: str, context: dict) -> Path:
+    root = Path(staging_root) if staging_root else Path(tempfile.gettempdir()) / "etlkit-enderturing"
+    run_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in context["run_id"])
+    return root / context["dag"].dag_id / run_id
+
+
+class EnderTuringLoadSessionsOperator(BaseOperator):
+    """Transform the staged batch and load tables 13–20 in ONE transaction; staging removed after commit."""
+
+    template_fields: Sequence[str] = ("postgres_conn_id", "schema", "staging_dir")
+
+    def __init__(self, *, postgres_conn_id: str, staging_dir: str, schema: str = PIPELINE, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.postgres_conn_id = postgres_conn_id
+        self.staging_dir = staging_dir
+        self.schema = schema
+
+    def execute(self, context: dict) -> dict:
+        run_dir = Path(self.staging_dir)
+        if not (run_dir / staging.SESSIONS_FILE).is_file():
+            raise ConfigurationError(f"staged sessions missing in {run_dir}: rerun extract_sessions")
+        spool_dir = run_dir / staging.SPOOL_DIR
+        shutil.rmtree(spool_dir, ignore_errors=True)
+        with alert_context(staging_dir=str(run_dir)):
+            with staging.CopySpool(spool_dir) as spool:
+                transformer = Transformer(spool)
+                extract.transform_sessions(run_dir, transformer)
+            tables = _load_spooled(
+                self.postgres_conn_id, self.schema, spool, SESSION_TABLES, load.SESSIONS_LOCK_KEY
+            )
+        staging.remove_tree(run_dir)
+        metrics = RunMetrics(
+            PIPELINE,
+            rows_read=spool.row_counts.get("sessions", 0),
+            rows_loaded=sum(t["inserted"] + t["updated"] for t in tables.values()),
+            extra={"warnings": dict(transformer.warnings)},
+        )
+        metrics.log(task="load_sessions")
+        return {"tables": tables, "warnings": dict(transformer.warnings)}
+
+
+class EnderTuringCategoryWatermarkOperator(BaseOperator):
+    """Advance the category watermark after the session load committed, for complete runs only."""
+
+    template_fields: Sequence[str] = ("watermark_candidate",)
+
+    def __init__(self, *, watermark_candidate: str | None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.watermark_candidate = watermark_candidate
+
+    def execute(self, context: dict) -> str | None:
+        params = context["params"]
+        run_type = _run_type(context)
+        if not resync_applies(run_type, bool(params["run_resync"])) or params["limit_sessions"] is not None:
+            log.info(
+                "watermark left alone: run_type=%s run_resync=%s limit_sessions=%s",
+                run_type,
+                params["run_resync"],
+                params["limit_sessions"],
+            )
+            return None
+        if not self.watermark_candidate or self.watermark_candidate == "None":
+            return None
+        VariableWatermark(CATEGORY_WATERMARK).advance(self.watermark_candidate)
+        return self.watermark_candidate

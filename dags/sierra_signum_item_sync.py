@@ -1,0 +1,64 @@
+"""Sierra → Signum backend item sync (spec: docs/sierra.md)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param
+
+from etlkit.common.alerting import log_task_failure
+from etlkit.common.retry import retry_default_args
+from etlkit.operators.sierra import SierraSignumSyncOperator
+
+# A deploy-time setting read at parse time from the environment, not a Variable (no metadata-DB
+# read while parsing).
+SYNC_INTERVAL = timedelta(seconds=int(os.environ.get("SIERRA_SYNC_INTERVAL_SECONDS", "60")))
+
+DOC = """
+### Sierra → Signum backend item sync
+
+Each run asks the backend (`GET /sync`) what it needs: in `SYNC_FULL` it posts item batches in
+item-id order until the full copy is done (at most `max_batches_per_run` per run); in
+`SYNC_CHANGES` it posts the items changed (or whose bib changed) since the backend's timestamp.
+Rows are streamed from a read-only Sierra snapshot with `COPY` into a gzip TSV file and uploaded.
+
+Connections `sierra_dna` (postgres) and `signum_backend` (http, API key as password); tunables in
+Variable `sierra_sync_settings`; interval from `SIERRA_SYNC_INTERVAL_SECONDS`. See `docs/sierra.md`.
+"""
+
+with DAG(
+    dag_id="sierra_signum_item_sync",
+    dag_display_name="Sierra → Signum backend item sync",
+    schedule=SYNC_INTERVAL,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["sierra", "signum"],
+    doc_md=DOC,
+    default_args={
+        **retry_default_args("sierra"),
+        "owner": "data-eng",
+        "on_failure_callback": log_task_failure,
+        "on_retry_callback": log_task_failure,
+    },
+    params={
+        "max_batches": Param(
+            None, type=["null", "integer"], minimum=1, description="Override max_batches_per_run for this run"
+        ),
+        "dry_run_dir": Param(
+            None,
+            type=["null", "string"],
+            description="Extract the requested batch into this directory and post nothing",
+        ),
+    },
+) as dag:
+    SierraSignumSyncOperator(
+        task_id="sync_items",
+        settings="{{ var.json.get('sierra_sync_settings', none) | tojson }}",
+        max_batches="{{ params.max_batches }}",
+        dry_run_dir="{{ params.dry_run_dir or '' }}",
+        execution_timeout=timedelta(minutes=60),
+        # Transient faults are retried inside the task, per operation; the next tick is the outer retry.
+        retries=0,
+    )

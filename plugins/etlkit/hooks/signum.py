@@ -1,0 +1,97 @@
+"""The Signum backend's ``/sync`` endpoint over HttpHook, with the API key kept out of logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk.log import mask_secret
+from requests_toolbelt import MultipartEncoder
+
+from etlkit.common.errors import ConfigurationError
+from etlkit.sierra.protocol import UPLOAD_CONTENT_TYPE, UPLOAD_FILENAME, InvalidSyncResponse
+from etlkit.sierra.retrying import BackendHttpError
+
+API_KEY_HEADER = "x-api-key"
+SYNC_ENDPOINT = "sync"
+
+
+def _retry_after(response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _detail(response) -> str:
+    """The backend's ``detail`` (never echoes the key), else the reason phrase."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return json.dumps(detail)[:500] if detail is not None else response.reason
+
+
+class SignumBackendHook(HttpHook):
+    """``GET /sync`` and multipart ``POST /sync``; non-2xx raise ``BackendHttpError`` with the status.
+
+    The key is the connection password (or extra ``x-api-key``). Leave the login empty: a login
+    makes HttpHook add Basic auth. Every other unknown extra key would be sent as a header.
+    """
+
+    hook_name = "Signum backend"
+
+    def __init__(
+        self, backend_conn_id: str = "signum_backend", get_timeout: float = 10, post_timeout: float = 300
+    ):
+        super().__init__(method="GET", http_conn_id=backend_conn_id)
+        self.get_timeout = get_timeout
+        self.post_timeout = post_timeout
+        self._api_key: str | None = None
+
+    def api_key(self) -> str:
+        if self._api_key is None:
+            connection = self.get_connection(self.http_conn_id)
+            key = connection.password or connection.extra_dejson.get(API_KEY_HEADER)
+            if not key:
+                raise ConfigurationError(
+                    f"connection {self.http_conn_id!r} has no API key: set its password (or extra {API_KEY_HEADER})"
+                )
+            mask_secret(key)
+            self._api_key = key
+        return self._api_key
+
+    def _request(self, method: str, timeout: float, **kwargs: Any):
+        self.method = method
+        headers = {API_KEY_HEADER: self.api_key(), **kwargs.pop("headers", {})}
+        response = self.run(
+            SYNC_ENDPOINT,
+            headers=headers,
+            extra_options={"check_response": False, "timeout": timeout},
+            **kwargs,
+        )
+        if not 200 <= response.status_code < 300:
+            raise BackendHttpError(
+                f"{method} /sync", response.status_code, _detail(response), _retry_after(response)
+            )
+        return response
+
+    def get_sync(self) -> Any:
+        response = self._request("GET", self.get_timeout)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise InvalidSyncResponse("GET /sync answered 200 with a body that is not JSON") from exc
+
+    def post_sync(self, path: Path, timestamp: str) -> Any:
+        """Stream ``path`` as part ``file``; every call re-reads the same bytes from the start."""
+        with path.open("rb") as file:
+            body = MultipartEncoder(
+                fields={"timestamp": timestamp, "file": (UPLOAD_FILENAME, file, UPLOAD_CONTENT_TYPE)}
+            )
+            response = self._request(
+                "POST", self.post_timeout, data=body, headers={"Content-Type": body.content_type}
+            )
+        return response.json()

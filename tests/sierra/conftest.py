@@ -1,0 +1,101 @@
+"""Sierra sync fixtures: a real sierra_view in its own PostgreSQL database and a local backend."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from dev import pgdb, sierra_data
+from dev.signum_server import BackendState, SignumServer
+
+DAG_ID = "sierra_signum_item_sync"
+API_KEY = "etl-key-3f9c1b7e5a"
+PRINTER_KEY = "printer-key-77aa"
+APPLICATION_NAME = "airflow-sierra-sync"
+# Fast in-task retries so failure tests finish in well under a second each.
+FAST_SETTINGS = {
+    "retry_attempts": 3,
+    "retry_base_seconds": 0.01,
+    "retry_max_seconds": 0.05,
+    "get_timeout_seconds": 2,
+    "post_timeout_seconds": 2,
+}
+
+
+@pytest.fixture(scope="session")
+def sierra_dbname() -> Iterator[str]:
+    name = pgdb.create_database("etl_sierra")
+    yield name
+    pgdb.drop_database(name)
+
+
+@pytest.fixture
+def sierra(sierra_dbname) -> Iterator[psycopg.Connection]:
+    """An empty sierra_view (tables, itype and material names) and a SELECT-only reader role."""
+    with psycopg.connect(pgdb.dsn(sierra_dbname), autocommit=True) as conn:
+        sierra_data.create_schema(conn)
+        sierra_data.grant_reader(conn)
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def backend_server() -> Iterator[SignumServer]:
+    server = SignumServer(BackendState()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def backend(backend_server) -> BackendState:
+    state = backend_server.state
+    state.reset()
+    state.batch_size = 10
+    state.keys = {API_KEY: "etl", PRINTER_KEY: "signum-printer"}
+    return state
+
+
+@pytest.fixture
+def sync_env(sierra_dbname, backend_server, airflow_conn, airflow_var):
+    """Connections as deployments define them, plus fast retry settings; returns a settings setter."""
+    airflow_conn(
+        "sierra_dna",
+        {
+            **pgdb.postgres_connection(sierra_dbname),
+            "login": sierra_data.READER_ROLE,
+            "extra": {"application_name": APPLICATION_NAME},
+        },
+    )
+    airflow_conn("signum_backend", backend_server.connection(API_KEY))
+
+    def settings(**overrides):
+        airflow_var("sierra_sync_settings", {**FAST_SETTINGS, **overrides})
+
+    settings()
+    return settings
+
+
+def posted_files(state: BackendState) -> list[str]:
+    return [r["text"] for r in state.requests if r["method"] == "POST" and "text" in r]
+
+
+def post_attempts(state: BackendState) -> int:
+    return sum(1 for r in state.requests if r["method"] == "POST")
+
+
+def sierra_sessions(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
+    ).fetchone()
+    return row[0]
+
+
+def gunzip_text(data: bytes) -> str:
+    return gzip.decompress(data).decode("utf-8")
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)

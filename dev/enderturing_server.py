@@ -62,6 +62,7 @@ class FakeEnderTuring:
         self.max_page_size = 1000
         self.overload_threshold: int | None = None
         self.reject_all_tokens = False
+        self.revoke_tokens_at_request: int | None = None  # simulate tokens expiring mid-run
         self.faults: list[Fault] = []
         self.journal: list[dict] = []
         self._tokens: dict[str, float] = {}
@@ -214,6 +215,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         with self.fake._lock:
             self.fake.journal.append(entry)
+            if len(self.fake.journal) == self.fake.revoke_tokens_at_request:
+                self.fake._tokens.clear()
         fault = self.fake.take_fault(path)
         if fault is not None:
             entry["fault"] = fault.action

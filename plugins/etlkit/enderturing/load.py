@@ -35,7 +35,7 @@ class TableLoad:
     staged: int
     inserted: int
     updated: int
-    replaced_parents: int
+    stale_deleted: int
 
 
 def _query(name: str, **parts: sql.Composable) -> sql.Composed:
@@ -75,7 +75,7 @@ def load_table(conn: Connection, schema: str, table: Table, spool: CopySpool) ->
         _copy_file(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_path)
 
     replace_path = spool.replace_path(table)
-    replaced = 0
+    stale_deleted = 0
     if table.replace_by and replace_path.exists():
         replace_set = sql.Identifier(f"replace_{table.name}")
         parent = sql.Identifier(table.replace_by)
@@ -91,7 +91,7 @@ def load_table(conn: Connection, schema: str, table: Table, spool: CopySpool) ->
                 key_match=_key_match(table),
             )
         )
-        replaced = deleted.rowcount
+        stale_deleted = deleted.rowcount
 
     inserted, updated = _upsert(conn, table, target, stage, columns)
     missing, staged = conn.execute(
@@ -104,7 +104,7 @@ def load_table(conn: Connection, schema: str, table: Table, spool: CopySpool) ->
         raise BadInputError(
             f"{schema}.{table.name}: {missing} staged keys are not in the target after the load"
         )
-    result = TableLoad(table.name, staged, inserted, updated, replaced)
+    result = TableLoad(table.name, staged, inserted, updated, stale_deleted)
     log.info(
         "%s.%s: staged %s, inserted %s, updated %s, stale children deleted %s",
         schema,
@@ -112,7 +112,7 @@ def load_table(conn: Connection, schema: str, table: Table, spool: CopySpool) ->
         staged,
         inserted,
         updated,
-        replaced,
+        stale_deleted,
     )
     return result
 

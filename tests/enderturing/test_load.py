@@ -1,0 +1,106 @@
+"""The bulk loader against real PostgreSQL: DDL agrees with the code, bounded statements, replacement."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from etlkit.enderturing import load
+from etlkit.enderturing import tables as t
+from etlkit.enderturing.staging import CopySpool
+
+pytestmark = pytest.mark.enderturing
+
+
+class CountingConnection:
+    """Forwards to a psycopg connection and counts statements (execute + COPY)."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self.statements = 0
+
+    def execute(self, *args, **kwargs):
+        self.statements += 1
+        return self._conn.execute(*args, **kwargs)
+
+    def cursor(self, *args, **kwargs):
+        self.statements += 1  # the loader opens a cursor only for one COPY
+        return self._conn.cursor(*args, **kwargs)
+
+    def transaction(self):
+        return self._conn.transaction()
+
+
+def test_ddl_matches_the_table_definitions(warehouse):
+    load.ensure_schema(warehouse, "enderturing")
+    load.ensure_schema(warehouse, "enderturing")  # idempotent
+    for table in t.ALL_TABLES:
+        columns = [
+            r[0]
+            for r in warehouse.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'enderturing' "
+                "AND table_name = %s ORDER BY ordinal_position",
+                (table.name,),
+            )
+        ]
+        assert sorted(columns) == sorted((*table.columns, "etl_loaded_at")), table.name
+        key = [
+            r[0]
+            for r in warehouse.execute(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary",
+                (f"enderturing.{table.name}",),
+            )
+        ]
+        assert sorted(key) == sorted(table.key), table.name
+
+
+def _spool_tags(directory, sessions: int, per_session: int) -> CopySpool:
+    with CopySpool(directory) as spool:
+        for _ in range(sessions):
+            session_id = str(uuid.uuid4())
+            spool.replace(t.SESSIONS_TAGS, session_id)
+            for match_no in range(per_session):
+                spool.add(
+                    t.SESSIONS_TAGS,
+                    (session_id, 1, match_no, 0.5, "text\twith tab", True, 10**10, "q", "{}", "{}"),
+                )
+    return spool
+
+
+@pytest.mark.parametrize("rows", [10, 10_000])
+def test_statement_count_does_not_grow_with_rows(warehouse, tmp_path, rows):
+    load.ensure_schema(warehouse, "enderturing")
+    spool = _spool_tags(tmp_path, rows // 10, 10)
+    counting = CountingConnection(warehouse)
+    [result] = load.load_tables(counting, "enderturing", [t.SESSIONS_TAGS], spool, load.SESSIONS_LOCK_KEY)
+    assert (result.staged, result.inserted, result.updated) == (rows, rows, 0)
+    assert counting.statements == 8  # lock, stage, copy, replace set, its copy, delete, upsert, check
+    assert warehouse.execute("SELECT count(*) FROM enderturing.sessions_tags").fetchone()[0] == rows
+    text = warehouse.execute("SELECT matched_corpus_text FROM enderturing.sessions_tags LIMIT 1").fetchone()[
+        0
+    ]
+    assert text == "text\twith tab"
+
+
+def test_replacement_removes_children_no_longer_reported(warehouse, tmp_path):
+    load.ensure_schema(warehouse, "enderturing")
+    kept, dropped = str(uuid.uuid4()), str(uuid.uuid4())
+    with CopySpool(tmp_path / "one") as spool:
+        for session_id in (kept, dropped):
+            spool.replace(t.SESSIONS_CRM_STATUSES, session_id)
+            spool.add(t.SESSIONS_CRM_STATUSES, (session_id, "won", "{}"))
+            spool.add(t.SESSIONS_CRM_STATUSES, (session_id, "lost", "{}"))
+    load.load_tables(warehouse, "enderturing", [t.SESSIONS_CRM_STATUSES], spool, load.SESSIONS_LOCK_KEY)
+    with CopySpool(tmp_path / "two") as spool:
+        spool.replace(t.SESSIONS_CRM_STATUSES, dropped)
+        spool.add(t.SESSIONS_CRM_STATUSES, (dropped, "won", "{}"))
+    [result] = load.load_tables(
+        warehouse, "enderturing", [t.SESSIONS_CRM_STATUSES], spool, load.SESSIONS_LOCK_KEY
+    )
+    rows = warehouse.execute(
+        "SELECT session_id::text, crm_status FROM enderturing.sessions_crm_statuses ORDER BY 1, 2"
+    ).fetchall()
+    assert sorted(rows) == sorted([(kept, "lost"), (kept, "won"), (dropped, "won")])
+    assert (result.stale_deleted, result.inserted, result.updated) == (1, 0, 0)

@@ -1,0 +1,1 @@
+"""Declarative JSON jobs, Airflow-free: job models, validation, expressions, components, staging, metrics."""

@@ -1,0 +1,70 @@
+"""Column types of port schemas and their text form in staging files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+TYPE_NAMES = ("string", "integer", "float", "decimal", "boolean", "date", "timestamp")
+NUMERIC_TYPES = frozenset({"integer", "float", "decimal"})
+REJECT_REASON_COLUMN = "_reject_reason"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str = "string"
+    precision: int | None = None
+    scale: int | None = None
+    nullable: bool = True
+
+    def type_label(self) -> str:
+        if self.type == "decimal":
+            return f"decimal({self.precision},{self.scale})"
+        return self.type
+
+    def same_type(self, other: Column) -> bool:
+        return (self.type, self.precision, self.scale) == (other.type, other.precision, other.scale)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "precision": self.precision, "scale": self.scale}
+
+
+Schema = tuple[Column, ...]
+
+
+def schema_names(schema: Schema) -> list[str]:
+    return [column.name for column in schema]
+
+
+def schema_fingerprint(schema: Schema) -> str:
+    return ",".join(f"{c.name}:{c.type_label()}" for c in schema)
+
+
+def describe_schema(schema: Schema) -> str:
+    return ", ".join(f"{c.name} {c.type_label()}" for c in schema)
+
+
+def encode_value(value: Any) -> Any:
+    """JSON-safe form of a value for staging files; decoded again with ``decoder_for``."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"cannot stage a {type(value).__name__}")
+
+
+def _decode_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+_DECODERS = {"decimal": Decimal, "date": date.fromisoformat, "timestamp": _decode_timestamp}
+
+
+def decoder_for(column: Column):
+    """Callable restoring a staged value, or None when the JSON value is already the Python value."""
+    return _DECODERS.get(column.type)

@@ -1,0 +1,147 @@
+"""Value parsing of the type_conversion component and of JSON/SQL readers."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_INTEGER = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+class ConversionFailed(ValueError):
+    pass
+
+
+def to_integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConversionFailed("boolean is not an integer")
+    if isinstance(value, str):
+        if not _INTEGER.fullmatch(value):
+            raise ConversionFailed(f"{value!r} is not an integer")
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float | Decimal) and value == value and int(value) == value:
+        number = int(value)
+    else:
+        raise ConversionFailed(f"{value!r} is not an integral number")
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ConversionFailed(f"{value!r} is out of the 64-bit range")
+    return number
+
+
+def to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConversionFailed("boolean is not a float")
+    if isinstance(value, str):
+        if not _FLOAT.fullmatch(value):
+            raise ConversionFailed(f"{value!r} is not a number")
+        return float(value)
+    if isinstance(value, int | float | Decimal):
+        number = float(value)
+        if isinstance(value, int) and int(number) != value:
+            raise ConversionFailed(f"{value!r} does not fit a float exactly")
+        return number
+    raise ConversionFailed(f"{value!r} is not a number")
+
+
+def to_decimal(value: Any, precision: int, scale: int) -> Decimal:
+    if isinstance(value, bool):
+        raise ConversionFailed("boolean is not a decimal")
+    if isinstance(value, str):
+        if not _DECIMAL.fullmatch(value):
+            raise ConversionFailed(f"{value!r} is not a decimal")
+        number = Decimal(value)
+    elif isinstance(value, int | Decimal):
+        number = Decimal(value)
+    elif isinstance(value, float) and value == value and abs(value) != float("inf"):
+        number = Decimal(repr(value))
+    else:
+        raise ConversionFailed(f"{value!r} is not a decimal")
+    exponent = number.as_tuple().exponent
+    if (
+        isinstance(exponent, int)
+        and -exponent > scale
+        and number != number.quantize(Decimal(1).scaleb(-scale))
+    ):
+        raise ConversionFailed(f"{value!r} has more than {scale} decimal places")
+    try:
+        quantized = number.quantize(Decimal(1).scaleb(-scale))
+    except InvalidOperation:
+        raise ConversionFailed(f"{value!r} does not fit decimal({precision},{scale})") from None
+    if len(quantized.as_tuple().digits) > precision and quantized != 0:
+        raise ConversionFailed(f"{value!r} does not fit decimal({precision},{scale})")
+    return quantized
+
+
+def to_boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower() if isinstance(value, str | int) else None
+    if text not in _BOOLEANS:
+        raise ConversionFailed(f"{value!r} is not a boolean")
+    return _BOOLEANS[text]
+
+
+def to_date(value: Any, fmt: str | None = None) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        raise ConversionFailed(f"{value!r} is not a date")
+    try:
+        return datetime.strptime(value, fmt or "%Y-%m-%d").date()
+    except ValueError:
+        raise ConversionFailed(f"{value!r} does not match {fmt or '%Y-%m-%d'}") from None
+
+
+def to_timestamp(value: Any, timezone: str = "UTC") -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConversionFailed(f"{value!r} is not an ISO-8601 timestamp") from None
+    else:
+        raise ConversionFailed(f"{value!r} is not a timestamp")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
+    return parsed.astimezone(UTC)
+
+
+def canonical_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def to_string(value: Any) -> str:
+    return value if isinstance(value, str) else canonical_text(value)
+
+
+def convert(value: Any, type_name: str, precision=None, scale=None, fmt=None, timezone="UTC") -> Any:
+    """``value`` as ``type_name``; raises ConversionFailed when it cannot be converted without loss."""
+    if type_name == "string":
+        return to_string(value)
+    if type_name == "integer":
+        return to_integer(value)
+    if type_name == "float":
+        return to_float(value)
+    if type_name == "decimal":
+        return to_decimal(value, precision, scale)
+    if type_name == "boolean":
+        return to_boolean(value)
+    if type_name == "date":
+        return to_date(value, fmt)
+    return to_timestamp(value, timezone)

@@ -1,0 +1,118 @@
+"""Per-run resolution of logical connection names and roots (the ``declarative_jobs`` Variable).
+
+Resolved once by ``_prepare`` and handed to every component task as XCom, so editing the
+Variable mid-run does not affect a run. The result holds conn ids and paths, never secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from etlkit.common.errors import ConfigurationError
+from etlkit.jobs.validation import SOURCE_TYPES, WRITER_TYPES, ValidatedJob
+
+VARIABLE_KEY = "declarative_jobs"
+DEFAULT_METRICS_CONN_ID = "etl_metrics_pg"
+SQL_CONN_TYPES = ("postgres",)
+FILE_CONN_TYPES = ("fs",)
+
+
+def default_root(kind: str) -> Path:
+    """Single-environment defaults under AIRFLOW_HOME: ``declarative/data`` and ``declarative/staging``."""
+    home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+    return home / "declarative" / kind
+
+
+def logical_connections(validated: ValidatedJob) -> dict[str, str]:
+    """Logical name -> kind ('sql' or 'file') of every ``conn`` in the job."""
+    names: dict[str, str] = {}
+    for component in validated.job.components:
+        conn = getattr(component.config, "conn", None)
+        if conn is None:
+            continue
+        kind = "sql" if component.type in ("read_sql", "write_sql") else "file"
+        if component.type not in SOURCE_TYPES | WRITER_TYPES:
+            continue
+        if names.get(conn, kind) != kind:
+            raise ConfigurationError(f"logical connection {conn!r} is used both for SQL and for files")
+        names[conn] = kind
+    return names
+
+
+def resolve_run_context(
+    validated: ValidatedJob,
+    settings: dict[str, Any] | None,
+    requested_environment: str | None,
+    conn_type_of: Callable[[str], str | None],
+    file_root_of: Callable[[str], str | None],
+) -> dict[str, Any]:
+    """The run context; raises ConfigurationError naming the environment and the logical name.
+
+    ``conn_type_of(conn_id)`` gives the connection's type or None when it does not exist;
+    ``file_root_of(conn_id)`` gives an fs connection's root path.
+    """
+    settings = settings or {}
+    environments = settings.get("environments") or {}
+    environment = requested_environment or settings.get("default_environment")
+    if environments:
+        if environment not in environments:
+            raise ConfigurationError(
+                f"environment {environment!r} is not configured in Variable {VARIABLE_KEY!r}; "
+                f"configured: {', '.join(sorted(environments))}"
+            )
+        env_settings = environments[environment]
+    elif requested_environment:
+        raise ConfigurationError(
+            f"environment {requested_environment!r} requested but Variable {VARIABLE_KEY!r} defines no environments"
+        )
+    else:
+        env_settings = {}
+    mapping = env_settings.get("connections")
+    connections: dict[str, str] = {}
+    file_roots: dict[str, str] = {}
+    for logical, kind in logical_connections(validated).items():
+        if mapping is not None and logical not in mapping:
+            raise ConfigurationError(
+                f"environment {environment!r}: logical connection name {logical!r} is not mapped in Variable "
+                f"{VARIABLE_KEY!r}"
+            )
+        conn_id = mapping[logical] if mapping is not None else logical
+        conn_type = conn_type_of(conn_id)
+        if conn_type is None:
+            raise ConfigurationError(
+                f"environment {environment!r}: connection {conn_id!r} for logical name {logical!r} does not exist"
+            )
+        allowed = SQL_CONN_TYPES if kind == "sql" else FILE_CONN_TYPES
+        if conn_type not in allowed:
+            raise ConfigurationError(
+                f"environment {environment!r}: connection {conn_id!r} for logical name {logical!r} has type "
+                f"{conn_type!r}, expected {' or '.join(allowed)}"
+            )
+        connections[logical] = conn_id
+        if kind == "file":
+            root = file_root_of(conn_id)
+            if not root:
+                raise ConfigurationError(f"fs connection {conn_id!r} has no 'path' in its extra")
+            file_roots[logical] = root
+    staging = settings.get("staging") or {}
+    return {
+        "environment": environment,
+        "connections": connections,
+        "file_roots": file_roots,
+        "data_root": str(env_settings.get("data_root") or default_root("data")),
+        "staging_root": str(staging.get("root") or default_root("staging")),
+        "metrics_conn_id": settings.get("metrics_conn_id", DEFAULT_METRICS_CONN_ID),
+        "job_file_sha256": validated.sha256,
+    }
+
+
+def rooted_path(rendered: str, root: str | Path) -> Path:
+    """``rendered`` joined to ``root``; refuses a path that escapes the root."""
+    base = Path(os.path.normpath(root))
+    candidate = Path(os.path.normpath(base / rendered))
+    if candidate != base and base not in candidate.parents:
+        raise ConfigurationError(f"path {rendered!r} escapes the data root {str(base)!r}")
+    return candidate

@@ -1,0 +1,122 @@
+"""write_sql: COPY into a temporary table, then apply the mode in one transaction.
+
+Identifiers are composed with ``psycopg.sql.Identifier``; values only travel through COPY.
+Pre-checks (table, columns, unique constraint for upsert) fail without retry; connection
+errors propagate as they are so that Airflow retries the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from psycopg import sql
+
+from etlkit.common.errors import BadInputError
+from etlkit.common.sql import load_sql
+
+STAGE_TABLE = "_etlkit_stage"
+ORDINAL_COLUMN = "_etlkit_ordinal"
+
+
+def _precheck(connection, schema: str, table: str, names: list[str], config, component_id: str) -> None:
+    qualified = sql.Identifier(schema, table).as_string(connection)
+    if connection.execute("SELECT to_regclass(%s)", [qualified]).fetchone()[0] is None:
+        raise BadInputError(f"{component_id}: table {config.table} does not exist")
+    existing = {
+        row[0]
+        for row in connection.execute(
+            load_sql("jobs", "target_columns.sql"), {"schema": schema, "table": table}
+        )
+    }
+    missing = [n for n in names if n not in existing]
+    if missing:
+        raise BadInputError(f"{component_id}: table {config.table} has no column(s) {', '.join(missing)}")
+    if config.mode == "upsert":
+        keys = sorted(config.key_columns)
+        unique_sets = [
+            sorted(row[0])
+            for row in connection.execute(load_sql("jobs", "unique_keys.sql"), {"qualified": qualified})
+        ]
+        if keys not in unique_sets:
+            raise BadInputError(
+                f"{component_id}: no primary key or unique constraint on {config.table} covers exactly "
+                f"({', '.join(config.key_columns)})"
+            )
+
+
+def write_sql(connection, config, columns, chunks: Iterator[list[list]], component_id: str) -> None:
+    schema, table = config.table.split(".")
+    target = sql.Identifier(schema, table)
+    names = [c.name for c in columns]
+    column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    stage = sql.Identifier(STAGE_TABLE)
+    with connection.transaction():
+        if config.statement_timeout_seconds:
+            connection.execute(
+                "SELECT set_config('statement_timeout', %s, true)", [f"{config.statement_timeout_seconds}s"]
+            )
+        _precheck(connection, schema, table, names, config, component_id)
+        connection.execute(
+            sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                stage, column_list, target
+            )
+        )
+        connection.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN {} bigserial").format(stage, sql.Identifier(ORDINAL_COLUMN))
+        )
+        with connection.cursor() as cursor:
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, column_list)
+            with cursor.copy(copy_sql) as copy:
+                for rows in chunks:
+                    for row in rows:
+                        copy.write_row(row)
+        if config.mode == "upsert":
+            _upsert(connection, config, names, target, stage, component_id)
+            return
+        if config.mode == "replace":
+            connection.execute(sql.SQL("TRUNCATE {}").format(target))
+        connection.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}").format(
+                target, column_list, column_list, stage, sql.Identifier(ORDINAL_COLUMN)
+            )
+        )
+
+
+def _upsert(connection, config, names: list[str], target, stage, component_id: str) -> None:
+    keys = config.key_columns
+    key_list = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
+    any_null = sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in keys)
+    if connection.execute(sql.SQL("SELECT 1 FROM {} WHERE {} LIMIT 1").format(stage, any_null)).fetchone():
+        raise BadInputError(f"{component_id}: a row has a null key ({', '.join(keys)})")
+    if config.duplicate_keys == "fail":
+        duplicate = connection.execute(
+            sql.SQL("SELECT {} FROM {} GROUP BY {} HAVING count(*) > 1 LIMIT 1").format(
+                key_list, stage, key_list
+            )
+        ).fetchone()
+        if duplicate:
+            raise BadInputError(f"{component_id}: duplicate key {dict(zip(keys, duplicate, strict=True))}")
+    updates = (
+        config.update_columns if config.update_columns is not None else [n for n in names if n not in keys]
+    )
+    column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    if updates:
+        action = sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(u)) for u in updates)
+        )
+    else:
+        action = sql.SQL("DO NOTHING")
+    # DISTINCT ON keeps the last occurrence of a key (duplicate_keys=keep_last).
+    connection.execute(
+        sql.SQL(
+            "INSERT INTO {target} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {stage} "
+            "ORDER BY {keys}, {ordinal} DESC ON CONFLICT ({keys}) {action}"
+        ).format(
+            target=target,
+            cols=column_list,
+            keys=key_list,
+            stage=stage,
+            ordinal=sql.Identifier(ORDINAL_COLUMN),
+            action=action,
+        )
+    )

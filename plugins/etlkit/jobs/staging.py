@@ -1,0 +1,103 @@
+"""Run-scoped staging of port outputs: typed JSON-lines chunks plus a manifest written last.
+
+Layout: ``<run_dir>/<component_id>/<port>/data.jsonl`` (one line per chunk, a JSON array of
+rows) and ``_manifest.json`` (row count, chunks, schema fingerprint). The manifest marks the
+output complete; a task first removes its own partial output from an earlier try.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from etlkit.jobs.columns import Schema, decoder_for, schema_fingerprint
+
+DATA_FILE = "data.jsonl"
+MANIFEST_FILE = "_manifest.json"
+
+
+class StagingError(RuntimeError):
+    """Staged data is missing or was written for another version of the job file."""
+
+
+def safe_run_id(run_id: str) -> str:
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)[:80]}-{digest}"
+
+
+def run_directory(staging_root: str | Path, dag_id: str, run_id: str) -> Path:
+    return Path(staging_root) / dag_id / safe_run_id(run_id)
+
+
+def _encode(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"cannot stage a {type(value).__name__}")
+
+
+class PortWriter:
+    def __init__(self, directory: Path, schema: Schema):
+        self.directory = directory
+        self.schema = schema
+        self.rows = 0
+        self.chunks = 0
+        directory.mkdir(parents=True, exist_ok=True)
+        self._file = (directory / DATA_FILE).open("w", encoding="utf-8")
+
+    def write(self, rows: list[list]) -> None:
+        if not rows:
+            return
+        self._file.write(json.dumps(rows, separators=(",", ":"), default=_encode))
+        self._file.write("\n")
+        self.rows += len(rows)
+        self.chunks += 1
+
+    def commit(self) -> None:
+        self._file.close()
+        manifest = {
+            "rows": self.rows,
+            "chunks": self.chunks,
+            "fingerprint": schema_fingerprint(self.schema),
+            "columns": [c.as_dict() for c in self.schema],
+        }
+        (self.directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+    def abort(self) -> None:
+        self._file.close()
+
+
+def clear_component_output(run_dir: Path, component_id: str) -> None:
+    shutil.rmtree(run_dir / component_id, ignore_errors=True)
+
+
+def read_port(directory: Path, schema: Schema) -> Iterator[list[list]]:
+    """The staged chunks of one port output, decoded to Python values."""
+    manifest_path = directory / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise StagingError(
+            f"staged output {directory} is incomplete or missing; clear the run from the sources"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    if manifest["fingerprint"] != schema_fingerprint(schema):
+        raise StagingError(
+            f"staged output {directory} has schema {manifest['fingerprint']!r}, expected "
+            f"{schema_fingerprint(schema)!r}: the job file changed during the run; clear the run from the sources"
+        )
+    decoders = [(i, d) for i, c in enumerate(schema) if (d := decoder_for(c)) is not None]
+    with (directory / DATA_FILE).open(encoding="utf-8") as lines:
+        for line in lines:
+            rows = json.loads(line)
+            if decoders:
+                for row in rows:
+                    for index, decode in decoders:
+                        if row[index] is not None:
+                            row[index] = decode(row[index])
+            yield rows

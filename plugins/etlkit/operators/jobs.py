@@ -1,0 +1,321 @@
+"""Declarative jobs in Airflow: the DAG builder and the three task kinds of a job DAG.
+
+``_prepare`` (setup) resolves the run context, ``<component_id>`` tasks run one component
+each, ``_finalize`` (teardown) writes the job metrics. Data moves between tasks as staged
+files; XCom carries only the run context and metric summaries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, BaseHook, BaseOperator, Param
+
+from etlkit.common.alerting import alert_context, log_task_failure
+from etlkit.common.errors import BadInputError
+from etlkit.jobs import metrics_store
+from etlkit.jobs.environment import VARIABLE_KEY, resolve_run_context, rooted_path
+from etlkit.jobs.metrics import ComponentMetrics
+from etlkit.jobs.runtime import RuntimeIO, run_component
+from etlkit.jobs.staging import run_directory
+from etlkit.jobs.validation import JobDefinitionError, ValidatedJob, load_job
+
+log = logging.getLogger(__name__)
+
+PREPARE_TASK = "_prepare"
+FINALIZE_TASK = "_finalize"
+JOB_TAG = "declarative-job"
+ENVIRONMENTS = ["DEV", "TEST", "PROD"]
+
+
+def _fail(message: str):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(message)
+
+
+def _load(job_file: str) -> ValidatedJob:
+    try:
+        return load_job(job_file)
+    except JobDefinitionError as error:
+        raise _fail(str(error)) from None
+
+
+@contextlib.contextmanager
+def _postgres(conn_id: str):
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    connection = PostgresHook(postgres_conn_id=conn_id).get_conn()
+    # Every unit of work opens its own ``connection.transaction()``; nothing is left implicit.
+    connection.autocommit = True
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _conn_type(conn_id: str) -> str | None:
+    try:
+        return BaseHook.get_connection(conn_id).conn_type
+    except Exception:  # the SDK raises its own not-found error type
+        return None
+
+
+def _file_root(conn_id: str) -> str | None:
+    return BaseHook.get_connection(conn_id).extra_dejson.get("path")
+
+
+def _read_settings() -> dict[str, Any] | None:
+    from airflow.sdk import Variable
+
+    raw = Variable.get(VARIABLE_KEY, default=None)
+    if raw is None:
+        return None
+    return raw if isinstance(raw, dict) else json.loads(raw)
+
+
+class PrepareJobRunOperator(BaseOperator):
+    """Resolves environment, conn ids and roots once per run; idempotent, never deletes staging."""
+
+    template_fields = ("job_file",)
+
+    def __init__(self, *, job_file: str, **kwargs):
+        super().__init__(**kwargs)
+        self.job_file = job_file
+
+    def execute(self, context) -> dict[str, Any]:
+        validated = _load(self.job_file)
+        requested = (context["params"] or {}).get("environment")
+        try:
+            run_context = resolve_run_context(validated, _read_settings(), requested, _conn_type, _file_root)
+        except BadInputError as error:
+            raise _fail(str(error)) from None
+        run_dir = run_directory(run_context["staging_root"], context["dag"].dag_id, context["run_id"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_context["run_dir"] = str(run_dir)
+        run_context["started_at"] = datetime.now(UTC).isoformat()
+        log.info(
+            "run context: environment=%s connections=%s data_root=%s staging=%s",
+            run_context["environment"],
+            run_context["connections"],
+            run_context["data_root"],
+            run_dir,
+        )
+        try:
+            with _postgres(run_context["metrics_conn_id"]) as connection:
+                metrics_store.ensure_tables(connection)
+                metrics_store.upsert_job_run(
+                    connection, _job_row(validated, context, run_context, "running", {})
+                )
+        except Exception as error:
+            log.warning("could not write the running job row: %s", error)
+        return run_context
+
+
+def _job_row(validated, context, run_context, status: str, totals: dict[str, int]) -> dict[str, Any]:
+    finished = datetime.now(UTC) if status != "running" else None
+    started = datetime.fromisoformat(run_context["started_at"])
+    return {
+        "dag_id": context["dag"].dag_id,
+        "run_id": context["run_id"],
+        "job_name": validated.job.name,
+        "environment": run_context["environment"],
+        "connections": run_context["connections"],
+        "job_file_sha256": run_context["job_file_sha256"],
+        "status": status,
+        "started_at": started,
+        "finished_at": finished,
+        "duration_s": round((finished - started).total_seconds(), 3) if finished else None,
+        "rows_read": totals.get("rows_read", 0),
+        "rows_written": totals.get("rows_written", 0),
+        "rows_rejected": totals.get("rows_rejected", 0),
+        "rows_dropped": totals.get("rows_dropped", 0),
+    }
+
+
+class DeclarativeComponentOperator(BaseOperator):
+    """Runs one component of a job; SQL components connect only through Airflow connections."""
+
+    template_fields = ("job_file",)
+
+    def __init__(self, *, job_file: str, component_id: str, **kwargs):
+        super().__init__(task_id=component_id, **kwargs)
+        self.job_file = job_file
+        self.component_id = component_id
+
+    def execute(self, context) -> dict[str, Any]:
+        run_context = context["ti"].xcom_pull(task_ids=PREPARE_TASK)
+        if not run_context:
+            raise _fail(f"no run context from {PREPARE_TASK}; clear the run from {PREPARE_TASK}")
+        validated = _load(self.job_file)
+        component = validated.components[self.component_id]
+        if validated.sha256 != run_context["job_file_sha256"]:
+            raise _fail("the job file changed during the run; clear the run from the sources")
+        metrics = ComponentMetrics(self.component_id, component.type, try_number=context["ti"].try_number)
+        self._store(run_context, context, metrics.summary())
+        io = RuntimeIO(
+            run_dir=Path(run_context["run_dir"]),
+            resolve_path=lambda path, conn: self._resolve_path(path, conn, run_context, context),
+            sql_connection=lambda conn: _postgres(run_context["connections"][conn]),
+            render=lambda value: self.render_template(value, context),
+        )
+        try:
+            with alert_context(job=validated.job.name, component=self.component_id):
+                run_component(validated, self.component_id, io, metrics)
+            metrics.finish("success")
+        except BadInputError as error:
+            metrics.finish("failed", error)
+            raise _fail(f"{self.component_id}: {error}") from error
+        except BaseException as error:
+            metrics.finish("failed", error)
+            raise
+        finally:
+            summary = metrics.log()
+            self._store(run_context, context, summary)
+        return summary
+
+    def _resolve_path(self, path: str, conn: str | None, run_context: dict, context) -> Path:
+        rendered = self.render_template(path, context)
+        root = run_context["file_roots"][conn] if conn else run_context["data_root"]
+        return rooted_path(rendered, root)
+
+    @staticmethod
+    def _store(run_context: dict, context, summary: dict) -> None:
+        try:
+            with _postgres(run_context["metrics_conn_id"]) as connection:
+                metrics_store.upsert_component_run(
+                    connection, context["dag"].dag_id, context["run_id"], run_context["environment"], summary
+                )
+        except Exception as error:
+            log.warning("could not write component metrics (%s): %s", summary["status"], error)
+
+
+class FinalizeJobRunOperator(BaseOperator):
+    """Writes every component summary and the job row; deletes staging only after full success."""
+
+    template_fields = ("job_file",)
+
+    def __init__(self, *, job_file: str, **kwargs):
+        super().__init__(**kwargs)
+        self.job_file = job_file
+
+    def execute(self, context) -> dict[str, Any]:
+        ti = context["ti"]
+        run_context = ti.xcom_pull(task_ids=PREPARE_TASK)
+        if not run_context:
+            raise _fail(f"{PREPARE_TASK} produced no run context; nothing ran")
+        validated = _load(self.job_file)
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+        with _postgres(run_context["metrics_conn_id"]) as connection:
+            metrics_store.ensure_tables(connection)
+            for component_id in validated.order:
+                summary = ti.xcom_pull(task_ids=component_id)
+                if summary:
+                    metrics_store.upsert_component_run(
+                        connection, dag_id, run_id, run_context["environment"], summary
+                    )
+            latest = metrics_store.latest_component_runs(connection, dag_id, run_id)
+            for component_id in validated.order:
+                if component_id not in latest:
+                    never_ran = ComponentMetrics(
+                        component_id, validated.components[component_id].type, try_number=0
+                    )
+                    never_ran.finish("upstream_failed")
+                    metrics_store.upsert_component_run(
+                        connection, dag_id, run_id, run_context["environment"], never_ran.summary()
+                    )
+            latest = metrics_store.latest_component_runs(connection, dag_id, run_id)
+            succeeded = all(latest[c]["status"] == "success" for c in validated.order)
+            totals = metrics_store.job_totals(latest)
+            row = _job_row(validated, context, run_context, "success" if succeeded else "failed", totals)
+            metrics_store.upsert_job_run(connection, row)
+        if succeeded:
+            shutil.rmtree(run_context["run_dir"], ignore_errors=True)
+        log.info("DECLARATIVE_JOB_METRICS %s", json.dumps(row, default=str, sort_keys=True))
+        return {k: v for k, v in row.items() if k not in ("started_at", "finished_at")}
+
+
+def _default_args(validated: ValidatedJob) -> dict[str, Any]:
+    job = validated.job
+    # The job file owns its retry settings; deterministic errors fail at once (AirflowFailException).
+    return {
+        "owner": job.owner,
+        "retries": job.retries,
+        "retry_delay": timedelta(seconds=job.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0 if job.retry_exponential_backoff else 0,
+        "max_retry_delay": timedelta(seconds=job.max_retry_delay_seconds),
+        "execution_timeout": timedelta(minutes=job.task_timeout_minutes)
+        if job.task_timeout_minutes
+        else None,
+        "on_failure_callback": log_task_failure,
+        "on_retry_callback": log_task_failure,
+    }
+
+
+def _doc_md(validated: ValidatedJob) -> str:
+    job = validated.job
+    lines = [
+        f"# {job.name}",
+        "",
+        job.description or "Declarative job.",
+        "",
+        f"Job file: `{validated.file.name}`",
+        "",
+    ]
+    lines += [f"- `{c.id}` ({c.type}) {c.description}".rstrip() for c in job.components]
+    return "\n".join(lines)
+
+
+def build_job_dag(validated: ValidatedJob) -> DAG:
+    job = validated.job
+    job_file = str(validated.file)
+    start_date = None
+    if job.start_date is not None:
+        start_date = pendulum.datetime(
+            job.start_date.year, job.start_date.month, job.start_date.day, tz=job.timezone
+        )
+    dag = DAG(
+        dag_id=job.name,
+        description=(job.description or None),
+        doc_md=_doc_md(validated),
+        schedule=job.schedule,
+        start_date=start_date,
+        catchup=job.catchup,
+        max_active_runs=job.max_active_runs,
+        tags=sorted({*job.tags, JOB_TAG}),
+        default_args=_default_args(validated),
+        params={"environment": Param(None, type=["null", "string"], enum=[None, *ENVIRONMENTS])},
+    )
+    with dag:
+        prepare = PrepareJobRunOperator(task_id=PREPARE_TASK, job_file=job_file)
+        tasks = {}
+        for component in job.components:
+            overrides = {"retries": component.retries} if component.retries is not None else {}
+            tasks[component.id] = DeclarativeComponentOperator(
+                job_file=job_file, component_id=component.id, **overrides
+            )
+        finalize = FinalizeJobRunOperator(task_id=FINALIZE_TASK, job_file=job_file)
+        for component in job.components:
+            if not validated.inputs[component.id]:
+                prepare >> tasks[component.id]
+            for targets in component.routes.values():
+                for target in targets:
+                    tasks[component.id] >> tasks[target.partition(".")[0]]
+            tasks[component.id] >> finalize
+        finalize.as_teardown(setups=prepare)
+    return dag
+
+
+def load_job_dag(loader_file: str) -> DAG:
+    """Called by ``dags/jobs/<name>.py``: validates ``<name>.json`` next to it and builds the DAG.
+
+    No network I/O and no Variable or Connection lookups: those happen in ``_prepare``.
+    """
+    return build_job_dag(load_job(Path(loader_file).with_suffix(".json")))

@@ -1,0 +1,91 @@
+"""Fixtures of the declarative-jobs tests: a database with the example targets, roots, Variable."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dev import jobs_data, pgdb
+
+pytestmark = pytest.mark.jobs
+
+DAY = date(2025, 3, 2)
+
+
+@pytest.fixture(scope="session")
+def jobs_db():
+    name = pgdb.create_database("etl_jobs")
+    jobs_data.create_demo_tables(pgdb.dsn(name))
+    yield name
+    pgdb.drop_database(name)
+
+
+@pytest.fixture
+def jobs_dsn(jobs_db) -> str:
+    dsn = pgdb.dsn(jobs_db)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("TRUNCATE sales.orders, sales.region_revenue, analytics.payment_events")
+        connection.execute("DROP TABLE IF EXISTS declarative_component_runs, declarative_job_runs")
+    return dsn
+
+
+def job_settings(data_root: Path, staging_root: Path) -> dict:
+    return {
+        "default_environment": "DEV",
+        "metrics_conn_id": "jobs_metrics",
+        "staging": {"root": str(staging_root), "retention_days": 7},
+        "environments": {
+            "DEV": {"data_root": str(data_root), "connections": {"warehouse": "jobs_warehouse_dev"}},
+            "TEST": {
+                "data_root": str(data_root / "test"),
+                "connections": {"warehouse": "jobs_warehouse_test"},
+            },
+        },
+    }
+
+
+@pytest.fixture
+def jobs_env(tmp_path, jobs_db, jobs_dsn, airflow_conn, airflow_var):
+    """Roots in tmp_path, DEV and TEST warehouses (both the test database), the metrics connection."""
+    data_root, staging_root = tmp_path / "data", tmp_path / "staging"
+    data_root.mkdir()
+    for conn_id in ("jobs_warehouse_dev", "jobs_warehouse_test", "jobs_metrics"):
+        airflow_conn(conn_id, pgdb.postgres_connection(jobs_db))
+    settings = job_settings(data_root, staging_root)
+    airflow_var("declarative_jobs", settings)
+    return {"data_root": data_root, "staging_root": staging_root, "dsn": jobs_dsn, "settings": settings}
+
+
+def query(dsn: str, text: str, params=None) -> list[tuple]:
+    with psycopg.connect(dsn) as connection:
+        return connection.execute(text, params).fetchall()
+
+
+def component_rows(dsn: str, dag_id: str) -> dict[str, dict]:
+    """Latest try of every component of the (single) run of ``dag_id`` in the metrics table."""
+    with psycopg.connect(dsn) as connection:
+        cursor = connection.execute(
+            "SELECT DISTINCT ON (component_id) * FROM declarative_component_runs WHERE dag_id = %s "
+            "ORDER BY component_id, try_number DESC",
+            [dag_id],
+        )
+        names = [d.name for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return {row["component_id"]: row for row in rows}
+
+
+def job_row(dsn: str, dag_id: str) -> dict:
+    with psycopg.connect(dsn) as connection:
+        cursor = connection.execute("SELECT * FROM declarative_job_runs WHERE dag_id = %s", [dag_id])
+        names = [d.name for d in cursor.description]
+        rows = cursor.fetchall()
+    assert len(rows) == 1, rows
+    return dict(zip(names, rows[0], strict=True))
+
+
+def load_json(path: Path):
+    return json.loads(path.read_text())

@@ -1,0 +1,112 @@
+"""The DAG under failure: token expiry, 429/500 bursts, a permanent 403, a crash mid-load, and backfill."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from dev.enderturing_server import generate_dataset
+from etlkit.common.errors import InjectedFault
+from etlkit.enderturing import load
+from tests.conftest import task_states
+from tests.enderturing.conftest import LOGICAL_DATE, watermark_value
+from tests.enderturing.test_dag_end_to_end import DAG_ID, expected_counts, snapshot, table_counts
+
+pytestmark = pytest.mark.enderturing
+SHORT_RESYNC = {"resync_lookback_days": 1}
+
+
+def session_counts(counts: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in counts.items() if k.startswith("sessions")}
+
+
+def test_token_expiry_and_429_500_bursts_mid_run_are_survived(run_dag, et_airflow, warehouse):
+    fake = et_airflow
+    fake.revoke_tokens_at_request = 30  # in the middle of the per-session calls
+    fake.add_fault(r"^/sessions$", 1, status=429, headers={"Retry-After": "1"})
+    fake.add_fault(r"/summary$", 3, status=500)
+    fake.add_fault(r"^/agents$", 2, status=502)
+    dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
+    assert dr.state == "success", task_states(dr)
+    assert session_counts(table_counts(warehouse)) == session_counts(expected_counts(fake.dataset))
+    statuses = [e["status"] for e in fake.journal]
+    assert statuses.count(401) >= 1 and statuses.count(429) == 1 and statuses.count(500) == 3
+    # One login per ET task plus exactly one re-login after the revocation.
+    assert len(fake.requests_to("^/login")) == 3
+
+
+def test_permanent_403_fails_fast_without_retries(run_dag, et_airflow, warehouse):
+    fake = et_airflow
+    fake.add_fault(r"^/sessions$", 100, status=403, body={"detail": "tenant disabled"})
+    dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
+    assert dr.state == "failed"
+    states = task_states(dr)
+    assert states["extract_sessions"] == "failed" and states["load_sessions"] == "upstream_failed"
+    assert len(fake.requests_to(r"^/sessions$")) == 1
+    assert warehouse.execute("SELECT count(*) FROM sessions").fetchone()[0] == 0
+    assert watermark_value() is None
+
+
+def test_crash_mid_load_leaves_warehouse_and_watermark_then_rerun_completes(
+    run_dag, et_airflow, warehouse, monkeypatch
+):
+    fake = et_airflow
+    assert run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE).state == "success"
+    before, mark_before = snapshot(warehouse), watermark_value()
+    assert mark_before is not None
+
+    # Upstream changes that the next run would load and that would move the watermark.
+    changed = next(s for s in fake.dataset.sessions if s["tags"])
+    changed["tags"] = [{"id": 3, "match": [{"transcript_id": 1}]}]
+    fake.dataset.sessions.extend(generate_dataset([date(2024, 6, 26)], 5, seed=99).sessions)
+    fake.dataset.dictionaries["categories"][2]["updated_at"] = "2024-06-30T00:00:00.000001"
+
+    real_upsert = load._upsert
+
+    def crashing_upsert(conn, table, *args):
+        if table.name == "sessions_tags":
+            raise InjectedFault("crash injected while loading sessions_tags")
+        return real_upsert(conn, table, *args)
+
+    monkeypatch.setattr(load, "_upsert", crashing_upsert)
+    dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
+    assert dr.state == "failed"
+    assert task_states(dr)["load_sessions"] == "failed"
+    after_crash = snapshot(warehouse)
+    session_tables = [name for name in before if name.startswith("sessions")]
+    assert {n: after_crash[n] for n in session_tables} == {n: before[n] for n in session_tables}
+    assert watermark_value() == mark_before
+
+    monkeypatch.setattr(load, "_upsert", real_upsert)
+    dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
+    assert dr.state == "success", task_states(dr)
+    assert table_counts(warehouse) == expected_counts(fake.dataset)
+    tags = warehouse.execute(
+        "SELECT tag_id, transcript_id FROM sessions_tags WHERE session_id = %s", (changed["id"],)
+    )
+    assert tags.fetchall() == [(3, 1)]
+    assert watermark_value() == "2024-06-30T00:00:00.000001"
+
+
+def test_backfill_of_three_days_loads_exactly_those_days(run_dag, et_airflow, warehouse):
+    fake = et_airflow
+    days = [date(2024, 6, 23) + timedelta(days=n) for n in range(5)]
+    fake.dataset = generate_dataset(days, 15, seed=5)
+    backfilled = days[1:4]
+    for day in backfilled:
+        fake.reset_journal()
+        logical = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        dr = run_dag(DAG_ID, conf={"run_resync": False}, logical_date=logical)
+        assert dr.state == "success", task_states(dr)
+        listed = {
+            e["query"].split("filters=")[1].split("%7C%7C")[0] for e in fake.requests_to(r"^/sessions$")
+        }
+        assert listed == {f"date_range%2C{day}%2C{day}"}
+    loaded = {r[0] for r in warehouse.execute("SELECT start_dt::date FROM sessions")}
+    assert loaded == set(backfilled)
+    expected = {
+        s["id"] for s in fake.dataset.sessions if date.fromisoformat(s["start_dt"][:10]) in backfilled
+    }
+    assert {str(r[0]) for r in warehouse.execute("SELECT id FROM sessions")} == expected
+    assert watermark_value() is None  # runs without re-sync never move the watermark

@@ -472,6 +472,18 @@ class Cluster:
                 "_source": json.loads(source),
             }
 
+    def mget(self, target: str, body: dict[str, Any]) -> dict[str, Any]:
+        if set(body) - {"ids", "docs"}:
+            raise EsError(
+                400, "parsing_exception", f"unsupported by this server: {sorted(set(body) - {'ids', 'docs'})}"
+            )
+        ids = [str(i) for i in body.get("ids", [])] + [str(d["_id"]) for d in body.get("docs", [])]
+        if not ids:
+            raise EsError(
+                400, "action_request_validation_exception", "Validation Failed: 1: no documents to get;"
+            )
+        return {"docs": [self.get_document(target, doc_id)[1] for doc_id in ids]}
+
     def search(self, target: str, body: dict[str, Any]) -> dict[str, Any]:
         _match_all_only(
             body, allowed={"query", "size", "sort", "search_after", "_source", "track_total_hits"}
@@ -775,6 +787,8 @@ class Handler(BaseHTTPRequestHandler):
             if "size" in query:
                 body["size"] = int(query["size"])
             return 200, cluster.search(target, body)
+        if action == "_mget" and len(parts) == 2 and method in {"POST", "GET"}:
+            return 200, cluster.mget(target, self._json(raw))
         if action == "_doc" and len(parts) == 3:
             if method == "GET":
                 return cluster.get_document(target, parts[2])

@@ -7,7 +7,7 @@ cached between attempts or tasks. XCom carries only small values (mode, index na
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from etlkit.movies import queries
 from etlkit.movies.bulk import Action, BulkLoader, delete_action, index_action
 from etlkit.movies.extract import read_columns, stream_film_ids, stream_film_rows
 from etlkit.movies.index import physical_index_name
+from etlkit.movies.overlap import Pair, drop_unchanged_overlap
 from etlkit.movies.reconcile import diff_sorted_ids
 from etlkit.movies.settings import MoviesSettings
 from etlkit.movies.state import (
@@ -105,16 +106,29 @@ class MoviesBaseOperator(BaseOperator):
         )
 
 
-def film_actions(rows, stats: TransformStats, progress: dict[str, Any]) -> Iterator[Action]:
-    """Index actions for payload rows, keeping the running max change key and row count in ``progress``."""
+def film_documents(rows, stats: TransformStats, progress: dict[str, Any]) -> Iterator[Pair]:
+    """(row, document) pairs, keeping the running max change key and row count in ``progress``."""
     for row in rows:
-        document = build_document(row, stats)
         progress["rows_read"] += 1
-        if row.change_key is not None and (
-            progress["max_key"] is None or row.change_key > progress["max_key"]
-        ):
-            progress["max_key"] = row.change_key
+        key = row.change_key
+        if key is not None and (progress["max_key"] is None or key > progress["max_key"]):
+            progress["max_key"] = key
+        yield row, build_document(row, stats)
+
+
+def index_actions(pairs: Iterable[Pair]) -> Iterator[Action]:
+    for _, document in pairs:
         yield index_action(document["id"], document_json(document))
+
+
+def indexed_sources(client: Any, index: str) -> Callable[[list[str]], dict[str, dict[str, Any]]]:
+    """``{id: _source}`` of the given ids that are indexed (realtime ``_mget``)."""
+
+    def fetch(ids: list[str]) -> dict[str, dict[str, Any]]:
+        docs = client.mget(index=index, ids=ids)["docs"]
+        return {doc["_id"]: doc["_source"] for doc in docs if doc.get("found")}
+
+    return fetch
 
 
 class MoviesPlanOperator(MoviesBaseOperator):
@@ -174,6 +188,7 @@ class MoviesSyncOperator(MoviesBaseOperator):
         plan = self.plan_of(context)
         stats = TransformStats()
         progress: dict[str, Any] = {"rows_read": 0, "max_key": None}
+        counts: dict[str, int] = {"unchanged": 0}
         if plan["mode"] == "full":
             query = queries.payload_query(settings.pg_schema, plan["change_columns"], "all")
             params: dict[str, Any] = {}
@@ -187,7 +202,12 @@ class MoviesSyncOperator(MoviesBaseOperator):
             pg = self.open_pg(stack)
             es = self.open_es(stack)
             rows = stream_film_rows(pg, query, params, settings.batch_size)
-            result = self.loader(es, plan["write_index"], settings).load(film_actions(rows, stats, progress))
+            pairs = film_documents(rows, stats, progress)
+            if plan["mode"] != "full":
+                fetch = indexed_sources(es, plan["write_index"])
+                boundary = from_iso(plan["hwm_before"])
+                pairs = drop_unchanged_overlap(pairs, boundary, fetch, settings.bulk_chunk_docs, counts)
+            result = self.loader(es, plan["write_index"], settings).load(index_actions(pairs))
         if stats.ignored_roles:
             log.warning("%d person link(s) with an unknown or NULL role ignored", stats.ignored_roles)
         return RunMetrics(
@@ -200,6 +220,7 @@ class MoviesSyncOperator(MoviesBaseOperator):
                 "index": plan["write_index"],
                 "max_key": to_iso(progress["max_key"]),
                 "ignored_roles": stats.ignored_roles,
+                "unchanged_skipped": counts["unchanged"],
                 "hwm_before": plan["hwm_before"],
             },
         ).log(task="sync")

@@ -1,0 +1,325 @@
+"""End-to-end runs of the movies DAG with ``dag.test()``: real PostgreSQL, the ES-subset server."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+
+import pytest
+
+from dev import pgdb
+from etlkit.movies.index import index_body
+from tests.conftest import task_states
+from tests.movies.conftest import es_connection, read_state
+from tests.movies.expected import expected_documents, indexed_documents, versions
+
+pytestmark = pytest.mark.movies
+
+DAG_ID = "movies_postgres_to_elasticsearch"
+
+
+def sync_metrics(dag_run) -> dict:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=DAG_ID, run_id=dag_run.run_id, task_id="sync", key="return_value")
+            .one()
+        )
+        value = row.value
+    import json
+
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def try_numbers(dag_run) -> dict[str, int]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {ti.task_id: ti.try_number for ti in dag_run.get_task_instances(session=session)}
+
+
+def max_change_key(conn) -> str:
+    """The largest change timestamp of any film work, its links and its linked genres and persons."""
+    value = conn.execute(
+        """
+        SELECT GREATEST(
+            (SELECT max(modified) FROM content.film_work),
+            (SELECT max(created) FROM content.genre_film_work),
+            (SELECT max(created) FROM content.person_film_work),
+            (SELECT max(g.modified) FROM content.genre g JOIN content.genre_film_work l ON l.genre_id = g.id),
+            (SELECT max(p.modified) FROM content.person p JOIN content.person_film_work l ON l.person_id = p.id))
+        """
+    ).fetchone()[0]
+    return value.isoformat(timespec="microseconds")
+
+
+def run_ok(run_dag, conf=None):
+    dag_run = run_dag(DAG_ID, conf=conf)
+    assert dag_run.state == "success", task_states(dag_run)
+    return dag_run
+
+
+@pytest.mark.parametrize("major", [8, 9])
+def test_first_run_indexes_one_document_per_film_as_the_source_implies(
+    run_dag, airflow_conn, source_db, generated_source, es_factory, clean_state, major
+):
+    server = es_factory(major)
+    airflow_conn("movies_postgres", pgdb.postgres_connection(source_db))
+    airflow_conn("movies_elasticsearch", es_connection(server))
+
+    run_ok(run_dag)
+
+    cluster = server.cluster
+    (physical,) = cluster.aliases["movies"]
+    assert re.fullmatch(r"movies_\d{14}", physical)
+    assert cluster.indices[physical].mappings == index_body()["mappings"]
+    assert cluster.indices[physical].settings == index_body()["settings"]
+
+    expected = expected_documents(generated_source)
+    indexed = indexed_documents(server)
+    assert len(indexed) == len(expected) == 80
+    for film_id, document in expected.items():
+        assert indexed[film_id] == document, film_id
+        assert list(indexed[film_id]) == [
+            "id", "imdb_rating", "genre", "title", "description",
+            "director", "actors_names", "actors", "writers_names", "writers",
+        ]  # fmt: skip
+    # The generator's variety really reached the index.
+    assert any(d["description"] is None for d in indexed.values())
+    assert any(d["imdb_rating"] is None for d in indexed.values())
+    assert any(d["genre"] == [] for d in indexed.values())
+    assert any(not (d["director"] or d["actors"] or d["writers"]) for d in indexed.values())
+    assert any({a["id"] for a in d["actors"]} & {w["id"] for w in d["writers"]} for d in indexed.values())
+
+    state = read_state()
+    assert state["hwm"] == max_change_key(generated_source)
+    assert state["index"] == physical
+    compat = {r["accept"] for r in cluster.requests if r["endpoint"] != "root"}
+    assert compat == {f"application/vnd.elasticsearch+json; compatible-with={major}"}
+    bulk_types = {r["content_type"] for r in cluster.requests if r["endpoint"] == "bulk"}
+    assert bulk_types == {f"application/vnd.elasticsearch+x-ndjson; compatible-with={major}"}
+
+
+def test_second_run_without_changes_indexes_nothing(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    run_ok(run_dag)
+    before, state_before = versions(movies_connections), read_state()
+
+    second = run_ok(run_dag)
+
+    metrics = sync_metrics(second)
+    assert metrics["extra"]["mode"] == "incremental"
+    assert metrics["rows_loaded"] == 0
+    assert versions(movies_connections) == before
+    assert read_state()["hwm"] == state_before["hwm"]
+
+
+def test_renamed_person_reindexes_exactly_their_films(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    run_ok(run_dag)
+    before = versions(movies_connections)
+    person_id, films = generated_source.execute(
+        "SELECT person_id, array_agg(DISTINCT film_work_id) FROM content.person_film_work "
+        "GROUP BY person_id ORDER BY count(DISTINCT film_work_id) DESC LIMIT 1"
+    ).fetchone()
+    generated_source.execute(
+        "UPDATE content.person SET full_name = 'Renamed Person', modified = now() WHERE id = %s", [person_id]
+    )
+
+    run_ok(run_dag)
+
+    after = versions(movies_connections)
+    changed = {film_id for film_id in after if after[film_id] != before[film_id]}
+    assert changed == {str(f) for f in films}
+    indexed = indexed_documents(movies_connections)
+    assert indexed == expected_documents(generated_source)
+    for film in films:
+        document = indexed[str(film)]
+        named = document["director"] + document["actors_names"] + document["writers_names"]
+        assert "Renamed Person" in named
+    assert read_state()["hwm"] == max_change_key(generated_source)
+
+
+def test_new_genre_link_reindexes_its_film(run_dag, movies_connections, generated_source, clean_state):
+    run_ok(run_dag)
+    before = versions(movies_connections)
+    film_id = generated_source.execute(
+        "SELECT id FROM content.film_work f WHERE NOT EXISTS "
+        "(SELECT 1 FROM content.genre_film_work l WHERE l.film_work_id = f.id) LIMIT 1"
+    ).fetchone()[0]
+    genre_id, genre_name = generated_source.execute("SELECT id, name FROM content.genre LIMIT 1").fetchone()
+    generated_source.execute(  # convention A: link rows only have `created`
+        "INSERT INTO content.genre_film_work (id, genre_id, film_work_id, created) VALUES (%s, %s, %s, now())",
+        [uuid.uuid4(), genre_id, film_id],
+    )
+
+    run_ok(run_dag)
+
+    after = versions(movies_connections)
+    assert {f for f in after if after[f] != before[f]} == {str(film_id)}
+    assert indexed_documents(movies_connections)[str(film_id)]["genre"] == [genre_name]
+
+
+def test_deleted_film_leaves_the_index_on_reconcile(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    run_ok(run_dag)
+    film_id = generated_source.execute("SELECT id FROM content.film_work LIMIT 1").fetchone()[0]
+    generated_source.execute("DELETE FROM content.film_work WHERE id = %s", [film_id])
+
+    run_ok(run_dag, conf={"reconcile": True})
+
+    indexed = indexed_documents(movies_connections)
+    assert str(film_id) not in indexed
+    assert indexed == expected_documents(generated_source)
+    assert read_state()["last_reconciled_at"] is not None
+
+
+def test_elasticsearch_down_retries_then_fails_and_next_run_catches_up(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    server = movies_connections
+    run_ok(run_dag)
+    state_before = read_state()
+    film_id = generated_source.execute("SELECT id FROM content.film_work LIMIT 1").fetchone()[0]
+    generated_source.execute(
+        "UPDATE content.film_work SET title = 'Changed while ES was down', modified = now() WHERE id = %s",
+        [film_id],
+    )
+
+    server.go_down()
+    failed = run_dag(DAG_ID)
+    assert failed.state == "failed"
+    assert task_states(failed)["plan"] == "failed"
+    assert try_numbers(failed)["plan"] > 1  # retried before failing
+    assert read_state() == state_before
+
+    server.come_up()
+    run_ok(run_dag)
+    assert indexed_documents(server)[str(film_id)]["title"] == "Changed while ES was down"
+    assert read_state()["hwm"] > state_before["hwm"]
+
+
+def test_bulk_5xx_is_retried_then_fails_with_watermark_unchanged(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    server = movies_connections
+    run_ok(run_dag)
+    state_before = read_state()
+    generated_source.execute("UPDATE content.film_work SET modified = now() WHERE rating IS NULL")
+    server.cluster.fail_next("bulk", count=1000, status=503)
+
+    failed = run_dag(DAG_ID)
+
+    assert failed.state == "failed"
+    assert task_states(failed)["sync"] == "failed"
+    assert try_numbers(failed)["sync"] > 1
+    assert read_state() == state_before
+    server.cluster.clear_faults()
+    run_ok(run_dag)
+    assert indexed_documents(server) == expected_documents(generated_source)
+
+
+def test_one_rejected_bulk_item_fails_the_task_and_keeps_the_watermark(
+    run_dag, movies_connections, generated_source, clean_state, caplog
+):
+    server = movies_connections
+    run_ok(run_dag)
+    state_before = read_state()
+    film_id = str(generated_source.execute("SELECT id FROM content.film_work LIMIT 1").fetchone()[0])
+    generated_source.execute(
+        "UPDATE content.film_work SET title = 'Rejected once', modified = now() WHERE id = %s", [film_id]
+    )
+    server.cluster.fail_ids({film_id: 400})
+
+    failed = run_dag(DAG_ID)
+
+    assert failed.state == "failed"
+    assert task_states(failed)["sync"] == "failed"
+    assert try_numbers(failed)["sync"] == 1  # a 4xx item is not retried
+    assert read_state() == state_before
+    assert f"{film_id}: 400 document_parsing_exception" in caplog.text
+    server.cluster.clear_faults()
+    run_ok(run_dag)
+    assert indexed_documents(server)[film_id]["title"] == "Rejected once"
+
+
+def es_client():
+    from etlkit.hooks.elasticsearch import ElasticsearchClientHook
+
+    return ElasticsearchClientHook("movies_elasticsearch").get_client()
+
+
+def test_full_refresh_swaps_the_alias_without_a_gap_and_removes_the_old_index(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    server = movies_connections
+    run_ok(run_dag)
+    (first_index,) = server.cluster.aliases["movies"]
+    time.sleep(1.1)  # physical index names have one-second resolution
+    generated_source.execute("UPDATE content.genre SET name = name || ' (renamed)' WHERE name = 'Drama'")
+
+    gaps: list[str] = []
+    answers: list[int] = []
+    stop = threading.Event()
+    server.cluster.requests.clear()
+
+    def watch() -> None:
+        with es_client() as client:
+            while not stop.is_set():
+                try:
+                    answers.append(client.count(index="movies")["count"])
+                except Exception as exc:
+                    gaps.append(repr(exc))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        dag_run = run_ok(run_dag, conf={"full_refresh": True, "keep_previous_index": False})
+    finally:
+        stop.set()
+        watcher.join()
+
+    assert gaps == []
+    assert len(answers) > 10 and set(answers) == {80}
+    (second_index,) = server.cluster.aliases["movies"]
+    assert second_index != first_index
+    assert first_index not in server.cluster.indices
+    assert sync_metrics(dag_run)["extra"]["mode"] == "full"
+    assert [r["endpoint"] for r in server.cluster.requests].count("aliases") == 1
+    assert indexed_documents(server) == expected_documents(generated_source)
+    assert read_state()["index"] == second_index
+
+
+def test_legacy_concrete_index_is_migrated_to_an_alias(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    server = movies_connections
+    with es_client() as client:
+        client.indices.create(index="movies", **index_body())
+        client.index(index="movies", id="stale", document={"id": "stale", "title": "from the old pipeline"})
+
+    run_ok(run_dag)
+
+    (physical,) = server.cluster.aliases["movies"]
+    assert re.fullmatch(r"movies_\d{14}", physical)
+    assert "movies" not in server.cluster.indices
+    assert indexed_documents(server) == expected_documents(generated_source)
+
+
+def test_missing_modified_column_fails_plan_at_once(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    failed = run_dag(DAG_ID, conf={"modified_column": "updated_at"})
+
+    assert failed.state == "failed"
+    assert task_states(failed)["plan"] == "failed"
+    assert try_numbers(failed)["plan"] == 1
+    assert read_state() is None

@@ -60,8 +60,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 @dataclass
 class Fault:
-    """``kind``: ``status`` (answer ``status``), ``hold`` (sleep, then drop the request unprocessed)
-    or ``lost_response`` (process and commit, then sleep so the client never sees the answer)."""
+    """``kind``: ``status`` (answer ``status``), ``hold`` (sleep, then drop the request unprocessed),
+    ``lost_response`` (process and commit, then sleep so the client never sees the answer) or
+    ``pass`` (serve normally: lets a test fail the second request, not the first)."""
 
     kind: str
     status: int = 503
@@ -81,7 +82,7 @@ class BackendState:
     items: dict[int, dict[str, Any]] = field(default_factory=dict)
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: {"GET": deque(), "POST": deque()})
     requests: list[dict[str, Any]] = field(default_factory=list)
-    upserts: int = 0  # committed POSTs, for "nothing re-sent" checks
+    sync_body: dict[str, Any] | None = None  # answer GET /sync with this body instead (bad-body tests)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- test controls ---------------------------------------------------------------------
@@ -113,7 +114,7 @@ class BackendState:
         self.items.clear()
         self.requests.clear()
         self.clear_faults()
-        self.upserts = 0
+        self.sync_body = None
 
     # -- the contract ----------------------------------------------------------------------
     def last_synced_id(self) -> int:
@@ -155,8 +156,15 @@ class BackendState:
         else:
             self.sync_changes_since = timestamp
         self.last_sync_run_completed_at = now
-        self.upserts += 1
         return len(frame)
+
+
+def _readable_text(data: bytes) -> str | None:
+    """The decompressed upload for the request log, or None when it is not readable gzip."""
+    try:
+        return gzip.decompress(data).decode("utf-8", "replace")
+    except (OSError, EOFError):
+        return None
 
 
 def _missing_key() -> JSONResponse:
@@ -170,7 +178,9 @@ def create_app(state: BackendState) -> FastAPI:
     async def take_fault(method: str) -> JSONResponse | Fault | None:
         with state.lock:
             fault = state.faults[method].popleft() if state.faults[method] else None
-        if fault is None or fault.kind == "lost_response":
+        if fault is None or fault.kind == "pass":
+            return None
+        if fault.kind == "lost_response":
             return fault
         if fault.kind == "hold":
             await asyncio.sleep(fault.seconds)
@@ -199,6 +209,8 @@ def create_app(state: BackendState) -> FastAPI:
             return fault
         if denied := check_key(request):
             return denied
+        if state.sync_body is not None:
+            return state.sync_body
         try:
             with state.lock:
                 return state.sync_config()
@@ -208,9 +220,6 @@ def create_app(state: BackendState) -> FastAPI:
     @app.post("/sync")
     async def post_sync(request: Request):
         entry = log_request(request)
-        fault = await take_fault("POST")
-        if isinstance(fault, JSONResponse):
-            return fault
         if denied := check_key(request):
             return denied
         form = await request.form()
@@ -220,21 +229,25 @@ def create_app(state: BackendState) -> FastAPI:
             return JSONResponse(
                 {"detail": [{"type": "missing", "msg": "file and timestamp are required"}]}, 422
             )
+        data = await upload.read()
+        entry.update(filename=upload.filename, content_type=upload.content_type, timestamp=str(raw_timestamp))
+        entry.update(text=_readable_text(data))
+        fault = await take_fault("POST")
+        if isinstance(fault, JSONResponse):
+            return fault
         try:
             timestamp = datetime.fromisoformat(str(raw_timestamp))
         except ValueError:
             return JSONResponse({"detail": [{"type": "datetime_parsing", "loc": ["body", "timestamp"]}]}, 422)
-        data = await upload.read()
-        entry.update(filename=upload.filename, content_type=upload.content_type, timestamp=str(raw_timestamp))
         if not data.startswith(GZIP_MAGIC):
             return JSONResponse({"detail": "Invalid gzip file"}, status_code=400)
         try:
             text = gzip.decompress(data).decode("utf-8")
-            entry.update(text=text)
             with state.lock:
                 upserted = state.apply_upload(text, timestamp)
         except Exception:
             return JSONResponse({"detail": "Internal server error"}, status_code=500)
+        entry.update(committed=True)
         if isinstance(fault, Fault):  # committed; the client never sees the answer
             await asyncio.sleep(fault.seconds)
         return {"upserted": upserted}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -79,18 +82,30 @@ def sync_env(sierra_dbname, backend_server, airflow_conn, airflow_var):
 
 
 def posted_files(state: BackendState) -> list[str]:
-    return [r["text"] for r in state.requests if r["method"] == "POST" and "text" in r]
+    """The decompressed files the backend committed, in order."""
+    return [r["text"] for r in state.requests if r["method"] == "POST" and r.get("committed")]
+
+
+def data_ids(text: str) -> list[int]:
+    """Item ids of a posted file (first field of each row), read with a real CSV parser."""
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
+    return [int(r[0]) for r in rows[1:]]
 
 
 def post_attempts(state: BackendState) -> int:
     return sum(1 for r in state.requests if r["method"] == "POST")
 
 
-def sierra_sessions(conn: psycopg.Connection) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
-    ).fetchone()
-    return row[0]
+def sierra_sessions(conn: psycopg.Connection, settle_seconds: float = 3.0) -> int:
+    """Sessions of the DAG still open; a closed session's backend exits asynchronously, so poll."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        count = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
+        ).fetchone()[0]
+        if count == 0 or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
 
 
 def gunzip_text(data: bytes) -> str:
@@ -99,3 +114,27 @@ def gunzip_text(data: bytes) -> str:
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+@pytest.fixture
+def run_task(sync_env, monkeypatch):
+    """Run the sync task's operator directly (fast, no dag.test); returns (summary, metrics).
+
+    ``sleeps`` records every in-task retry wait instead of sleeping.
+    """
+    from etlkit.operators import sierra as operator_module
+    from etlkit.sierra import retrying
+
+    metrics: list[tuple[str, float]] = []
+    sleeps: list[float] = []
+    monkeypatch.setattr(operator_module, "_emit_metric", lambda name, value: metrics.append((name, value)))
+    monkeypatch.setattr(retrying.time, "sleep", sleeps.append)
+
+    def run(**settings):
+        sync_env(**settings)
+        operator = operator_module.SierraSignumSyncOperator(task_id="sync_items")
+        return operator.execute({})
+
+    run.metrics = metrics
+    run.sleeps = sleeps
+    return run

@@ -8,19 +8,10 @@ import pytest
 
 from dev.sierra_data import bib_id, item_id, touch
 from tests.conftest import task_states
-from tests.sierra.conftest import DAG_ID, posted_files, sierra_sessions
+from tests.sierra.conftest import DAG_ID, data_ids, posted_files, sierra_sessions
 from tests.sierra.fixtures import LINKS, build_catalogue, expected_rows, stored_rows
 
 pytestmark = pytest.mark.sierra
-
-
-def data_ids(text: str) -> list[int]:
-    """Item ids of a posted file (the first field of each row; ids are never quoted)."""
-    import csv
-    import io
-
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
-    return [int(r[0]) for r in rows[1:]]
 
 
 def test_full_sync_then_item_and_bib_changes(run_dag, sierra, backend, sync_env):

@@ -76,7 +76,7 @@ def call_with_retries(
     backoff: Backoff,
     retryable: Callable[[BaseException], bool],
     before_retry: Callable[[], Any] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> T:
     """Run ``operation`` up to ``backoff.attempts`` times.
 
@@ -100,7 +100,7 @@ def call_with_retries(
                 exc,
                 delay,
             )
-            sleep(delay)
+            (sleep or time.sleep)(delay)
             if before_retry is not None and (result := before_retry()) is not None:
                 return result
     raise AssertionError("unreachable: the loop returns or raises")

@@ -102,3 +102,15 @@ class ComponentRun:
 
 def run_component(validated: ValidatedJob, component_id: str, io: RuntimeIO, metrics: ComponentMetrics):
     return ComponentRun(validated, component_id, io, metrics).run()
+
+
+def run_job(validated: ValidatedJob, io: RuntimeIO) -> dict[str, ComponentMetrics]:
+    """Every component in topological order in this process (tests, benchmark, local checks)."""
+    results = {}
+    for component_id in validated.order:
+        component = validated.components[component_id]
+        metrics = ComponentMetrics(component_id, component.type)
+        run_component(validated, component_id, io, metrics)
+        metrics.finish("success")
+        results[component_id] = metrics
+    return results

@@ -770,6 +770,8 @@ class Handler(BaseHTTPRequestHandler):
             return 200, found
         if parts == ["_bulk"] and method in {"POST", "PUT"}:
             return 200, cluster.bulk(None, raw, refresh)
+        if len(parts) == 1 and method == "PUT":
+            return 200, cluster.create_index(parts[0], self._json(raw))
         if not parts or parts[0].startswith("_"):
             raise EsError(400, "illegal_argument_exception", f"unsupported route [{method} {self.path}]")
         target = parts[0]
@@ -790,7 +792,7 @@ class Handler(BaseHTTPRequestHandler):
         if action == "_mget" and len(parts) == 2 and method in {"POST", "GET"}:
             return 200, cluster.mget(target, self._json(raw))
         if action == "_doc" and len(parts) == 3:
-            if method == "GET":
+            if method in {"GET", "HEAD"}:
                 return cluster.get_document(target, parts[2])
             if method in {"PUT", "POST"}:
                 return cluster.index_document(target, parts[2], raw, refresh)

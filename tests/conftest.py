@@ -5,6 +5,7 @@ The Airflow environment is set at import time, before anything imports ``airflow
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sys
@@ -109,8 +110,9 @@ def run_dag(dag_bag):
     """Run a DAG once with ``dag.test()``; returns the finished DagRun (state asserted by callers)."""
 
     def run(dag_id: str, conf: dict | None = None, logical_date=None):
-        dag = dag_bag.get_dag(dag_id)
-        assert dag is not None, f"DAG {dag_id!r} not found"
+        assert dag_bag.get_dag(dag_id) is not None, f"DAG {dag_id!r} not found"
+        # dag.test() leaves the run's conf in the DAG's params: each run gets its own copy.
+        dag = copy.deepcopy(dag_bag.get_dag(dag_id))
         kwargs = {"run_conf": conf or {}}
         if logical_date is not None:
             kwargs["logical_date"] = logical_date

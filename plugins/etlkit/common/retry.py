@@ -40,14 +40,16 @@ class RetrySettings:
         return timedelta(seconds=min(seconds, self.max_retry_delay_s))
 
     @classmethod
-    def from_overrides(cls, overrides: dict[str, Any], pipeline: str | None = None) -> RetrySettings:
+    def from_overrides(
+        cls, overrides: dict[str, Any], pipeline: str | None = None, base: RetrySettings | None = None
+    ) -> RetrySettings:
         known = {f.name for f in fields(cls)}
         merged = {k: v for k, v in overrides.items() if k in known}
         merged.update((overrides.get("pipelines") or {}).get(pipeline or "", {}))
         unknown = set(merged) - known
         if unknown:
             raise ValueError(f"{RETRY_VARIABLE}: unknown keys {sorted(unknown)}")
-        settings = replace(cls(), **merged)
+        settings = replace(base or cls(), **merged)
         if settings.retries > MAX_RETRIES:
             log.warning("%s asks for %s retries; capped at %s", RETRY_VARIABLE, settings.retries, MAX_RETRIES)
             settings = replace(settings, retries=MAX_RETRIES)
@@ -68,7 +70,13 @@ def _read_overrides() -> dict[str, Any]:
 
 def transient_exception_types() -> tuple[type[BaseException], ...]:
     """Network, timeout, 5xx/429 and lock-timeout errors of every client the pipelines use."""
-    types: list[type[BaseException]] = [TransientError, ConnectionError, TimeoutError, socket.timeout, EOFError]
+    types: list[type[BaseException]] = [
+        TransientError,
+        ConnectionError,
+        TimeoutError,
+        socket.timeout,
+        EOFError,
+    ]
     try:
         import psycopg
 
@@ -97,13 +105,17 @@ def is_transient(exc: BaseException) -> bool:
 class PipelineRetryPolicy(RetryPolicy):
     """Bad input fails at once; transient errors retry with backoff; anything else: default."""
 
-    def __init__(self, pipeline: str):
+    def __init__(self, pipeline: str, **defaults: Any):
         self.pipeline = pipeline
+        self.defaults = defaults
+        RetrySettings(**defaults)  # fail at parse time on a typo
 
     def evaluate(self, exception, try_number, max_tries, context=None):
         if isinstance(exception, BadInputError):
             return RetryDecision.fail(reason=f"bad input, not retried: {exception}")
-        settings = RetrySettings.from_overrides(_read_overrides(), self.pipeline)
+        settings = RetrySettings.from_overrides(
+            _read_overrides(), self.pipeline, base=RetrySettings(**self.defaults)
+        )
         if try_number > settings.retries:
             return RetryDecision.fail(reason=f"retries exhausted ({settings.retries}, {RETRY_VARIABLE})")
         kind = "transient" if is_transient(exception) else "unexpected"
@@ -113,20 +125,21 @@ class PipelineRetryPolicy(RetryPolicy):
         )
 
     def serialize(self) -> dict[str, Any]:
-        return {"__type": "PipelineRetryPolicy", "pipeline": self.pipeline}
+        return {"__type": "PipelineRetryPolicy", "pipeline": self.pipeline, "defaults": self.defaults}
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> PipelineRetryPolicy:
-        return cls(data["pipeline"])
+        return cls(data["pipeline"], **data.get("defaults", {}))
 
 
-def retry_default_args(pipeline: str) -> dict[str, Any]:
-    """``default_args`` entries every pipeline DAG uses."""
-    defaults = RetrySettings()
+def retry_default_args(pipeline: str, **defaults: Any) -> dict[str, Any]:
+    """``default_args`` entries every pipeline DAG uses; ``defaults`` set the code-level
+    ``RetrySettings`` (the Variable still overrides them at run time)."""
+    settings = RetrySettings(**defaults)
     return {
-        "retries": MAX_RETRIES,
-        "retry_delay": timedelta(seconds=defaults.retry_delay_s),
-        "retry_exponential_backoff": defaults.backoff,
-        "max_retry_delay": timedelta(seconds=defaults.max_retry_delay_s),
-        "retry_policy": PipelineRetryPolicy(pipeline),
+        "retries": max(settings.retries, 1) if defaults.get("retries") is not None else MAX_RETRIES,
+        "retry_delay": timedelta(seconds=settings.retry_delay_s),
+        "retry_exponential_backoff": settings.backoff,
+        "max_retry_delay": timedelta(seconds=settings.max_retry_delay_s),
+        "retry_policy": PipelineRetryPolicy(pipeline, **defaults),
     }

@@ -1,0 +1,80 @@
+"""SFTP visit reports → PostgreSQL (spec: shared/specs/sftp-visits.md; docs: docs/visits.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, CronTriggerTimetable, Param
+
+from etlkit.common.alerting import log_task_failure
+from etlkit.common.retry import retry_default_args
+from etlkit.operators.visits import (
+    EnsureVisitsSchemaOperator,
+    ListVisitReportsOperator,
+    LoadVisitReportOperator,
+    RefreshVisitorPeriodOperator,
+    SummarizeVisitLoadsOperator,
+)
+from etlkit.visits.config import schedule_from_env, timezone_from_env
+
+DOC = """
+### SFTP visit reports → PostgreSQL
+
+Once a day takes `report_<n>.txt` files from the SFTP directory of connection `sftp_visits`,
+validates every line, loads each file in **one transaction** into `statistics` (valid rows),
+`errors` (invalid rows with line, raw line, rule and message) and `visitor` (metrics recomputed
+from `statistics`), then zips the original into the backup directory and deletes it at the source.
+A load-control log (`load_log`, view `load_log_monthly`) makes every file load at most once.
+
+* Connections: `sftp_visits` (host key pinned in the extra `host_key`), `postgres_visits`.
+* Variable `sftp_visits_config` (JSON): directories, pattern, table names, batch size (see docs/visits.md).
+* Params: `reference_date` (R for the visit counters, `YYYY-MM-DD`), `file_pattern`, `dry_run`.
+"""
+
+with DAG(
+    dag_id="sftp_visits_to_postgres",
+    description="Daily SFTP visit reports to PostgreSQL with load control, archive and quarantine",
+    doc_md=DOC,
+    schedule=CronTriggerTimetable(
+        schedule_from_env(), timezone=timezone_from_env(), interval=timedelta(days=1)
+    ),
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["visits", "sftp", "postgres"],
+    params={
+        "reference_date": Param(
+            None, type=["null", "string"], format="date", description="R for the visit counters (YYYY-MM-DD)"
+        ),
+        "file_pattern": Param(
+            None,
+            type=["null", "string"],
+            description="Regex of file names for this run (default: the Variable's)",
+        ),
+        "dry_run": Param(
+            False, type="boolean", description="Parse and validate, commit nothing, touch nothing"
+        ),
+    },
+    default_args={
+        **retry_default_args("visits"),
+        "owner": "data-eng",
+        "on_failure_callback": log_task_failure,
+        "on_retry_callback": log_task_failure,
+    },
+) as dag:
+    ensure_schema = EnsureVisitsSchemaOperator(task_id="ensure_schema")
+    refresh_counters = RefreshVisitorPeriodOperator(task_id="refresh_period_counters")
+    list_files = ListVisitReportsOperator(task_id="list_remote_files")
+    process_file = LoadVisitReportOperator.partial(
+        task_id="process_file",
+        max_active_tis_per_dagrun=1,
+        **retry_default_args("visits", retries=2, retry_delay_s=300),
+    ).expand(remote_file=list_files.output)
+    summarize = SummarizeVisitLoadsOperator(
+        task_id="summarize",
+        list_task_id="list_remote_files",
+        load_task_id="process_file",
+        trigger_rule="all_done",
+        retries=0,
+    )
+    ensure_schema >> refresh_counters >> list_files >> process_file >> summarize

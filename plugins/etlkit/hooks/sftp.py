@@ -1,0 +1,48 @@
+"""SFTP with host-key verification that cannot be switched off by configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from airflow.providers.sftp.hooks.sftp import SFTPHook
+
+from etlkit.common.errors import ConfigurationError
+
+
+class VerifiedSFTPHook(SFTPHook):
+    """``SFTPHook`` that refuses to connect unless the server's host key is pinned or known.
+
+    The connection extra must carry ``host_key`` (``ssh-ed25519 AAAA...``) or set
+    ``no_host_key_check: false`` explicitly with a maintained known_hosts file. Anonymous and
+    empty-password logins are refused. The check runs on the resolved hook, before any socket.
+    """
+
+    def verify_configuration(self) -> None:
+        conn = self.get_connection(self.ssh_conn_id)
+        extra = conn.extra_dejson
+        name = self.ssh_conn_id
+        if str(extra.get("no_host_key_check", "")).lower() == "true" or self.no_host_key_check:
+            raise ConfigurationError(
+                f"connection {name}: no_host_key_check is set; host keys must be verified"
+            )
+        if str(extra.get("allow_host_key_change", "")).lower() == "true" or self.allow_host_key_change:
+            raise ConfigurationError(f"connection {name}: allow_host_key_change must not be true")
+        explicit_known_hosts = str(extra.get("no_host_key_check", "")).lower() == "false"
+        if self.host_key is None and not explicit_known_hosts:
+            raise ConfigurationError(
+                f"connection {name}: no host_key in the extra (nor no_host_key_check=false with a "
+                "known_hosts file); refusing to connect to an unverified server"
+            )
+        if not conn.login:
+            raise ConfigurationError(f"connection {name}: a login is required")
+        has_key = extra.get("key_file") or extra.get("private_key")
+        if not has_key and not conn.password:
+            raise ConfigurationError(f"connection {name}: needs a private key or a non-empty password")
+
+    @contextmanager
+    def verified_client(self) -> Iterator:
+        """A paramiko ``SFTPClient``, opened only after ``verify_configuration`` passed."""
+        self.verify_configuration()
+        with self.get_managed_conn() as client:
+            yield client

@@ -1,0 +1,174 @@
+"""Thin operators of the SFTP visits DAG: build hooks in ``execute``, delegate to ``etlkit.visits``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+from airflow.sdk import BaseOperator, Variable
+from airflow.sdk.exceptions import AirflowFailException
+
+from etlkit.common.alerting import alert_context
+from etlkit.common.errors import ConfigurationError
+from etlkit.common.metrics import RunMetrics
+from etlkit.hooks.sftp import VerifiedSFTPHook
+from etlkit.visits import files
+from etlkit.visits.config import CONFIG_VARIABLE, VisitsConfig, timezone_from_env
+from etlkit.visits.process import RemoteFile, ReportProcessor, RunInfo, list_eligible, open_store
+from etlkit.visits.store import VisitsStore
+
+log = logging.getLogger(__name__)
+
+
+class VisitsBaseOperator(BaseOperator):
+    """Resolves the ``sftp_visits_config`` Variable and the run's params at execution time."""
+
+    template_fields: Sequence[str] = ("sftp_conn_id", "postgres_conn_id")
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, sftp_conn_id: str | None = None, postgres_conn_id: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.sftp_conn_id = sftp_conn_id
+        self.postgres_conn_id = postgres_conn_id
+
+    def visits_config(self) -> VisitsConfig:
+        values = Variable.get(CONFIG_VARIABLE, default=None, deserialize_json=True)
+        return VisitsConfig.from_mapping(
+            values,
+            sftp_conn_id=self.sftp_conn_id,
+            postgres_conn_id=self.postgres_conn_id,
+            timezone=timezone_from_env(),
+        )
+
+    def execute(self, context):
+        # Resolved per execution, never cached on the operator: the Variable may change between runs.
+        return self.execute_with_config(context, self.visits_config())
+
+    def execute_with_config(self, context, config: VisitsConfig):
+        raise NotImplementedError
+
+    @staticmethod
+    def open_store(config: VisitsConfig) -> VisitsStore:
+        conn = PostgresHook(postgres_conn_id=config.postgres_conn_id).get_conn()
+        return open_store(conn, config)
+
+    @staticmethod
+    def run_info(context, config: VisitsConfig) -> RunInfo:
+        params = context.get("params") or {}
+        return RunInfo(
+            dag_id=context["dag"].dag_id,
+            run_id=context["run_id"],
+            reference_date=reference_date(context, config.timezone),
+            dry_run=bool(params.get("dry_run")),
+        )
+
+
+def reference_date(context, timezone: str) -> date:
+    """R (spec §5.2): the ``reference_date`` param, else the logical date (or trigger time) in ``timezone``."""
+    override = (context.get("params") or {}).get("reference_date")
+    if override:
+        try:
+            return date.fromisoformat(override)
+        except ValueError as exc:
+            raise ConfigurationError(f"param reference_date={override!r} is not YYYY-MM-DD") from exc
+    moment = context.get("logical_date") or context["dag_run"].run_after
+    return moment.astimezone(ZoneInfo(timezone)).date()
+
+
+class EnsureVisitsSchemaOperator(VisitsBaseOperator):
+    def execute_with_config(self, context, config) -> None:
+        store = self.open_store(config)
+        with store.conn:
+            store.ensure_schema()
+
+
+class RefreshVisitorPeriodOperator(VisitsBaseOperator):
+    """Brings every visitor's year and month counters to R, even on a run with no files."""
+
+    def execute_with_config(self, context, config) -> int:
+        r = self.run_info(context, config).reference_date
+        store = self.open_store(config)
+        with store.conn:
+            changed = store.refresh_period_counters(r)
+        log.info("period counters refreshed for R=%s: %s visitors changed", r, changed)
+        return changed
+
+
+class ListVisitReportsOperator(VisitsBaseOperator):
+    """Eligible report files, oldest ``<n>`` first; also reconciles finished loads and purges staging."""
+
+    def execute_with_config(self, context, config) -> list[dict[str, Any]]:
+        pattern = (context.get("params") or {}).get("file_pattern") or None
+        hook = VerifiedSFTPHook(ssh_conn_id=config.sftp_conn_id)
+        with hook.verified_client() as sftp:
+            try:
+                eligible, names = list_eligible(sftp, config, pattern)
+            except FileNotFoundError as exc:
+                raise ConfigurationError(f"remote_dir {config.remote_dir!r} does not exist") from exc
+        store = self.open_store(config)
+        with store.conn:
+            reconciled = store.reconcile_deleted_sources(names)
+        if reconciled:
+            log.info("%s loads whose source is gone were closed", reconciled)
+        purged = files.purge_old_staging(Path(config.staging_dir))
+        log.info("%s eligible files: %s (%s stale staging dirs purged)", len(eligible), eligible, purged)
+        return [remote.as_dict() for remote in eligible]
+
+
+class LoadVisitReportOperator(VisitsBaseOperator):
+    """One file: download, check, load in one transaction, archive, delete at the source."""
+
+    template_fields: Sequence[str] = (*VisitsBaseOperator.template_fields, "remote_file")
+
+    def __init__(self, *, remote_file: dict[str, Any], **kwargs):
+        super().__init__(**kwargs)
+        self.remote_file = remote_file
+
+    def execute_with_config(self, context, config) -> dict[str, Any]:
+        remote = RemoteFile.from_dict(self.remote_file)
+        run = self.run_info(context, config)
+        with alert_context(file=remote.name, reference_date=str(run.reference_date)):
+            hook = VerifiedSFTPHook(ssh_conn_id=config.sftp_conn_id)
+            store = self.open_store(config)
+            with store.conn, hook.verified_client() as sftp:
+                metrics = ReportProcessor(sftp, store, config, run).process(remote)
+        return metrics.log(dag_run_id=run.run_id)
+
+
+class SummarizeVisitLoadsOperator(VisitsBaseOperator):
+    """Logs the run's outcome and fails the run when any file failed (``trigger_rule=all_done``)."""
+
+    template_fields: Sequence[str] = (*VisitsBaseOperator.template_fields, "list_task_id", "load_task_id")
+
+    def __init__(self, *, list_task_id: str, load_task_id: str, **kwargs):
+        super().__init__(**kwargs)
+        self.list_task_id = list_task_id
+        self.load_task_id = load_task_id
+
+    def execute_with_config(self, context, config) -> dict[str, Any]:
+        ti = context["ti"]
+        listed = ti.xcom_pull(task_ids=self.list_task_id)
+        pulled = ti.xcom_pull(task_ids=self.load_task_id)
+        # One mapped instance comes back as its value, several as a sequence.
+        results = [r for r in ([pulled] if isinstance(pulled, dict) else pulled or []) if r]
+        totals = RunMetrics("visits")
+        for result in results:
+            totals.add(RunMetrics(**result))
+        store = self.open_store(config)
+        with store.conn:
+            statuses = store.run_status_counts(context["run_id"])
+            stale = store.stale_pending_loads()
+        for load_id, name, status in stale:
+            log.warning("load %s of %s has been %s for more than 24 h", load_id, name, status)
+        summary = {**totals.log(statuses=statuses), "files_listed": len(listed or [])}
+        if listed is None:
+            raise AirflowFailException("listing the remote files failed: see list_remote_files")
+        missing = sorted({f["name"] for f in listed} - {r["extra"]["file"] for r in results})
+        if missing:
+            raise AirflowFailException(f"{len(missing)} files failed to load: {missing}")
+        return summary

@@ -1,0 +1,1 @@
+"""SFTP visit reports: Airflow-free parsing, validation, archiving and loading logic."""

@@ -1,0 +1,305 @@
+"""One report file from the SFTP server to PostgreSQL, archive and source deletion (spec §6).
+
+Airflow-free: works with any paramiko-like SFTP client (``stat``, ``open``, ``remove``,
+``listdir_attr``) and a ``VisitsStore``. Every step is idempotent, so a crash anywhere and a
+rerun give the state of one clean run (spec §6.3).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import posixpath
+import re
+import stat
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from etlkit.common.metrics import RunMetrics
+from etlkit.visits import files
+from etlkit.visits.config import VisitsConfig
+from etlkit.visits.store import LoadRecord, VisitsStore
+from etlkit.visits.validation import (
+    LayoutError,
+    Rejection,
+    check_header,
+    raw_line_for_errors,
+    validate_record,
+)
+
+log = logging.getLogger(__name__)
+REPORT_NUMBER = re.compile(r"(\d+)")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    size: int
+    mtime: int
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> RemoteFile:
+        return cls(name=value["name"], size=int(value["size"]), mtime=int(value["mtime"]))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "mtime": self.mtime}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    dag_id: str
+    run_id: str
+    reference_date: date
+    dry_run: bool = False
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.run_id)
+
+    def as_load_fields(self) -> dict[str, Any]:
+        return {"dag_id": self.dag_id, "dag_run_id": self.run_id, "reference_date": self.reference_date}
+
+
+@dataclass
+class LoadCounts:
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    visits_loaded: int = 0
+    statistics: list[tuple] = field(default_factory=list)
+    errors: list[tuple] = field(default_factory=list)
+
+
+class DryRunRollback(Exception):
+    """Raised inside the load transaction of a dry run so that nothing is committed."""
+
+
+def report_sort_key(name: str) -> tuple[int, str]:
+    match = REPORT_NUMBER.search(name)
+    return (int(match.group(1)) if match else -1, name)
+
+
+def list_eligible(sftp, config: VisitsConfig, file_pattern: str | None = None, now: float | None = None):
+    """Regular files directly in the directory, matching the pattern, old enough; ascending ``<n>``."""
+    pattern = re.compile(file_pattern or config.file_pattern)
+    now = time.time() if now is None else now
+    eligible, waiting, all_names = [], [], []
+    for entry in sftp.listdir_attr(config.remote_dir):
+        all_names.append(entry.filename)
+        if not stat.S_ISREG(entry.st_mode or 0) or not pattern.match(entry.filename):
+            continue
+        if now - (entry.st_mtime or 0) < config.min_file_age_s:
+            waiting.append(entry.filename)
+            continue
+        eligible.append(RemoteFile(entry.filename, entry.st_size, entry.st_mtime))
+    if waiting:
+        log.info("files younger than %ss wait for the next run: %s", config.min_file_age_s, waiting)
+    eligible.sort(key=lambda f: report_sort_key(f.name))
+    return eligible, all_names
+
+
+class ReportProcessor:
+    def __init__(self, sftp, store: VisitsStore, config: VisitsConfig, run: RunInfo):
+        self.sftp = sftp
+        self.store = store
+        self.config = config
+        self.run = run
+        self.tz = ZoneInfo(config.timezone)
+
+    @property
+    def staging_dir(self) -> Path:
+        return Path(self.config.staging_dir) / self.run.slug
+
+    def remote_path(self, name: str) -> str:
+        return posixpath.join(self.config.remote_dir, name)
+
+    def process(self, remote: RemoteFile) -> RunMetrics:
+        metrics = RunMetrics("visits", extra={"file": remote.name})
+        current = self._stat(remote.name)
+        if current is None:
+            log.info("%s is gone from the server; nothing to do", remote.name)
+            metrics.extra["status"] = "GONE"
+            return metrics
+        remote = RemoteFile(remote.name, current.st_size, current.st_mtime)
+        with self.sftp.open(self.remote_path(remote.name), "rb") as source:
+            source.prefetch()
+            staged = files.stream_to_staging(source, self.staging_dir / remote.name, remote.size)
+        metrics.bytes_read = staged.size
+        file_fields = {
+            "file_name": remote.name,
+            "file_size": staged.size,
+            "sha256": staged.sha256,
+            "remote_mtime": datetime.fromtimestamp(remote.mtime, UTC),
+            "started_at": datetime.now(UTC),
+        }
+        try:
+            record = self.store.find_once_only(remote.name, staged.sha256)
+            if record is None:
+                record = self._load(staged, file_fields, metrics)
+            if record is None or self.run.dry_run:
+                return metrics
+            self._finish(record, remote, staged, file_fields, metrics)
+        finally:
+            staged.path.unlink(missing_ok=True)
+        return metrics
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _stat(self, name: str):
+        try:
+            return self.sftp.stat(self.remote_path(name))
+        except OSError as exc:
+            if getattr(exc, "errno", None) == errno.ENOENT or isinstance(exc, FileNotFoundError):
+                return None
+            raise
+
+    def _load(self, staged: files.StagedFile, file_fields: dict, metrics: RunMetrics) -> LoadRecord | None:
+        name = file_fields["file_name"]
+        if self.store.name_seen_with_other_checksum(name, staged.sha256):
+            log.warning("%s was loaded before with other content: loading it as a new file", name)
+        try:
+            return self._load_transaction(staged, file_fields, metrics)
+        except DryRunRollback:
+            log.info("dry run: %s parsed and validated, nothing committed", name)
+            metrics.extra["status"] = "DRY_RUN"
+            return None
+        except Exception as exc:
+            self.store.record_failure(file=file_fields, run=self.run.as_load_fields(), error=exc)
+            raise
+
+    def _load_transaction(self, staged: files.StagedFile, file_fields: dict, metrics: RunMetrics):
+        name = file_fields["file_name"]
+        with self.store.conn.transaction():
+            self.store.lock()
+            existing = self.store.find_once_only(name, staged.sha256)
+            if existing is not None:
+                log.info("%s was handled by another execution meanwhile (load %s)", name, existing.load_id)
+                return existing
+            load_id = self.store.insert_load(status="LOADED", file=file_fields, run=self.run.as_load_fields())
+            lines = files.iter_lines(staged.path, staged.encoding, self.config.max_line_chars)
+            first = next(lines, None)
+            try:
+                column2 = check_header(first[1] if first else None)
+            except LayoutError as layout:
+                return self._reject(load_id, name, first, layout.rejection, staged.encoding)
+            counts = self._load_records(load_id, name, lines)
+            out_of_order = self.store.count_out_of_order_visitors(load_id)
+            if out_of_order:
+                log.warning("%s: %s e-mails have a visit older than their first visit", name, out_of_order)
+            self.store.upsert_visitors(load_id, self.run.reference_date)
+            committed_at = self.store.mark_loaded(
+                load_id,
+                {
+                    "rows_read": counts.rows_read,
+                    "rows_loaded": counts.rows_loaded,
+                    "rows_rejected": counts.rows_rejected,
+                    "visits_loaded": counts.visits_loaded,
+                    "encoding": staged.encoding,
+                    "column2_header": column2,
+                },
+            )
+            metrics.rows_read, metrics.rows_loaded = counts.rows_read, counts.rows_loaded
+            metrics.rows_rejected = counts.rows_rejected
+            metrics.extra.update(
+                visits_loaded=counts.visits_loaded, encoding=staged.encoding, load_id=load_id
+            )
+            if self.run.dry_run:
+                raise DryRunRollback
+        return LoadRecord(load_id, "LOADED", None, committed_at)
+
+    def _reject(self, load_id, name, first, rejection: Rejection, encoding) -> LoadRecord:
+        raw = raw_line_for_errors(first[1], self.config.max_line_chars) if first else ""
+        self.store.copy_errors([(load_id, name, 1, raw, rejection.rule, rejection.message)])
+        committed_at = self.store.mark_rejected(
+            load_id, f"{rejection.rule}: {rejection.message}", encoding, None
+        )
+        log.warning("%s rejected: %s", name, rejection.message)
+        if self.run.dry_run:
+            raise DryRunRollback
+        return LoadRecord(load_id, "REJECTED", None, committed_at)
+
+    def _load_records(self, load_id: int, name: str, lines) -> LoadCounts:
+        counts = LoadCounts()
+        limit = self.config.max_line_chars
+        for number, line in lines:
+            counts.rows_read += 1
+            result = validate_record(line, limit)
+            if isinstance(result, Rejection):
+                counts.errors.append(
+                    (load_id, name, number, raw_line_for_errors(line, limit), result.rule, result.message)
+                )
+            else:
+                counts.statistics.append((load_id, name, number, *result))
+                counts.visits_loaded += result[5] is not None
+            if len(counts.statistics) + len(counts.errors) >= self.config.batch_rows:
+                self._flush(counts)
+        self._flush(counts)
+        return counts
+
+    def _flush(self, counts: LoadCounts) -> None:
+        self.store.copy_statistics(counts.statistics)
+        self.store.copy_errors(counts.errors)
+        counts.rows_loaded += len(counts.statistics)
+        counts.rows_rejected += len(counts.errors)
+        counts.statistics.clear()
+        counts.errors.clear()
+
+    def _finish(self, record: LoadRecord, remote: RemoteFile, staged, file_fields, metrics) -> None:
+        """Archive or quarantine, delete at the source, close the load (steps 6-8 and Q)."""
+        if record.status in ("COMPLETED", "QUARANTINED"):
+            self._duplicate(record, remote, file_fields, metrics)
+            return
+        stem = Path(remote.name).stem
+        stamp = record.committed_at.astimezone(self.tz).strftime("%Y%m%dT%H%M%S")
+        if record.status == "LOADED":
+            target = Path(self.config.backup_dir) / f"{stem}_{stamp}.zip"
+            files.write_verified_zip(staged.path, target, remote.name, staged.sha256)
+        else:
+            target = Path(self.config.quarantine_dir) / f"{stem}_{stamp}.txt"
+            files.write_verified_copy(staged.path, target, staged.sha256)
+        self.store.mark_archived(record.load_id, target.name)
+        if self._delete_at_source(remote):
+            self.store.mark_source_deleted(record.load_id)
+            metrics.extra["status"] = self.store.mark_finished(record.load_id)
+        else:
+            metrics.extra["status"] = record.status
+        metrics.extra.update(load_id=record.load_id, archive=target.name)
+
+    def _duplicate(self, record: LoadRecord, remote: RemoteFile, file_fields, metrics) -> None:
+        log.warning("%s is a re-delivery of load %s: not loaded again", remote.name, record.load_id)
+        with self.store.conn.transaction():
+            load_id = self.store.insert_load(
+                status="DUPLICATE",
+                file=file_fields,
+                run=self.run.as_load_fields(),
+                reason=f"same name and sha256 as load {record.load_id} ({record.status})",
+            )
+        if self._delete_at_source(remote):
+            self.store.mark_source_deleted(load_id)
+        self.store.mark_finished(load_id)
+        metrics.extra.update(status="DUPLICATE", load_id=load_id, duplicate_of=record.load_id)
+
+    def _delete_at_source(self, downloaded: RemoteFile) -> bool:
+        """Remove the file unless it changed since the download; a missing file counts as removed."""
+        current = self._stat(downloaded.name)
+        if current is None:
+            return True
+        if (current.st_size, current.st_mtime) != (downloaded.size, downloaded.mtime):
+            log.warning("%s changed on the server since the download: not deleted", downloaded.name)
+            return False
+        try:
+            self.sftp.remove(self.remote_path(downloaded.name))
+        except FileNotFoundError:
+            pass
+        return True
+
+
+def open_store(conn: psycopg.Connection, config: VisitsConfig) -> VisitsStore:
+    conn.autocommit = True
+    return VisitsStore(conn, config)

@@ -1,0 +1,245 @@
+"""PostgreSQL side of the visits pipeline: schema, load-control log, COPY loads, visitor metrics.
+
+Takes a psycopg 3 connection in autocommit mode; every method that writes the four tables
+runs inside a transaction the caller opened with ``conn.transaction()`` after ``lock()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from psycopg import Connection, sql
+
+from etlkit.common.sql import load_sql
+from etlkit.visits.config import VisitsConfig
+
+log = logging.getLogger(__name__)
+
+ADVISORY_LOCK_KEY = 7_310_202_401  # one writer at a time on the visits tables, whatever the run
+ONCE_ONLY_STATUSES = ("LOADED", "COMPLETED", "REJECTED", "QUARANTINED")
+STATISTICS_COLUMNS = (
+    "load_id",
+    "source_file",
+    "line_number",
+    "email",
+    "jyv",
+    "badmail",
+    "baja",
+    "fecha_envio",
+    "fecha_open",
+    "opens",
+    "opens_virales",
+    "fecha_click",
+    "clicks",
+    "clicks_virales",
+    "links",
+    "ips",
+    "navegadores",
+    "plataformas",
+)
+ERROR_COLUMNS = ("load_id", "source_file", "line_number", "raw_line", "rule", "message")
+
+
+@dataclass(frozen=True)
+class LoadRecord:
+    load_id: int
+    status: str
+    archive_name: str | None
+    committed_at: datetime | None
+
+
+class VisitsStore:
+    def __init__(self, conn: Connection, config: VisitsConfig):
+        self.conn = conn
+        self.config = config
+        self.names = self._identifiers(config)
+
+    @staticmethod
+    def _identifiers(config: VisitsConfig) -> dict[str, sql.Composable]:
+        names = {
+            "schema": config.db_schema,
+            "load_log": config.table_load_log,
+            "statistics": config.table_statistics,
+            "errors": config.table_errors,
+            "visitor": config.table_visitor,
+            "visitor_report": config.view_visitor_report,
+            "monthly": config.view_monthly,
+            "load_log_file_once": f"{config.table_load_log}_file_once",
+            "statistics_email_open": f"{config.table_statistics}_email_open",
+            "statistics_open": f"{config.table_statistics}_open",
+        }
+        composed: dict[str, sql.Composable] = {k: sql.Identifier(v) for k, v in names.items()}
+        composed["tz"] = sql.Literal(config.timezone)
+        return composed
+
+    def _sql(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(**self.names)
+
+    def _file_sql(self, name: str) -> sql.Composed:
+        return self._sql(load_sql("visits", name))
+
+    def _execute(self, text: str, params: Sequence[Any] | dict[str, Any] | None = None):
+        return self.conn.execute(self._sql(text), params)
+
+    # -- schema and period -------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        with self.conn.transaction():
+            self.lock()
+            self.conn.execute(self._file_sql("schema.sql"))
+
+    def lock(self) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+
+    def refresh_period_counters(self, reference_date: date) -> int:
+        with self.conn.transaction():
+            self.lock()
+            cursor = self.conn.execute(self._file_sql("refresh_period_counters.sql"), {"r": reference_date})
+            return cursor.rowcount
+
+    # -- load-control log --------------------------------------------------------------
+
+    def find_once_only(self, file_name: str, sha256: str) -> LoadRecord | None:
+        row = self._execute(
+            "SELECT load_id, status, archive_name, committed_at FROM {schema}.{load_log}"
+            " WHERE file_name = %s AND sha256 = %s AND status = ANY(%s)"
+            " ORDER BY load_id DESC LIMIT 1",
+            (file_name, sha256, list(ONCE_ONLY_STATUSES)),
+        ).fetchone()
+        return LoadRecord(*row) if row else None
+
+    def name_seen_with_other_checksum(self, file_name: str, sha256: str) -> bool:
+        row = self._execute(
+            "SELECT 1 FROM {schema}.{load_log} WHERE file_name = %s AND sha256 <> %s"
+            " AND status = ANY(%s) LIMIT 1",
+            (file_name, sha256, list(ONCE_ONLY_STATUSES)),
+        ).fetchone()
+        return row is not None
+
+    def insert_load(
+        self, *, status: str, file: dict[str, Any], run: dict[str, Any], reason: str | None = None
+    ):
+        row = self._execute(
+            "INSERT INTO {schema}.{load_log} (file_name, file_size, sha256, remote_mtime, status, reason,"
+            " reference_date, dag_id, dag_run_id, started_at)"
+            " VALUES (%(file_name)s, %(file_size)s, %(sha256)s, %(remote_mtime)s, %(status)s, %(reason)s,"
+            " %(reference_date)s, %(dag_id)s, %(dag_run_id)s, %(started_at)s) RETURNING load_id",
+            {**file, **run, "status": status, "reason": reason},
+        ).fetchone()
+        return row[0]
+
+    def mark_rejected(self, load_id: int, reason: str, encoding: str, column2_header: str | None) -> datetime:
+        return self._execute(
+            "UPDATE {schema}.{load_log} SET status = 'REJECTED', reason = %s, encoding = %s,"
+            " column2_header = %s, committed_at = clock_timestamp() WHERE load_id = %s RETURNING committed_at",
+            (reason, encoding, column2_header, load_id),
+        ).fetchone()[0]
+
+    def mark_loaded(self, load_id: int, counts: dict[str, Any]) -> datetime:
+        return self._execute(
+            "UPDATE {schema}.{load_log} SET rows_read = %(rows_read)s, rows_loaded = %(rows_loaded)s,"
+            " rows_rejected = %(rows_rejected)s, visits_loaded = %(visits_loaded)s, encoding = %(encoding)s,"
+            " column2_header = %(column2_header)s, committed_at = clock_timestamp()"
+            " WHERE load_id = %(load_id)s RETURNING committed_at",
+            {**counts, "load_id": load_id},
+        ).fetchone()[0]
+
+    def mark_archived(self, load_id: int, archive_name: str) -> None:
+        self._execute(
+            "UPDATE {schema}.{load_log} SET archive_name = %s, archived_at = coalesce(archived_at, now())"
+            " WHERE load_id = %s",
+            (archive_name, load_id),
+        )
+
+    def mark_source_deleted(self, load_id: int) -> None:
+        self._execute(
+            "UPDATE {schema}.{load_log} SET source_deleted_at = coalesce(source_deleted_at, now())"
+            " WHERE load_id = %s",
+            (load_id,),
+        )
+
+    def mark_finished(self, load_id: int) -> str:
+        return self._execute(
+            "UPDATE {schema}.{load_log} SET finished_at = now(),"
+            " status = CASE status WHEN 'LOADED' THEN 'COMPLETED' WHEN 'REJECTED' THEN 'QUARANTINED'"
+            " ELSE status END WHERE load_id = %s RETURNING status",
+            (load_id,),
+        ).fetchone()[0]
+
+    def reconcile_deleted_sources(self, remote_names: Iterable[str]) -> int:
+        """``LOADED``/``REJECTED`` rows whose archive exists and whose file is gone: finish them."""
+        with self.conn.transaction():
+            self.lock()
+            return self._execute(
+                "UPDATE {schema}.{load_log} SET finished_at = now(),"
+                " source_deleted_at = coalesce(source_deleted_at, now()),"
+                " status = CASE status WHEN 'LOADED' THEN 'COMPLETED' ELSE 'QUARANTINED' END"
+                " WHERE status IN ('LOADED', 'REJECTED') AND archive_name IS NOT NULL"
+                " AND NOT (file_name = ANY(%s))",
+                (list(remote_names),),
+            ).rowcount
+
+    def record_failure(self, *, file: dict[str, Any], run: dict[str, Any], error: BaseException) -> None:
+        """Best effort, in its own short transaction: the attempt was rolled back."""
+        reason = f"{type(error).__name__}: {error}"[:2000]
+        try:
+            with self.conn.transaction():
+                load_id = self.insert_load(status="FAILED", file=file, run=run, reason=reason)
+                self._execute(
+                    "UPDATE {schema}.{load_log} SET finished_at = now() WHERE load_id = %s", (load_id,)
+                )
+        except Exception:
+            log.exception("could not record the FAILED load of %s", file.get("file_name"))
+
+    # -- data --------------------------------------------------------------------------
+
+    def copy_statistics(self, rows: list[tuple]) -> None:
+        self._copy(self.names["statistics"], STATISTICS_COLUMNS, rows)
+
+    def copy_errors(self, rows: list[tuple]) -> None:
+        self._copy(self.names["errors"], ERROR_COLUMNS, rows)
+
+    def _copy(self, table: sql.Composable, columns: Sequence[str], rows: list[tuple]) -> None:
+        if not rows:
+            return
+        statement = sql.SQL("COPY {schema}.{table} ({columns}) FROM STDIN").format(
+            schema=self.names["schema"], table=table, columns=sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with self.conn.cursor().copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def count_out_of_order_visitors(self, load_id: int) -> int:
+        return self.conn.execute(
+            self._file_sql("out_of_order_visitors.sql"), {"load_id": load_id}
+        ).fetchone()[0]
+
+    def upsert_visitors(self, load_id: int, reference_date: date) -> int:
+        cursor = self.conn.execute(
+            self._file_sql("upsert_visitors.sql"), {"load_id": load_id, "r": reference_date}
+        )
+        return cursor.rowcount
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def run_status_counts(self, dag_run_id: str) -> dict[str, int]:
+        rows = self._execute(
+            "SELECT status, count(*) FROM {schema}.{load_log} WHERE dag_run_id = %s GROUP BY status",
+            (dag_run_id,),
+        ).fetchall()
+        return dict(rows)
+
+    def stale_pending_loads(self, older_than_hours: int = 24) -> list[tuple[int, str, str]]:
+        return self._execute(
+            "SELECT load_id, file_name, status FROM {schema}.{load_log}"
+            " WHERE status IN ('LOADED', 'REJECTED') AND started_at < now() - make_interval(hours => %s)"
+            " ORDER BY load_id",
+            (older_than_hours,),
+        ).fetchall()
+
+    def monthly_report(self) -> list[tuple]:
+        return self.conn.execute(self._file_sql("monthly_report.sql")).fetchall()

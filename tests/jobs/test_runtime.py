@@ -1,0 +1,419 @@
+"""Components run in-process (no Airflow): rejects with reasons, drift, SQL modes, limits, metrics."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from etlkit.common.errors import BadInputError
+from etlkit.jobs import components as component_module
+from etlkit.jobs.columns import Column
+from etlkit.jobs.environment import rooted_path
+from etlkit.jobs.expressions import compile_condition
+from etlkit.jobs.metrics import ComponentMetrics
+from etlkit.jobs.runtime import RuntimeIO, run_job
+from etlkit.jobs.validation import validate_job_text
+from tests.jobs.conftest import query
+
+pytestmark = pytest.mark.jobs
+
+
+def make_io(tmp_path: Path, dsn: str | None = None) -> RuntimeIO:
+    data_root = tmp_path / "data"
+    data_root.mkdir(exist_ok=True)
+
+    @contextlib.contextmanager
+    def connect(_conn: str):
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            yield connection
+
+    return RuntimeIO(
+        run_dir=tmp_path / "staging",
+        resolve_path=lambda path, conn: rooted_path(path, data_root),
+        sql_connection=connect,
+    )
+
+
+def job(name: str, *components: dict, **settings) -> dict:
+    return {"format_version": 1, "name": name, "components": list(components), **settings}
+
+
+def run(tmp_path: Path, spec: dict, dsn: str | None = None) -> tuple[dict[str, ComponentMetrics], Path]:
+    validated = validate_job_text(json.dumps(spec), tmp_path / f"{spec['name']}.json")
+    io = make_io(tmp_path, dsn)
+    return run_job(validated, io), tmp_path / "data"
+
+
+def csv_reader(path: str, columns: list[str], targets: list[str], **config) -> dict:
+    return {
+        "id": "read",
+        "type": "read_csv",
+        "config": {"path": path, "columns": [{"name": c} for c in columns], **config},
+        "routes": {"out": targets},
+    }
+
+
+def csv_writer(cid: str, path: str) -> dict:
+    return {"id": cid, "type": "write_csv", "config": {"path": path}}
+
+
+def assert_invariants(results: dict[str, ComponentMetrics]) -> None:
+    for metrics in results.values():
+        if metrics.component_type in ("aggregation", "merge", "schema_mapping"):
+            continue
+        assert sum(metrics.rows_in.values()) == sum(metrics.rows_out.values()) + metrics.rows_dropped, metrics
+
+
+def test_malformed_csv_lines_are_dropped_as_rejected_and_good_rows_flow(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.csv").write_text("id,name\n1,a\n2,b,EXTRA\n,c\n3\n4,d\n")
+    spec = job(
+        "bad_lines",
+        csv_reader("in.csv", ["id", "name"], ["out"], on_bad_lines="drop"),
+        csv_writer("out", "out.csv"),
+    )
+    spec["components"][0]["config"]["columns"][0]["nullable"] = False
+    results, data = run(tmp_path, spec)
+    assert (data / "out.csv").read_text() == "id,name\n1,a\n4,d\n"
+    read = results["read"]
+    assert (read.rows_in, read.rows_out, read.rows_dropped) == ({"source": 5}, {"out": 2}, 3)
+    assert dict(read.reject_reasons) == {"malformed_line": 3}
+    assert_invariants(results)
+
+
+def test_malformed_csv_line_fails_by_default_naming_file_and_line(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.csv").write_text("id,name\n1,a\n2,b,EXTRA\n")
+    spec = job("bad_fail", csv_reader("in.csv", ["id", "name"], ["out"]), csv_writer("out", "out.csv"))
+    with pytest.raises(BadInputError, match=r"in\.csv line 3: malformed line: expected 2 fields, got 3"):
+        run(tmp_path, spec)
+
+
+def test_column_drift_names_the_column_and_the_file(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.csv").write_text("id,label\n1,a\n")
+    spec = job("drift", csv_reader("in.csv", ["id", "name"], ["out"]), csv_writer("out", "out.csv"))
+    with pytest.raises(BadInputError, match=r"in\.csv: declared column\(s\) name missing from the header"):
+        run(tmp_path, spec)
+    (tmp_path / "data" / "in.csv").write_text("id,name,extra\n1,a,x\n")
+    with pytest.raises(BadInputError, match=r"undeclared column\(s\) extra \(extra_columns=fail\)"):
+        run(tmp_path, spec)
+    spec["components"][0]["config"]["extra_columns"] = "ignore"
+    run(tmp_path, spec)
+    assert (tmp_path / "data" / "out.csv").read_text() == "id,name\n1,a\n"
+
+
+def test_failed_conversions_go_to_reject_with_reason_and_good_rows_continue(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.csv").write_text(
+        "id,amount,day,flag\n1, 2.50 ,2025-03-01,yes\n2,1.999,2025-03-01,no\nx,1,2025-03-01,1\n4,,01/03/2025,0\n"
+        "5,1e3,2025-02-30,true\n6,7,2025-03-02,maybe\n"
+    )
+    spec = job(
+        "convert",
+        csv_reader("in.csv", ["id", "amount", "day", "flag"], ["conv"]),
+        {
+            "id": "conv",
+            "type": "type_conversion",
+            "config": {
+                "on_error": "reject",
+                "rules": [
+                    {"column": "id", "to": "integer"},
+                    {"column": "amount", "to": "decimal", "precision": 6, "scale": 2},
+                    {"column": "day", "to": "date"},
+                    {"column": "flag", "to": "boolean"},
+                ],
+            },
+            "routes": {"out": ["good"], "reject": ["bad"]},
+        },
+        csv_writer("good", "good.csv"),
+        csv_writer("bad", "bad.csv"),
+    )
+    results, data = run(tmp_path, spec)
+    assert (data / "good.csv").read_text() == "id,amount,day,flag\n1,2.50,2025-03-01,true\n"
+    assert (data / "bad.csv").read_text().splitlines()[1:] == [
+        "2,1.999,2025-03-01,no,conversion_failed:amount",
+        "x,1,2025-03-01,1,conversion_failed:id",
+        "4,,01/03/2025,0,conversion_failed:day",
+        "5,1e3,2025-02-30,true,conversion_failed:amount",
+        "6,7,2025-03-02,maybe,conversion_failed:flag",
+    ]
+    conv = results["conv"]
+    assert conv.details == {"conversion_failures": {"amount": 2, "id": 1, "day": 2, "flag": 1}}
+    assert conv.rows_rejected == 5 and conv.rows_out == {"out": 1, "reject": 5}
+    assert_invariants(results)
+
+
+def test_unrouted_reject_port_counts_rows_as_dropped_and_rejected(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.csv").write_text("id\n1\nnope\n")
+    spec = job(
+        "unrouted",
+        csv_reader("in.csv", ["id"], ["conv"]),
+        {
+            "id": "conv",
+            "type": "type_conversion",
+            "config": {"on_error": "reject", "rules": [{"column": "id", "to": "integer"}]},
+            "routes": {"out": ["good"]},
+        },
+        csv_writer("good", "good.csv"),
+    )
+    results, _ = run(tmp_path, spec)
+    conv = results["conv"]
+    assert (conv.rows_out, conv.rows_dropped, dict(conv.reject_reasons)) == (
+        {"out": 1},
+        1,
+        {"conversion_failed:id": 1},
+    )
+
+
+def test_join_aggregation_merge_and_json_round_trip(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "orders.jsonl").write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {"id": 1, "c": "a", "amount": 10.5},
+                {"id": 2, "c": "b", "amount": 1},
+                {"id": 3, "c": None, "amount": 2},
+                {"id": 4, "c": "z", "amount": 4},
+            ]
+        )
+    )
+    (data / "customers.json").write_text(
+        json.dumps([{"c": "a", "meta": {"seg": "gold"}}, {"c": "b", "meta": {}}, {"c": "q"}])
+    )
+    (data / "extra.csv").write_text("id,seg\n9,silver\n")
+    spec = job(
+        "joined",
+        {
+            "id": "orders",
+            "type": "read_json",
+            "config": {
+                "path": "orders.jsonl",
+                "columns": [
+                    {"name": "id", "type": "integer"},
+                    {"name": "c"},
+                    {"name": "amount", "type": "float"},
+                ],
+            },
+            "routes": {"out": ["enrich.left"]},
+        },
+        {
+            "id": "customers",
+            "type": "read_json",
+            "config": {
+                "path": "customers.json",
+                "columns": [{"name": "c"}, {"name": "seg", "source": "meta.seg"}],
+            },
+            "routes": {"out": ["enrich.right"]},
+        },
+        {
+            "id": "enrich",
+            "type": "schema_mapping",
+            "config": {
+                "join": {"how": "full", "left_on": ["c"], "right_on": ["c"]},
+                "columns": [
+                    {"name": "id", "from": "left.id"},
+                    {"name": "seg", "expr": "coalesce(right.seg, 'none')"},
+                    {"name": "amount", "from": "left.amount"},
+                ],
+            },
+            "routes": {"out": ["typed_extra_merge.in"]},
+        },
+        {
+            "id": "extra",
+            "type": "read_csv",
+            "config": {"path": "extra.csv", "columns": [{"name": "id"}, {"name": "seg"}]},
+            "routes": {"out": ["extra_typed"]},
+        },
+        {
+            "id": "extra_typed",
+            "type": "type_conversion",
+            "config": {"rules": [{"column": "id", "to": "integer"}]},
+            "routes": {"out": ["typed_extra_merge"]},
+        },
+        {
+            "id": "typed_extra_merge",
+            "type": "merge",
+            "config": {"missing_columns": "fill_null"},
+            "routes": {"out": ["per_segment", "all_rows"]},
+        },
+        {
+            "id": "per_segment",
+            "type": "aggregation",
+            "config": {
+                "group_by": ["seg"],
+                "aggregates": [
+                    {"name": "n", "function": "count"},
+                    {"name": "total", "function": "sum", "column": "amount"},
+                    {"name": "first_id", "function": "min", "column": "id"},
+                ],
+            },
+            "routes": {"out": ["report"]},
+        },
+        {"id": "report", "type": "write_json", "config": {"path": "report.json", "format": "array"}},
+        {"id": "all_rows", "type": "write_json", "config": {"path": "all.jsonl"}},
+    )
+    results, data = run(tmp_path, spec)
+    assert json.loads((data / "report.json").read_text()) == [
+        {"seg": "gold", "n": 1, "total": 10.5, "first_id": 1},
+        {"seg": "none", "n": 4, "total": 7.0, "first_id": 2},
+        {"seg": "silver", "n": 1, "total": None, "first_id": 9},
+    ]
+    rows = [json.loads(line) for line in (data / "all.jsonl").read_text().splitlines()]
+    assert rows == [
+        {"id": 1, "seg": "gold", "amount": 10.5},
+        {"id": 2, "seg": "none", "amount": 1.0},
+        {"id": 3, "seg": "none", "amount": 2.0},
+        {"id": 4, "seg": "none", "amount": 4.0},
+        {"id": None, "seg": "none", "amount": None},
+        {"id": 9, "seg": "silver", "amount": None},
+    ]
+    merge = results["typed_extra_merge"]
+    assert merge.rows_out["out"] == sum(merge.rows_in.values()) == 6
+
+
+def test_nulls_follow_three_valued_logic():
+    schema = {"quantity": Column("quantity", "integer")}
+    for condition in ("quantity > 0", "not (quantity > 0)"):
+        assert compile_condition(condition, schema)([None]) is False
+    assert compile_condition("quantity is null or quantity > 0", schema)([None]) is True
+
+
+def test_expressions_never_reach_eval_exec_or_compile(monkeypatch, tmp_path):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("eval/exec/compile must not be used")
+
+    for name in ("eval", "exec", "compile"):
+        monkeypatch.setattr(builtins, name, forbidden)
+    schema = {"s": Column("s"), "n": Column("n", "decimal", 10, 2)}
+    check = compile_condition(
+        "lower(trim(s)) starts_with 'a' and round(n * 2, 1) >= 1.5 and s not in ('x')", schema
+    )
+    assert check(["  Abc", Decimal("0.75")]) is True
+
+
+def test_rendered_path_may_not_escape_the_data_root(tmp_path):
+    with pytest.raises(BadInputError, match="escapes the data root"):
+        rooted_path("../etc/passwd", tmp_path)
+    with pytest.raises(BadInputError, match="escapes the data root"):
+        rooted_path("/etc/passwd", tmp_path)
+    assert rooted_path("a/../b.csv", tmp_path) == tmp_path / "b.csv"
+
+
+def test_summary_is_small_and_holds_no_row_values(tmp_path):
+    (tmp_path / "data").mkdir()
+    secret_value = "ROW-VALUE-7f3a"
+    (tmp_path / "data" / "in.csv").write_text("v\n" + "".join(f"{secret_value}{i}\n" for i in range(500)))
+    spec = job(
+        "summary",
+        csv_reader("in.csv", ["v"], ["conv"]),
+        {
+            "id": "conv",
+            "type": "split",
+            "config": {"branches": [{"port": "odd", "when": "v ends_with '1'", "reject_reason": "odd"}]},
+            "routes": {"odd": ["out"]},
+        },
+        csv_writer("out", "out.csv"),
+    )
+    results, _ = run(tmp_path, spec)
+    for metrics in results.values():
+        text = json.dumps(metrics.summary())
+        assert len(text.encode()) < 8192 and secret_value not in text
+
+
+# ---- write_sql ----------------------------------------------------------------------------------
+
+
+def sql_job(mode: str, **config) -> dict:
+    return job(
+        f"sql_{mode}",
+        csv_reader("orders.csv", ["order_id", "status"], ["conv"]),
+        {
+            "id": "conv",
+            "type": "type_conversion",
+            "config": {"rules": [{"column": "order_id", "to": "integer"}]},
+            "routes": {"out": ["load"]},
+        },
+        {
+            "id": "load",
+            "type": "write_sql",
+            "config": {"conn": "warehouse", "table": "sales.orders", "mode": mode, **config},
+        },
+        chunk_size=2,
+    )
+
+
+def write_orders(tmp_path: Path, *lines: str) -> None:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "orders.csv").write_text(
+        "order_id,status\n" + "".join(f"{line}\n" for line in lines)
+    )
+
+
+def orders(dsn: str) -> list[tuple]:
+    return query(dsn, "SELECT order_id, status FROM sales.orders ORDER BY order_id")
+
+
+def test_write_sql_modes(tmp_path, jobs_dsn):
+    query(jobs_dsn, "INSERT INTO sales.orders (order_id, status) VALUES (1, 'old'), (9, 'keep') RETURNING 1")
+    write_orders(tmp_path, "1,new", "2,new", "3,new")
+    run(tmp_path, sql_job("upsert", key_columns=["order_id"]), jobs_dsn)
+    assert orders(jobs_dsn) == [(1, "new"), (2, "new"), (3, "new"), (9, "keep")]
+    write_orders(tmp_path, "4,a", "4,b", "5,c")
+    run(tmp_path, sql_job("upsert", key_columns=["order_id"], duplicate_keys="keep_last"), jobs_dsn)
+    assert orders(jobs_dsn)[3:5] == [(4, "b"), (5, "c")]
+    write_orders(tmp_path, "7,x", "8,y")
+    run(tmp_path, sql_job("append"), jobs_dsn)
+    assert [r[0] for r in orders(jobs_dsn)] == [1, 2, 3, 4, 5, 7, 8, 9]
+    run(tmp_path, sql_job("replace"), jobs_dsn)
+    assert orders(jobs_dsn) == [(7, "x"), (8, "y")]
+
+
+def test_write_sql_permanent_failures(tmp_path, jobs_dsn):
+    write_orders(tmp_path, "1,a", "1,b")
+    with pytest.raises(BadInputError, match=r"duplicate key \{'order_id': 1\}"):
+        run(tmp_path, sql_job("upsert", key_columns=["order_id"]), jobs_dsn)
+    with pytest.raises(
+        BadInputError, match=r"no primary key or unique constraint .* covers exactly \(status\)"
+    ):
+        run(tmp_path, sql_job("upsert", key_columns=["status"]), jobs_dsn)
+    spec = sql_job("append")
+    spec["components"][2]["config"]["table"] = "sales.missing"
+    with pytest.raises(BadInputError, match="table sales.missing does not exist"):
+        run(tmp_path, spec, jobs_dsn)
+    assert orders(jobs_dsn) == []
+
+
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+def test_write_sql_failure_midway_leaves_no_partial_rows_and_rerun_is_clean(
+    tmp_path, jobs_dsn, monkeypatch, mode
+):
+    write_orders(tmp_path, "1,a", "2,b", "3,c", "4,d", "5,e")
+    config = {"key_columns": ["order_id"]} if mode == "upsert" else {}
+    real_write_sql = component_module.write_sql
+
+    def crash_after_first_chunk(connection, config, columns, chunks, component_id):
+        def failing():
+            yield next(chunks)
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        real_write_sql(connection, config, columns, failing(), component_id)
+
+    monkeypatch.setattr(component_module, "write_sql", crash_after_first_chunk)
+    with pytest.raises(psycopg.OperationalError):
+        run(tmp_path, sql_job(mode, **config), jobs_dsn)
+    assert orders(jobs_dsn) == []
+    monkeypatch.setattr(component_module, "write_sql", real_write_sql)
+    results, _ = run(tmp_path, sql_job(mode, **config), jobs_dsn)
+    assert [r[0] for r in orders(jobs_dsn)] == [1, 2, 3, 4, 5]
+    assert results["load"].rows_out == {"target": 5}

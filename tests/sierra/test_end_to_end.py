@@ -28,6 +28,10 @@ def test_full_sync_then_item_and_bib_changes(run_dag, sierra, backend, sync_env)
     assert backend.sync_changes_since == datetime.fromisoformat(posted_timestamps[0])
     assert posted_timestamps == sorted(posted_timestamps) and len(set(posted_timestamps)) == 3
     assert all(t.endswith("+00:00") for t in posted_timestamps)
+    first_post = next(r for r in backend.requests if r["method"] == "POST")
+    assert first_post["parts"] == ["file", "timestamp"]
+    assert (first_post["filename"], first_post["content_type"]) == ("data.tsv.gz", "application/gzip")
+    assert "x-api-key" in first_post["headers"] and "authorization" not in first_post["headers"]
     # Spot checks of the derivation rules, beyond the reference query.
     assert backend.items[item_id(5)]["bib_record_id"] == bib_id(103)  # greatest of three bibs
     assert backend.items[item_id(5)]["best_title"] == "Highest bib id"

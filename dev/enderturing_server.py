@@ -11,12 +11,15 @@ import json
 import random
 import re
 import secrets
+import ssl
+import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -254,11 +257,12 @@ class _Handler(BaseHTTPRequestHandler):
 class RunningServer:
     httpd: ThreadingHTTPServer
     thread: threading.Thread
+    certificate: Path | None = None  # PEM of the self-signed certificate when serving HTTPS
 
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.certificate else 'http'}://{host}:{port}"
 
     @property
     def port(self) -> int:
@@ -270,18 +274,51 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
-def start_server(fake: FakeEnderTuring) -> RunningServer:
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1 (openssl CLI); returns (certificate, key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    certificate, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
+        check=True,
+        capture_output=True,
+    )
+    return certificate, key
+
+
+def start_server(fake: FakeEnderTuring, tls_dir: Path | None = None) -> RunningServer:
+    """Serve ``fake`` on a free loopback port; with ``tls_dir``, over HTTPS with a self-signed certificate."""
     handler = type("Handler", (_Handler,), {"fake": fake})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
+    certificate = None
+    if tls_dir is not None:
+        certificate, key = self_signed_certificate(tls_dir)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certificate, key)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, name="fake-enderturing", daemon=True)
     thread.start()
-    return RunningServer(httpd, thread)
+    return RunningServer(httpd, thread, certificate)
 
 
 # ---- data generator ---------------------------------------------------------------------------
 
-WORDS = ["refund", "delivery", "invoice", "cancel", "upgrade", "password", "broken", "late", "thanks", "manager", "discount", "contract"]
+WORDS = [
+    "refund",
+    "delivery",
+    "invoice",
+    "cancel",
+    "upgrade",
+    "password",
+    "broken",
+    "late",
+    "thanks",
+    "manager",
+    "discount",
+    "contract",
+]
 CRM_STATUSES = ["won", "lost", "callback", "no_answer", "escalated"]
 
 

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from dev.enderturing_server import FakeEnderTuring, generate_dataset, generate_session
+from dev.enderturing_server import FakeEnderTuring, generate_dataset, generate_session, start_server
 from etlkit.common.errors import TransientError
 from etlkit.enderturing.errors import EnderTuringRequestError
 from etlkit.enderturing.extract import SessionSettings, fetch_details, list_sessions
@@ -226,3 +226,22 @@ def test_limit_sessions_caps_each_pass(fake_et, hook_for, tmp_path):
     distinct, report = list_sessions(hook_for(), passes, settings, tmp_path)
     assert {name: sum(w.values()) for name, w in report.windows.items()} == {"main": 200, "older": 200}
     assert all("limit=200" in e["query"] for e in fake.requests_to("^/sessions$"))
+
+
+def test_tls_is_verified_by_default(airflow_conn, tmp_path):
+    from etlkit.common.errors import ConfigurationError
+    from etlkit.hooks.enderturing import EnderTuringHook
+
+    fake = FakeEnderTuring(generate_dataset([DAY], 1))
+    server = start_server(fake, tls_dir=tmp_path)
+    try:
+        airflow_conn("et_tls", et_connection(server, fake))
+        with pytest.raises(ConfigurationError, match="TLS certificate verification failed"):
+            EnderTuringHook("et_tls").get_dictionary("/labels")
+        assert fake.journal == []  # the handshake failed: not one request reached the API, no retries
+        airflow_conn("et_tls", et_connection(server, fake, ca_bundle=str(server.certificate)))
+        assert len(EnderTuringHook("et_tls").get_dictionary("/labels")) == 8
+        airflow_conn("et_tls", et_connection(server, fake, verify_ssl=False))
+        assert len(EnderTuringHook("et_tls").get_dictionary("/labels")) == 8
+    finally:
+        server.stop()

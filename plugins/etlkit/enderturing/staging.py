@@ -4,6 +4,7 @@ per-table spool files in PostgreSQL's COPY text format (rows never travel throug
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -73,16 +74,26 @@ def _session_id(item: Any, path: Path, line_no: int) -> str:
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": ""})
 
 
+_NEEDS_ESCAPE = re.compile("[\\\\\t\n\r\x00]")
+
+
+def _escape(value: str) -> str:
+    return value.translate(_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
+
+
+_FORMATTERS: dict[type, Any] = {
+    str: _escape,
+    int: str,
+    float: repr,
+    bool: lambda value: "t" if value else "f",
+    type(None): lambda value: "\\N",
+}
+
+
 def copy_field(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, str):
-        return value.translate(_ESCAPES)
-    return str(value)
+    """One value in PostgreSQL's COPY text format."""
+    formatter = _FORMATTERS.get(type(value))
+    return formatter(value) if formatter else _escape(str(value))
 
 
 class CopySpool:
@@ -109,12 +120,18 @@ class CopySpool:
         return handle
 
     def add(self, table: Table, row: tuple) -> None:
-        handle = self._handle(self._rows, self.rows_path(table), table.name)
-        handle.write("\t".join([copy_field(value) for value in row]) + "\n")
+        handle = self._rows.get(table.name) or self._handle(self._rows, self.rows_path(table), table.name)
+        formatters = _FORMATTERS
+        handle.write(
+            "\t".join([formatters[type(v)](v) if type(v) in formatters else copy_field(v) for v in row])
+        )
+        handle.write("\n")
         self.row_counts[table.name] = self.row_counts.get(table.name, 0) + 1
 
     def replace(self, table: Table, parent_key: Any) -> None:
-        handle = self._handle(self._replace, self.replace_path(table), table.name)
+        handle = self._replace.get(table.name) or self._handle(
+            self._replace, self.replace_path(table), table.name
+        )
         handle.write(copy_field(parent_key) + "\n")
         self.replace_counts[table.name] = self.replace_counts.get(table.name, 0) + 1
 

@@ -141,12 +141,15 @@ def to_uuid(value: Any) -> str | None:
         raise Uncoercible(value) from None
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def to_json(value: Any) -> str:
     """Any JSON value as jsonb text; NUL characters removed (PostgreSQL rejects them)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if not value and isinstance(value, dict):
+        return "{}"
+    text = _dumps(value)
     return _ESCAPED_NUL.sub(r"\1", text) if "\\u0000" in text else text
 
 
@@ -175,19 +178,20 @@ class Transformer:
     def _map(
         self, table: t.Table, obj: dict, fields: dict[str, Field], skip: frozenset[str]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Mapped fields coerced into ``values`` (absent ones stay absent = NULL); the rest to ``extra``."""
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
-        for name, (column, coerce) in fields.items():
-            raw = obj.get(name)
+        for name, raw in obj.items():
+            spec = fields.get(name)
+            if spec is None:
+                if name not in skip:
+                    extra[name] = raw
+                continue
             try:
-                values[column] = coerce(raw)
+                values[spec[0]] = spec[1](raw)
             except Uncoercible:
-                values[column] = None
                 extra[name] = raw
                 self.warnings[f"{table.name}.{name}: uncoercible"] += 1
-        for name, raw in obj.items():
-            if name not in fields and name not in skip:
-                extra[name] = raw
         return values, extra
 
     def _key(self, coerce: Callable[[Any], Any], obj: dict, field: str, where: str) -> Any:
@@ -236,7 +240,7 @@ class Transformer:
                 gvalues, gextra = self._map(
                     t.AGENT_GROUP_ASSOCIATIONS, group, group_fields, frozenset({"group_id"})
                 )
-                start = gvalues["start_dt"] or BEGINNING_OF_TIME
+                start = gvalues.get("start_dt") or BEGINNING_OF_TIME
                 links.append(
                     self._row(
                         t.AGENT_GROUP_ASSOCIATIONS,
@@ -420,7 +424,7 @@ class Transformer:
         for item in items:
             category_id = self._key(INT, item, "id", f"{where}.categories")
             values, extra = self._map(t.SESSIONS_CATEGORIES, item, fields, frozenset({"id"}))
-            rows.append((session_id, category_id, values["is_verified"], to_json(extra)))
+            rows.append((session_id, category_id, values.get("is_verified"), to_json(extra)))
         self._emit_unique(t.SESSIONS_CATEGORIES, rows)
 
     def _session_reviewers(self, session_id: str, items: list | None, where: str) -> None:
@@ -432,7 +436,7 @@ class Transformer:
         for item in items:
             reviewer_id = self._key(INT, item, "id", f"{where}.reviewers")
             values, extra = self._map(t.SESSIONS_REVIEWERS, item, fields, frozenset({"id", "name"}))
-            rows.append((session_id, reviewer_id, values["last_reviewed_at"], to_json(extra)))
+            rows.append((session_id, reviewer_id, values.get("last_reviewed_at"), to_json(extra)))
         self._emit_unique(t.SESSIONS_REVIEWERS, rows)
 
     def _session_crm_statuses(self, session_id: str, items: list | None) -> None:

@@ -90,8 +90,9 @@ class EnderTuringHook(BaseHook):
             **{name: float(extra[name]) for name in RetrySettings.__dataclass_fields__ if name in extra}
         )
         self.session = requests.Session()
-        self.session.verify = extra.get("ca_bundle") or _as_bool(extra.get("verify_ssl", True))
-        if self.session.verify is False:
+        # Passed on every request: a session-level value loses to REQUESTS_CA_BUNDLE from the environment.
+        self.verify: bool | str = extra.get("ca_bundle") or _as_bool(extra.get("verify_ssl", True))
+        if self.verify is False:
             log.warning("TLS certificate verification is OFF for connection %r", enderturing_conn_id)
         self._token: _Token | None = None
         self._login_lock = threading.Lock()
@@ -143,7 +144,12 @@ class EnderTuringHook(BaseHook):
         url = f"{self.base_url}{path}"
         for attempt in range(1, int(self.retry.max_attempts) + 1):
             try:
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+                response = self.session.request(method, url, timeout=self.timeout, verify=self.verify, **kwargs)
+            except requests.exceptions.SSLError as exc:
+                raise ConfigurationError(
+                    f"{method} {path}: TLS certificate verification failed ({exc}); set extra ca_bundle, "
+                    "or verify_ssl false for development only"
+                ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem, wait = f"{type(exc).__name__}", None
             else:

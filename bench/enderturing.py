@@ -1,0 +1,237 @@
+"""Benchmark: staged Ender Turing sessions → PostgreSQL, bulk COPY+upsert vs row-by-row upsert.
+
+    .venv/bin/python -m bench.enderturing [--sessions 100000] [--baseline-sessions 3000]
+
+Generates ``--sessions`` sessions (≈10 child rows each: tags, categories, reviewers, CRM statuses,
+scores, summaries) as the staged NDJSON the DAG's extract task writes, then loads them with the
+pipeline's loader (transform → COPY → one set-based upsert per table, one transaction) twice: a first
+load and an idempotent re-load. The baseline is the reference implementation's approach — same
+transform, then per row one SELECT and one UPDATE or INSERT — run on the first
+``--baseline-sessions`` sessions only (it is too slow for the whole set); its rate is per row, so
+the ratio compares rates. Each phase runs in its own subprocess so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
+
+from dev import pgdb  # noqa: E402
+
+DAY = date(2024, 6, 26)
+SCHEMA = "enderturing"
+BASELINE_SCHEMA = "enderturing_baseline"
+
+
+def generate(directory: Path, sessions: int) -> None:
+    from dev.enderturing_server import generate_scores, generate_session, generate_summary
+    from etlkit.enderturing import staging
+
+    rng = random.Random(2024)
+    directory.mkdir(parents=True, exist_ok=True)
+    with (
+        (directory / staging.SESSIONS_FILE).open("w") as sessions_out,
+        (directory / staging.DETAILS_FILE).open("w") as details_out,
+    ):
+        for _ in range(sessions):
+            session = generate_session(rng, DAY)
+            staging.write_ndjson(sessions_out, [session])
+            records = [
+                {"session_id": session["id"], "endpoint": "summary", "body": generate_summary(rng, session)}
+            ]
+            if session["reviewers"]:
+                records.append(
+                    {"session_id": session["id"], "endpoint": "scores", "body": generate_scores(rng, session)}
+                )
+            staging.write_ndjson(details_out, records)
+
+
+def load_bulk(directory: Path, database: str) -> dict:
+    import psycopg
+
+    from etlkit.enderturing import extract, load, staging
+    from etlkit.enderturing.tables import SESSION_TABLES
+    from etlkit.enderturing.transform import Transformer
+
+    started = time.perf_counter()
+    with staging.CopySpool(directory / staging.SPOOL_DIR) as spool:
+        extract.transform_sessions(directory, Transformer(spool))
+    transformed = time.perf_counter()
+    with psycopg.connect(pgdb.dsn(database)) as conn:
+        results = load.load_tables(conn, SCHEMA, SESSION_TABLES, spool, load.SESSIONS_LOCK_KEY)
+    finished = time.perf_counter()
+    staging.remove_tree(directory / staging.SPOOL_DIR)
+    return {
+        "seconds": finished - started,
+        "transform_seconds": transformed - started,
+        "load_seconds": finished - transformed,
+        "rows": {r.table: r.staged for r in results},
+        "changed": sum(r.inserted + r.updated for r in results),
+    }
+
+
+class ListSink:
+    def __init__(self):
+        self.rows: list[tuple] = []
+
+    def add(self, table, row):
+        self.rows.append((table, row))
+
+    def replace(self, table, parent_key):
+        pass
+
+
+def load_row_by_row(directory: Path, database: str, sessions: int) -> dict:
+    """The reference implementation's pattern: per row SELECT, then UPDATE or INSERT."""
+    import itertools
+
+    import psycopg
+    from psycopg import sql
+
+    from etlkit.enderturing import staging
+    from etlkit.enderturing.transform import Transformer
+
+    started = time.perf_counter()
+    sink = ListSink()
+    transformer = Transformer(sink)
+    ids = set()
+    for position, session in enumerate(
+        itertools.islice(staging.read_ndjson(directory / staging.SESSIONS_FILE), sessions)
+    ):
+        ids.add(transformer.session(session, f"item {position}"))
+    handlers = {"scores": transformer.scores, "summary": transformer.summaries}
+    for record in staging.read_ndjson(directory / staging.DETAILS_FILE):
+        if record["session_id"] in ids:
+            handlers[record["endpoint"]](record["session_id"], record["body"])
+    with psycopg.connect(pgdb.dsn(database)) as conn:
+        for table, row in sink.rows:
+            target = sql.Identifier(BASELINE_SCHEMA, table.name)
+            key_match = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in table.key)
+            key_values = row[: len(table.key)]
+            exists = conn.execute(
+                sql.SQL("SELECT 1 FROM {} WHERE {}").format(target, key_match), key_values
+            ).fetchone()
+            if exists and table.non_key_columns:
+                assignments = sql.SQL(", ").join(
+                    sql.SQL("{} = %s").format(sql.Identifier(c)) for c in table.non_key_columns
+                )
+                conn.execute(
+                    sql.SQL("UPDATE {} SET {}, etl_loaded_at = now() WHERE {}").format(
+                        target, assignments, key_match
+                    ),
+                    (*row[len(table.key) :], *key_values),
+                )
+            elif not exists:
+                conn.execute(
+                    sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                        target,
+                        sql.SQL(", ").join(map(sql.Identifier, table.columns)),
+                        sql.SQL(", ").join(sql.Placeholder() * len(table.columns)),
+                    ),
+                    row,
+                )
+    finished = time.perf_counter()
+    counts: dict[str, int] = {}
+    for table, _ in sink.rows:
+        counts[table.name] = counts.get(table.name, 0) + 1
+    return {"seconds": finished - started, "rows": counts}
+
+
+def run_phase(*args: str) -> tuple[dict, float]:
+    """Run one phase in a child process; returns its JSON result and its peak RSS in MiB."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.enderturing", "--phase", *args], cwd=REPO_ROOT, stdout=subprocess.PIPE
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"phase {args[0]} failed with status {status}")
+    return json.loads(output or b"{}"), usage.ru_maxrss / 1024
+
+
+def child_rows(rows: dict[str, int]) -> int:
+    return sum(count for table, count in rows.items() if table != "sessions")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--baseline-sessions", type=int, default=3_000)
+    parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        name, directory, *rest = args.phase
+        if name == "generate":
+            generate(Path(directory), int(rest[0]))
+            result = {}
+        elif name == "bulk":
+            result = load_bulk(Path(directory), rest[0])
+        else:
+            result = load_row_by_row(Path(directory), rest[0], int(rest[1]))
+        print(json.dumps(result))
+        return
+
+    from etlkit.enderturing import load
+
+    database = pgdb.create_database("etl_enderturing_bench")
+    try:
+        import psycopg
+
+        with psycopg.connect(pgdb.dsn(database), autocommit=True) as conn:
+            load.ensure_schema(conn, SCHEMA)
+            load.ensure_schema(conn, BASELINE_SCHEMA)
+        with tempfile.TemporaryDirectory(prefix="bench-enderturing-") as tmp:
+            staged = Path(tmp)
+            started = time.perf_counter()
+            _, generate_rss = run_phase("generate", str(staged), str(args.sessions))
+            size = sum(p.stat().st_size for p in staged.iterdir()) / 2**20
+            print(
+                f"generated {args.sessions:,} sessions in {time.perf_counter() - started:.1f}s ({size:.0f} MiB staged)"
+            )
+            first, first_rss = run_phase("bulk", str(staged), database)
+            again, again_rss = run_phase("bulk", str(staged), database)
+            base, base_rss = run_phase("baseline", str(staged), database, str(args.baseline_sessions))
+    finally:
+        pgdb.drop_database(database)
+
+    children = child_rows(first["rows"])
+    total = sum(first["rows"].values())
+    bulk_rate = total / first["seconds"]
+    base_total = sum(base["rows"].values())
+    base_rate = base_total / base["seconds"]
+    print(f"rows per table: {first['rows']}")
+    print(f"child rows per session: {children / first['rows']['sessions']:.1f}")
+    print(
+        f"bulk load (transform + COPY + upsert, one transaction): {total:,} rows ({children:,} child rows) in "
+        f"{first['seconds']:.1f}s (transform {first['transform_seconds']:.1f}s, database {first['load_seconds']:.1f}s)"
+        f" = {bulk_rate:,.0f} rows/s, {children / first['seconds']:,.0f} child rows/s; peak RSS {first_rss:.0f} MiB"
+    )
+    print(
+        f"bulk re-load of the same data (idempotent, {again['changed']} rows changed): {again['seconds']:.1f}s = "
+        f"{total / again['seconds']:,.0f} rows/s; peak RSS {again_rss:.0f} MiB"
+    )
+    print(
+        f"row-by-row baseline (SELECT then UPDATE/INSERT per row) on a sample of {args.baseline_sessions:,} sessions: "
+        f"{base_total:,} rows in {base['seconds']:.1f}s = {base_rate:,.0f} rows/s; peak RSS {base_rss:.0f} MiB; "
+        f"scaled to {total:,} rows: ~{total / base_rate:,.0f}s"
+    )
+    print(
+        f"ratio bulk / row-by-row: {bulk_rate / base_rate:.1f}x (generator peak RSS {generate_rss:.0f} MiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -717,6 +717,7 @@ class Handler(BaseHTTPRequestHandler):
                 "endpoint": endpoint,
                 "accept": self.headers.get("Accept"),
                 "content_type": self.headers.get("Content-Type"),
+                "authorization": self.headers.get("Authorization"),
             }
         )
         try:

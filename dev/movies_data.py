@@ -13,6 +13,7 @@ import argparse
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -326,6 +327,29 @@ def generate(
     return counts
 
 
+def load_data_dump(conn: psycopg.Connection, path: Path) -> dict[str, int]:
+    """Load a data-only ``pg_dump`` (``COPY ... FROM stdin`` blocks) into an existing schema, streaming.
+
+    The tables must exist first (``create_schema``); other statements of the dump (``SET``...) are skipped.
+    """
+    counts: dict[str, int] = {}
+    with path.open(encoding="utf-8") as dump:
+        for line in dump:
+            if not line.startswith("COPY "):
+                continue
+            table = line.split()[1]
+            rows = 0
+            with conn.cursor() as cursor, cursor.copy(line.rstrip().removesuffix(";")) as copy:
+                for data in dump:
+                    if data.startswith("\\."):
+                        break
+                    copy.write(data)
+                    rows += 1
+            counts[table] = rows
+    conn.execute("ANALYZE")
+    return counts
+
+
 def main() -> None:
     from dev import pgdb
 
@@ -333,11 +357,18 @@ def main() -> None:
     parser.add_argument("--dbname", required=True)
     parser.add_argument("--films", type=int, default=1000)
     parser.add_argument("--convention", choices=["A", "B"], default="A")
+    parser.add_argument(
+        "--dump", type=Path, help="load this data-only dump (convention B) instead of generating"
+    )
     args = parser.parse_args()
     pgdb.recreate_database(args.dbname)
     with psycopg.connect(pgdb.dsn(args.dbname), autocommit=True) as conn:
-        create_schema(conn, args.convention)
-        print(generate(conn, args.films, convention=args.convention))
+        if args.dump:
+            create_schema(conn, "B")
+            print(load_data_dump(conn, args.dump))
+        else:
+            create_schema(conn, args.convention)
+            print(generate(conn, args.films, convention=args.convention))
 
 
 if __name__ == "__main__":

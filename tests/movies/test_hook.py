@@ -1,0 +1,73 @@
+"""The Elasticsearch hook: client built from an Airflow connection, pinned to the server's major."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import pytest
+
+from etlkit.hooks.elasticsearch import ElasticsearchClientHook, redact_url
+from tests.movies.conftest import es_connection
+
+pytestmark = pytest.mark.movies
+
+
+@pytest.mark.parametrize("major", [8, 9])
+def test_major_is_probed_with_plain_json_then_pinned(es_factory, airflow_conn, major):
+    server = es_factory(major)
+    airflow_conn("es_test", es_connection(server))
+    with ElasticsearchClientHook("es_test").get_client() as client:
+        client.indices.exists(index="movies")
+        client.bulk(operations=[{"delete": {"_id": "x"}}], index="nowhere")
+    probe, *requests = server.cluster.requests
+    assert probe["endpoint"] == "root" and probe["accept"] == "application/json"
+    assert {r["accept"] for r in requests} == {f"application/vnd.elasticsearch+json; compatible-with={major}"}
+    assert requests[-1]["content_type"] == f"application/vnd.elasticsearch+x-ndjson; compatible-with={major}"
+
+
+def test_compatible_with_extra_skips_the_probe_and_auth_is_sent_but_never_logged(
+    es_factory, airflow_conn, caplog
+):
+    server = es_factory(9)
+    airflow_conn(
+        "es_test",
+        {**es_connection(server, compatible_with="8"), "login": "elastic", "password": "s3cr3t-pass"},
+    )
+    caplog.set_level(logging.DEBUG)
+    with ElasticsearchClientHook("es_test").get_client() as client:
+        client.indices.exists(index="movies")
+    (request,) = server.cluster.requests
+    assert request["accept"] == "application/vnd.elasticsearch+json; compatible-with=8"
+    assert request["authorization"] == "Basic " + base64.b64encode(b"elastic:s3cr3t-pass").decode()
+    assert "s3cr3t-pass" not in caplog.text
+
+
+def test_api_key_and_tls_options(airflow_conn):
+    airflow_conn(
+        "es_tls",
+        {
+            "conn_type": "elasticsearch",
+            "host": "search.example.org",
+            "port": 9243,
+            "schema": "https",
+            "extra": {
+                "api_key": "k3y",
+                "compatible_with": 9,
+                "ca_certs": "/etc/ssl/certs/ca-certificates.crt",
+            },
+        },
+    )
+    with ElasticsearchClientHook("es_tls").get_client() as client:
+        (node,) = client.transport.node_pool.all()
+        assert (node.config.scheme, node.config.host, node.config.port) == (
+            "https",
+            "search.example.org",
+            9243,
+        )
+        assert node.config.verify_certs is True  # TLS verified by default
+        assert client._headers["authorization"] == "ApiKey k3y"
+
+
+def test_urls_are_logged_without_userinfo():
+    assert redact_url("https://user:pw@es.example.org:9200/path?q=1") == "https://es.example.org:9200/path"

@@ -92,7 +92,8 @@ class PrepareJobRunOperator(BaseOperator):
 
     def execute(self, context) -> dict[str, Any]:
         validated = _load(self.job_file)
-        requested = (context["params"] or {}).get("environment")
+        # The run's own conf, not context["params"]: params fall back to the DAG default for the UI only.
+        requested = (context["dag_run"].conf or {}).get("environment")
         try:
             run_context = resolve_run_context(validated, _read_settings(), requested, _conn_type, _file_root)
         except BadInputError as error:

@@ -1,0 +1,80 @@
+"""Per-run environments, early failures and failed-component metrics through dag.test()."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from dev import jobs_data
+from tests.conftest import task_states
+from tests.jobs.conftest import DAY, component_rows, job_row, query
+from tests.jobs.test_examples_e2e import LOGICAL_DATE
+
+pytestmark = pytest.mark.jobs
+
+
+def test_conf_environment_switches_connections_roots_and_is_recorded(jobs_env, run_dag):
+    jobs_data.write_orders_export(jobs_env["data_root"] / "test", DAY)
+
+    dag_run = run_dag("orders_daily_load", conf={"environment": "TEST"}, logical_date=LOGICAL_DATE)
+
+    assert dag_run.state == "success", task_states(dag_run)
+    job = job_row(jobs_env["dsn"], "orders_daily_load")
+    assert (job["environment"], job["connections"]) == ("TEST", {"warehouse": "jobs_warehouse_test"})
+    assert {r["environment"] for r in component_rows(jobs_env["dsn"], "orders_daily_load").values()} == {
+        "TEST"
+    }
+    assert (jobs_env["data_root"] / "test" / "rejects" / "orders_20250302_rejected.csv").is_file()
+    assert not (jobs_env["data_root"] / "rejects").exists()
+
+
+@pytest.mark.parametrize(
+    ("conf", "unmap", "message"),
+    [
+        (
+            {"environment": "PROD"},
+            False,
+            "environment 'PROD' is not configured in Variable 'declarative_jobs'",
+        ),
+        ({}, True, "environment 'DEV': logical connection name 'warehouse' is not mapped"),
+    ],
+)
+def test_unknown_environment_or_unmapped_name_fails_prepare_before_any_component(
+    jobs_env, run_dag, airflow_var, caplog, conf, unmap, message
+):
+    if unmap:
+        settings = jobs_env["settings"]
+        settings["environments"]["DEV"]["connections"] = {}
+        airflow_var("declarative_jobs", settings)
+    jobs_data.write_orders_export(jobs_env["data_root"], DAY)
+
+    with caplog.at_level(logging.ERROR):
+        dag_run = run_dag("orders_daily_load", conf=conf, logical_date=LOGICAL_DATE)
+
+    states = task_states(dag_run)
+    assert dag_run.state == "failed"
+    assert states["_prepare"] == "failed"
+    assert {states[c] for c in ("read_orders", "convert", "load_orders")} == {"upstream_failed"}
+    assert message in caplog.text
+    assert query(jobs_env["dsn"], "SELECT count(*) FROM sales.orders") == [(0,)]
+
+
+def test_failed_component_is_recorded_and_downstream_marked_upstream_failed(jobs_env, run_dag):
+    # No export file for the day: the reader fails at once (no retries for bad input).
+    dag_run = run_dag("orders_daily_load", logical_date=LOGICAL_DATE)
+
+    states = task_states(dag_run)
+    assert dag_run.state == "failed"
+    assert states["read_orders"] == "failed" and states["_finalize"] == "success"
+    rows = component_rows(jobs_env["dsn"], "orders_daily_load")
+    assert rows["read_orders"]["status"] == "failed" and rows["read_orders"]["try_number"] == 1
+    assert (
+        "no input file matches" in rows["read_orders"]["error"]
+        and rows["read_orders"]["duration_s"] is not None
+    )
+    assert {
+        rows[c]["status"] for c in ("drop_cancelled", "convert", "validate", "load_orders", "write_rejects")
+    } == {"upstream_failed"}
+    assert job_row(jobs_env["dsn"], "orders_daily_load")["status"] == "failed"
+    assert any(jobs_env["staging_root"].iterdir()), "a failed run keeps its staging for a resume"

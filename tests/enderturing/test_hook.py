@@ -245,3 +245,43 @@ def test_tls_is_verified_by_default(airflow_conn, tmp_path):
         assert len(EnderTuringHook("et_tls").get_dictionary("/labels")) == 8
     finally:
         server.stop()
+
+
+def test_static_token_mode_never_logs_in_and_a_401_fails(fake_et, hook_for):
+    fake, _ = fake_et
+    with pytest.raises(EnderTuringRequestError, match="static token rejected"):
+        hook_for(token="not-issued-by-the-server").get_dictionary("/labels")
+    assert [e["path"] for e in fake.journal] == ["/labels"]
+    assert fake.journal[0]["headers"]["Authorization"] == "Bearer not-issued-by-the-server"
+
+
+def test_detail_4xx_are_counted_and_fail_past_the_limit(fake_et, hook_for, tmp_path):
+    from etlkit.common.errors import BadInputError
+    from etlkit.enderturing.extract import ExtractReport
+    from etlkit.enderturing.staging import read_ndjson
+
+    fake, _ = fake_et
+    sessions = [{"id": s["id"], "reviewers": [], "comments_count": 0} for s in fake.dataset.sessions[:10]]
+    fake.add_fault("/summary$", 2, status=403)
+    report = ExtractReport()
+    fetch_details(hook_for(), sessions, SessionSettings(max_detail_failures=2), tmp_path / "d.ndjson", report)
+    assert (report.detail_calls, report.detail_failures) == (10, 2)
+    assert len(list(read_ndjson(tmp_path / "d.ndjson"))) == 8  # failed sessions keep their stored rows
+    fake.add_fault("/summary$", 3, status=422)
+    with pytest.raises(BadInputError, match="max_detail_failures=2"):
+        fetch_details(
+            hook_for(),
+            sessions,
+            SessionSettings(max_detail_failures=2),
+            tmp_path / "e.ndjson",
+            ExtractReport(),
+        )
+
+
+def test_warehouse_must_be_postgres(airflow_conn):
+    from etlkit.common.errors import ConfigurationError
+    from etlkit.operators.enderturing import warehouse_connection
+
+    airflow_conn("not_postgres", {"conn_type": "mysql", "host": "127.0.0.1", "login": "x"})
+    with pytest.raises(ConfigurationError, match="must be PostgreSQL"):
+        warehouse_connection("not_postgres")

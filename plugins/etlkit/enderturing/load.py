@@ -73,6 +73,8 @@ def load_table(conn: Connection, schema: str, table: Table, spool: CopySpool) ->
     rows_path = spool.rows_path(table)
     if rows_path.exists():
         _copy_file(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_path)
+    # Temp tables get no autovacuum statistics; the key columns are what the joins below need.
+    conn.execute(sql.SQL("ANALYZE {} ({})").format(stage, sql.SQL(", ").join(map(sql.Identifier, table.key))))
 
     replace_path = spool.replace_path(table)
     stale_deleted = 0

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
+
 from etlkit.enderturing.tables import Table
 
 SESSIONS_FILE = "sessions.ndjson"
@@ -28,10 +30,11 @@ def write_ndjson(handle: IO[str], items: Iterable[Any]) -> int:
 
 
 def read_ndjson(path: Path) -> Iterator[Any]:
-    with path.open(encoding="utf-8") as handle:
+    decode = msgspec.json.decode  # several times faster than json.loads, same JSON semantics
+    with path.open("rb") as handle:
         for line in handle:
             if line.strip():
-                yield json.loads(line)
+                yield decode(line)
 
 
 def dedupe_sessions(window_files: list[Path], target: Path) -> list[dict]:

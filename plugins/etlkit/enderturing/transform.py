@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import msgspec
+
 from etlkit.common.errors import BadInputError
 from etlkit.enderturing import tables as t
 
@@ -141,7 +143,16 @@ def to_uuid(value: Any) -> str | None:
         raise Uncoercible(value) from None
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode = msgspec.json.Encoder().encode
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return _encode(value).decode("utf-8")
+    except (TypeError, OverflowError):  # e.g. integers beyond 64 bits: the standard encoder copes
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 

@@ -417,3 +417,21 @@ def test_write_sql_failure_midway_leaves_no_partial_rows_and_rerun_is_clean(
     results, _ = run(tmp_path, sql_job(mode, **config), jobs_dsn)
     assert [r[0] for r in orders(jobs_dsn)] == [1, 2, 3, 4, 5]
     assert results["load"].rows_out == {"target": 5}
+
+
+def test_housekeeping_removes_only_stale_staged_runs(tmp_path):
+    import os
+
+    from etlkit.jobs.staging import remove_stale_runs
+
+    old, fresh = tmp_path / "job_a" / "run_old", tmp_path / "job_a" / "run_fresh"
+    for run_dir in (old, fresh):
+        (run_dir / "read" / "out").mkdir(parents=True)
+        (run_dir / "read" / "out" / "data.jsonl").write_text("[]\n")
+    now = 1_000_000_000.0
+    for path in [old, *old.rglob("*")]:
+        os.utime(path, (now - 8 * 86400, now - 8 * 86400))
+    for path in [fresh, *fresh.rglob("*")]:
+        os.utime(path, (now - 3600, now - 3600))
+    assert remove_stale_runs(tmp_path, 7, now) == [old]
+    assert not old.exists() and fresh.exists()

@@ -239,3 +239,9 @@ def test_schema_describes_fields_and_ports_for_editors():
     assert config["delimiter"]["default"] == "," and config["delimiter"]["title"]
     assert all("description" in field for field in config.values())
     assert schema["properties"]["components"]["items"]["discriminator"]["propertyName"] == "type"
+
+
+def test_housekeeping_dag_loads(dag_bag):
+    dag = dag_bag.get_dag("declarative_jobs_housekeeping")
+    assert dag is not None and [t.task_id for t in dag.tasks] == ["remove_stale_staging"]
+    assert dag.default_args["retries"] > 0 and dag.owner == "data-eng"

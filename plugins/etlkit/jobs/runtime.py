@@ -9,6 +9,7 @@ propagates unchanged so that the task is retried.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from etlkit.jobs.components import RUNNERS
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.staging import PortWriter, StagingError, clear_component_output, read_port
 from etlkit.jobs.validation import ValidatedJob
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY_CHUNKS = 10
 
 
 @dataclass
@@ -44,6 +48,18 @@ class ComponentRun:
         self.metrics = metrics
         self.chunk_size = validated.chunk_size(component_id)
         self._writers: dict[str, PortWriter] = {}
+        self._chunks = 0
+
+    def _progress(self) -> None:
+        self._chunks += 1
+        if self._chunks % PROGRESS_EVERY_CHUNKS == 0:
+            log.info(
+                "%s: %d chunks, rows in %s, rows out %s",
+                self.component.id,
+                self._chunks,
+                self.metrics.rows_in,
+                self.metrics.rows_out,
+            )
 
     # ---- port layer -------------------------------------------------------------------------
 
@@ -64,11 +80,14 @@ class ComponentRun:
         try:
             for rows in read_port(self.io.run_dir / ref.source / ref.port, schema):
                 self.metrics.count_in(port, len(rows))
+                self._progress()
                 yield rows
         except StagingError as error:
             raise BadInputError(str(error)) from None
 
     def emit(self, port: str, rows: list[list]) -> None:
+        if not self.validated.inputs[self.component.id]:
+            self._progress()
         writer = self._writers.get(port)
         if writer is None:
             self.metrics.rows_dropped += len(rows)

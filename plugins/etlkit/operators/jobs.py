@@ -21,10 +21,10 @@ from airflow.sdk import DAG, BaseHook, BaseOperator, Param
 from etlkit.common.alerting import alert_context, log_task_failure
 from etlkit.common.errors import BadInputError
 from etlkit.jobs import metrics_store
-from etlkit.jobs.environment import VARIABLE_KEY, resolve_run_context, rooted_path
+from etlkit.jobs.environment import VARIABLE_KEY, default_root, resolve_run_context, rooted_path
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.runtime import RuntimeIO, run_component
-from etlkit.jobs.staging import run_directory
+from etlkit.jobs.staging import remove_stale_runs, run_directory
 from etlkit.jobs.validation import JobDefinitionError, ValidatedJob, load_job
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,18 @@ class FinalizeJobRunOperator(BaseOperator):
             shutil.rmtree(run_context["run_dir"], ignore_errors=True)
         log.info("DECLARATIVE_JOB_METRICS %s", json.dumps(row, default=str, sort_keys=True))
         return {k: v for k, v in row.items() if k not in ("started_at", "finished_at")}
+
+
+class StagingHousekeepingOperator(BaseOperator):
+    """Removes staged run outputs older than ``staging.retention_days`` (default 7) of the Variable."""
+
+    def execute(self, context) -> dict[str, Any]:
+        staging = (_read_settings() or {}).get("staging") or {}
+        root = staging.get("root") or str(default_root("staging"))
+        retention_days = float(staging.get("retention_days", 7))
+        removed = remove_stale_runs(root, retention_days, now=datetime.now(UTC).timestamp())
+        log.info("removed %d staged runs older than %s days under %s", len(removed), retention_days, root)
+        return {"staging_root": root, "removed_runs": len(removed)}
 
 
 def _default_args(validated: ValidatedJob) -> dict[str, Any]:

@@ -45,8 +45,8 @@ def _multi(rng: random.Random, values: tuple[str, ...] | None, make=None) -> str
     return f'"{text}"' if "," in text else text
 
 
-def valid_row(rng: random.Random, sent: datetime, emails: int) -> str:
-    email = f"user{rng.randrange(emails)}@{rng.choice(DOMAINS)}"
+def valid_row(rng: random.Random, sent: datetime, emails: int, email_prefix: str = "user") -> str:
+    email = f"{email_prefix}{rng.randrange(emails)}@{rng.choice(DOMAINS)}"
     badmail = "HARD" if rng.random() < 0.03 else rng.choice(("", "-"))
     baja = "SI" if rng.random() < 0.02 else rng.choice(("", "-"))
     opened = rng.random() < 0.45 and not badmail
@@ -80,7 +80,13 @@ def valid_row(rng: random.Random, sent: datetime, emails: int) -> str:
 
 
 def report_lines(
-    rows: int, *, seed: int = 7, invalid_every: int = 50, emails: int = 5000, column2: str = "jk"
+    rows: int,
+    *,
+    seed: int = 7,
+    invalid_every: int = 50,
+    emails: int = 5000,
+    column2: str = "jk",
+    email_prefix: str = "user",
 ) -> Iterator[str]:
     """The header and ``rows`` records; every ``invalid_every``-th record breaks one rule."""
     rng = random.Random(seed)
@@ -90,7 +96,7 @@ def report_lines(
         if invalid_every and number % invalid_every == 0:
             yield INVALID_ROWS[(number // invalid_every) % len(INVALID_ROWS)]
         else:
-            yield valid_row(rng, sent, emails)
+            yield valid_row(rng, sent, emails, email_prefix)
 
 
 def write_report(path: Path, rows: int, **options) -> Path:

@@ -102,13 +102,26 @@ class VisitsSandbox:
 
 
 @pytest.fixture
-def visits(tmp_path, sshd: SshServer, pg_database, airflow_conn, airflow_var, run_dag) -> VisitsSandbox:
-    sandbox = VisitsSandbox(
-        root=tmp_path, schema=f"visits_{uuid.uuid4().hex[:8]}", dsn=pgdb.dsn(pg_database), run_dag=run_dag
-    )
-    for directory in (sandbox.remote, sandbox.backup, sandbox.quarantine):
-        directory.mkdir()
+def visits_sandbox(tmp_path, sshd: SshServer, pg_database, airflow_conn, airflow_var, run_dag):
+    """Makes sandboxes (own directories and schema); the Variable points at the last one made."""
     airflow_conn("sftp_visits", sshd.connection())
     airflow_conn("postgres_visits", pgdb.postgres_connection(pg_database))
-    airflow_var("sftp_visits_config", sandbox.config())
-    return sandbox
+
+    def make(name: str = "main", **config) -> VisitsSandbox:
+        sandbox = VisitsSandbox(
+            root=tmp_path / name,
+            schema=f"visits_{uuid.uuid4().hex[:8]}",
+            dsn=pgdb.dsn(pg_database),
+            run_dag=run_dag,
+        )
+        for directory in (sandbox.remote, sandbox.backup, sandbox.quarantine):
+            directory.mkdir(parents=True)
+        airflow_var("sftp_visits_config", sandbox.config(**config))
+        return sandbox
+
+    return make
+
+
+@pytest.fixture
+def visits(visits_sandbox) -> VisitsSandbox:
+    return visits_sandbox()

@@ -1,0 +1,173 @@
+"""Visitor metrics over several runs, crash injection and recovery, SFTP failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from dev.visits_data import header, write_report
+from etlkit.common.errors import InjectedFault
+from etlkit.visits import files, process
+from etlkit.visits.store import VisitsStore
+from tests.conftest import task_states
+
+pytestmark = pytest.mark.visits
+
+
+def opened(email: str, day: str, sent: str = "01/05/2024 09:00") -> str:
+    return f"{email},,,,{sent},{day} 10:00,1,0,-,0,0,-,-,-,-"
+
+
+def report(*rows: str) -> bytes:
+    return "".join(f"{line}\r\n" for line in (header(), *rows)).encode()
+
+
+def visitor(visits, email: str) -> tuple:
+    return visits.query(
+        "SELECT fechaprimeravisita::text, fechaultimavisita::text, visitastotales, visitasanioactual,"
+        " visitasmesactual FROM visitor WHERE email = %s",
+        (email,),
+    )[0]
+
+
+def test_out_of_order_files_and_period_rollover(visits):
+    visits.put(
+        "report_1.txt", report(opened("a@example.com", "20/05/2024"), opened("a@example.com", "21/05/2024"))
+    )
+    assert visits.run(reference_date="2024-05-31").state == "success"
+    assert visitor(visits, "a@example.com") == ("2024-05-20", "2024-05-21", 2, 2, 2)
+
+    # An older file arriving later: totals count it, first and last visits do not move.
+    visits.put(
+        "report_2.txt",
+        report(opened("a@example.com", "01/05/2024"), opened("b@example.com", "03/05/2023")),
+    )
+    assert visits.run(reference_date="2024-05-31").state == "success"
+    assert visitor(visits, "a@example.com") == ("2024-05-20", "2024-05-21", 3, 3, 3)
+    # A visit in 2023 with R in 2024 counts in neither period counter.
+    assert visitor(visits, "b@example.com") == ("2023-05-03", "2023-05-03", 1, 0, 0)
+
+    # Roll-over with no files: the month counter follows R, totals never change.
+    assert visits.run(reference_date="2024-06-01").state == "success"
+    assert visitor(visits, "a@example.com") == ("2024-05-20", "2024-05-21", 3, 3, 0)
+    assert visits.run(reference_date="2025-01-01").state == "success"
+    assert visitor(visits, "a@example.com") == ("2024-05-20", "2024-05-21", 3, 0, 0)
+    assert visits.scalar("SELECT count(*) FROM statistics") == 4
+
+
+def final_state(visits) -> dict:
+    """Everything a run leaves behind that must not depend on crashes (ids and timestamps aside)."""
+    return {
+        "counts": {k: v for k, v in visits.counts().items() if k != "load_log"},
+        "statuses": visits.query(
+            "SELECT file_name, status FROM load_log WHERE status <> 'FAILED' ORDER BY 1"
+        ),
+        "visitor": visits.query("SELECT * FROM visitor ORDER BY email"),
+        "statistics": visits.query(
+            "SELECT source_file, line_number, email, fecha_open FROM statistics ORDER BY 1, 2"
+        ),
+        "errors": visits.query("SELECT source_file, line_number, rule FROM errors ORDER BY 1, 2"),
+        "archives": sorted(m for members in visits.archive_members().values() for m in members.items()),
+        "remote": visits.remote_names(),
+    }
+
+
+def put_reports(sandbox) -> None:
+    # Disjoint e-mails: a retried file may finish after the other one, and the first visit is
+    # (by design) the one of the first file loaded.
+    for n in (1, 2):
+        path = write_report(sandbox.root / "gen" / f"report_{n}.txt", 450, seed=n, email_prefix=f"f{n}user")
+        sandbox.put(path.name, path.read_bytes())
+
+
+@pytest.fixture
+def clean_run(visits_sandbox) -> dict:
+    """The state one clean run of the two reports leaves (own schema and directories)."""
+    clean = visits_sandbox("clean", batch_rows=100)
+    put_reports(clean)
+    assert clean.run().state == "success"
+    return final_state(clean)
+
+
+@pytest.fixture
+def crashy(visits_sandbox, clean_run):
+    """A second sandbox with the same input, batch size small enough for several COPY batches."""
+    sandbox = visits_sandbox("crashy", batch_rows=100)
+    put_reports(sandbox)
+    return sandbox
+
+
+def test_crash_after_second_batch_is_retried_within_the_run(crashy, clean_run, monkeypatch):
+    real_copy = VisitsStore.copy_statistics
+    calls = {"n": 0}
+
+    def copy_then_crash(self, rows):
+        calls["n"] += 1
+        real_copy(self, rows)
+        if calls["n"] == 2:  # after the 2nd batch of the first file, before its commit
+            raise InjectedFault("process died before commit")
+
+    monkeypatch.setattr(VisitsStore, "copy_statistics", copy_then_crash)
+    dag_run = crashy.run()
+
+    assert dag_run.state == "success", task_states(dag_run)  # process_file's retry recovered
+    statuses = sorted(row[0] for rows in crashy.loads().values() for row in rows)
+    assert statuses == ["COMPLETED", "COMPLETED", "FAILED"]
+    assert final_state(crashy) == clean_run
+
+
+def test_fault_before_commit_leaves_nothing_then_next_run_equals_clean_run(crashy, clean_run, monkeypatch):
+    def always_crash(self, rows):
+        raise InjectedFault("disk full before commit")
+
+    real_copy = VisitsStore.copy_errors
+    monkeypatch.setattr(VisitsStore, "copy_errors", always_crash)
+    assert crashy.run().state == "failed"
+    assert {k: v for k, v in crashy.counts().items() if k != "load_log"} == {
+        "statistics": 0,
+        "errors": 0,
+        "visitor": 0,
+    }
+    assert {row[0] for rows in crashy.loads().values() for row in rows} == {"FAILED"}
+    assert crashy.remote_names() == ["report_1.txt", "report_2.txt"]
+    assert list(crashy.backup.iterdir()) == []
+
+    monkeypatch.setattr(VisitsStore, "copy_errors", real_copy)
+    assert crashy.run().state == "success"
+    assert final_state(crashy) == clean_run
+
+
+@pytest.mark.parametrize("crash_point", ["archive", "delete"])
+def test_crash_after_commit_then_rerun_equals_clean_run(crashy, clean_run, monkeypatch, crash_point):
+    def crash(*args, **kwargs):
+        raise InjectedFault(f"process killed before {crash_point}")
+
+    target = (
+        (files, "write_verified_zip")
+        if crash_point == "archive"
+        else (process.ReportProcessor, "_delete_at_source")
+    )
+    real = getattr(*target)
+    monkeypatch.setattr(*target, crash)
+    assert crashy.run().state == "failed"
+    assert {row[0] for rows in crashy.loads().values() for row in rows} == {"LOADED"}
+    assert crashy.remote_names() == ["report_1.txt", "report_2.txt"]
+    assert len(list(crashy.backup.glob("*.zip"))) == (0 if crash_point == "archive" else 2)
+
+    monkeypatch.setattr(*target, real)
+    assert crashy.run().state == "success"
+    assert final_state(crashy) == clean_run
+
+
+def test_source_changed_after_download_is_not_deleted(visits, monkeypatch):
+    path = visits.put("report_1.txt", report(opened("a@example.com", "20/05/2024")))
+    real = files.stream_to_staging
+
+    def download_then_upstream_rewrites(source, target, expected_size):
+        staged = real(source, target, expected_size)
+        path.write_bytes(path.read_bytes() + b"late@example.com,,,,01/05/2024 09:00,-,0,0,-,0,0,-,-,-,-\r\n")
+        return staged
+
+    monkeypatch.setattr(files, "stream_to_staging", download_then_upstream_rewrites)
+    assert visits.run().state == "success"
+    assert visits.loads()["report_1.txt"] == [("LOADED", 1, 1, 0)]
+    assert visits.remote_names() == ["report_1.txt"]

@@ -11,8 +11,8 @@ import pytest
 
 from dev.sierra_data import add_bib, add_item, bib_id, item_id
 from dev.signum_server import BackendState
+from etlkit.sierra.extract import Selection
 from etlkit.sierra.protocol import COLUMNS, SYNC_FULL, TSV_HEADER
-from etlkit.sierra.sync import Selection
 from tests.sierra.fixtures import AWKWARD_TITLE, build_catalogue, expected_rows, stored_rows
 
 pytestmark = pytest.mark.sierra

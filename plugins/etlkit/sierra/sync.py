@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from etlkit.common.alerting import alert_context
 from etlkit.common.errors import BadInputError
+from etlkit.sierra.extract import BatchStats, Selection
 from etlkit.sierra.protocol import (
     SYNC_CHANGES,
     SYNC_FULL,
@@ -45,24 +46,6 @@ class ClampRefused(BadInputError):
 
 class SyncProtocolError(BadInputError):
     """The backend's answers contradict what was posted (count mismatch, no progress)."""
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which items a batch holds: ``full`` (keyset page) or ``changes`` (since a bound)."""
-
-    mode: str
-    last_synced_id: int | None = None
-    batch_size: int | None = None
-    since: datetime | None = None
-
-
-@dataclass(frozen=True)
-class BatchStats:
-    item_count: int
-    max_item_id: int | None
-    null_itypes: int
-    first_null_itype_ids: list[int]
 
 
 class Snapshot(Protocol):

@@ -1,0 +1,135 @@
+"""Benchmark: Sierra item extraction to gzip TSV, ours (COPY → gzip on disk) vs the seed-style baseline.
+
+The baseline does what the reference implementation did: SQLAlchemy result → pandas DataFrame →
+``to_csv`` string → ``gzip.compress`` in memory. Both run the same item-row SQL over the same
+generated ``sierra_view`` (``dev.sierra_data``), each in its own subprocess so that each peak RSS is
+measured alone (``os.wait4``). Ours also runs the batch-stats query the sync needs.
+
+    .venv/bin/python -m bench.sierra [--sizes 100000 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
+
+from dev import pgdb, sierra_data  # noqa: E402
+
+
+def extract_ours(dbname: str, items: int, out: Path) -> int:
+    import psycopg
+
+    from etlkit.sierra.extract import Selection, open_snapshot
+    from etlkit.sierra.protocol import SYNC_FULL
+
+    selection = Selection(SYNC_FULL, last_synced_id=0, batch_size=items)
+    with open_snapshot(psycopg.connect(pgdb.dsn(dbname)), 3600) as snap:
+        stats = snap.batch_stats(selection)
+        rows = snap.copy_rows(selection, out, itype_null_fallback=None)
+    assert rows == stats.item_count
+    return rows
+
+
+def extract_baseline(dbname: str, items: int, out: Path) -> int:
+    import pandas as pd
+    import psycopg
+    from sqlalchemy import create_engine, text
+
+    from etlkit.sierra.extract import Selection, item_rows_query
+    from etlkit.sierra.protocol import SYNC_FULL
+
+    query, params = item_rows_query(Selection(SYNC_FULL, last_synced_id=0, batch_size=items))
+    with psycopg.connect(pgdb.dsn(dbname)) as conn:
+        sql_text = psycopg.ClientCursor(conn).mogrify(query, {**params, "itype_null_fallback": None})
+    engine = create_engine(f"postgresql+psycopg://{pgdb.PG_USER}@{pgdb.PG_HOST}:{pgdb.PG_PORT}/{dbname}")
+    with engine.connect() as conn:
+        frame = pd.read_sql(text(sql_text), conn)
+    engine.dispose()
+    data = gzip.compress(frame.to_csv(sep="\t", index=False).encode("utf-8"))
+    out.write_bytes(data)
+    return len(frame)
+
+
+WORKERS = {"ours": extract_ours, "baseline": extract_baseline}
+PRELOAD = {"ours": ["psycopg", "etlkit.sierra.extract"], "baseline": ["psycopg", "pandas", "sqlalchemy"]}
+
+
+def run_worker(name: str, dbname: str, items: int, out: Path) -> dict:
+    """One extraction in a fresh interpreter; its own wall time and peak RSS."""
+    command = [sys.executable, "-m", "bench.sierra", "--worker", name, "--dbname", dbname]
+    command += ["--items", str(items), "--out", str(out)]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{name} worker failed with status {status}")
+    result = json.loads(output)
+    result["peak_rss_mib"] = usage.ru_maxrss / 1024
+    result["gzip_bytes"] = out.stat().st_size
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Sierra extraction benchmark")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--worker", choices=sorted(WORKERS))
+    parser.add_argument("--dbname")
+    parser.add_argument("--items", type=int)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        # Each worker's libraries are imported before the clock starts: only the extraction is timed.
+        for module in PRELOAD[args.worker]:
+            importlib.import_module(module)
+        started = time.perf_counter()
+        rows = WORKERS[args.worker](args.dbname, args.items, args.out)
+        print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}))
+        return
+
+    dbname = pgdb.create_database("etl_sierra_bench")
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="sierra-bench-") as workdir:
+            for items in args.sizes:
+                started = time.perf_counter()
+                sierra_data.fill_database(dbname, items)
+                print(f"generated {items:,} items in {time.perf_counter() - started:.1f}s", flush=True)
+                for name in ("baseline", "ours"):
+                    result = run_worker(name, dbname, items, Path(workdir) / f"{name}.tsv.gz")
+                    results.append({"items": items, "impl": name, **result})
+                    print(
+                        f"  {name:<8} rows {result['rows']:>9,}  {result['seconds']:7.2f}s  "
+                        f"{result['rows'] / result['seconds']:>9,.0f} rows/s  "
+                        f"peak RSS {result['peak_rss_mib']:6.1f} MiB  gzip {result['gzip_bytes']:>11,} B",
+                        flush=True,
+                    )
+    finally:
+        pgdb.drop_database(dbname)
+
+    print("\nsummary")
+    for items in args.sizes:
+        base, ours = (
+            next(r for r in results if r["items"] == items and r["impl"] == n) for n in ("baseline", "ours")
+        )
+        print(
+            f"  {items:>9,} items: throughput ours/baseline {base['seconds'] / ours['seconds']:.2f}x, "
+            f"peak RSS ours {ours['peak_rss_mib']:.1f} MiB vs baseline {base['peak_rss_mib']:.1f} MiB"
+        )
+    ours_rss = [r["peak_rss_mib"] for r in results if r["impl"] == "ours"]
+    print(f"  ours peak RSS from smallest to largest size: {' -> '.join(f'{v:.1f}' for v in ours_rss)} MiB")
+
+
+if __name__ == "__main__":
+    main()

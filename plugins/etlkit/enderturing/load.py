@@ -36,6 +36,7 @@ class TableLoad:
     inserted: int
     updated: int
     stale_deleted: int
+    orphans: dict[str, int]
 
 
 def _query(name: str, **parts: sql.Composable) -> sql.Composed:
@@ -106,7 +107,8 @@ def load_table(conn: Connection, schema: str, table: Table, spool: CopySpool) ->
         raise BadInputError(
             f"{schema}.{table.name}: {missing} staged keys are not in the target after the load"
         )
-    result = TableLoad(table.name, staged, inserted, updated, stale_deleted)
+    orphans = _count_orphans(conn, schema, table, stage)
+    result = TableLoad(table.name, staged, inserted, updated, stale_deleted, orphans)
     log.info(
         "%s.%s: staged %s, inserted %s, updated %s, stale children deleted %s",
         schema,
@@ -117,6 +119,27 @@ def load_table(conn: Connection, schema: str, table: Table, spool: CopySpool) ->
         stale_deleted,
     )
     return result
+
+
+def _count_orphans(conn: Connection, schema: str, table: Table, stage: sql.Identifier) -> dict[str, int]:
+    """Soft relationship check on this batch's rows: logged as a warning, never fatal (spec §2.1)."""
+    orphans = {}
+    for column, parent in table.refs:
+        statement = _query(
+            "orphans.sql", stage=stage, column=sql.Identifier(column), parent=sql.Identifier(schema, parent)
+        )
+        count = conn.execute(statement).fetchone()[0]
+        if count:
+            log.warning(
+                "%s.%s.%s: %s staged rows refer to ids missing from %s",
+                schema,
+                table.name,
+                column,
+                count,
+                parent,
+            )
+            orphans[f"{column}->{parent}"] = count
+    return orphans
 
 
 def _upsert(

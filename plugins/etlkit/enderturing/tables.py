@@ -15,6 +15,7 @@ class Table:
     values: tuple[str, ...] = ()
     has_extra: bool = True
     replace_by: str | None = None  # parent key column: children of re-loaded parents are replaced
+    refs: tuple[tuple[str, str], ...] = ()  # soft relationships (column, table whose id it names)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -40,9 +41,14 @@ SCORECARDS = Table(
         "is_archived",
     ),
 )
-GROUPS = Table("groups", ("id",), ("name", "scorecard_id", "is_default"))
+GROUPS = Table(
+    "groups", ("id",), ("name", "scorecard_id", "is_default"), refs=(("scorecard_id", "scorecards"),)
+)
 AGENT_GROUP_ASSOCIATIONS = Table(
-    "agent_group_associations", ("group_id", "agent_id", "start_dt"), replace_by="agent_id"
+    "agent_group_associations",
+    ("group_id", "agent_id", "start_dt"),
+    replace_by="agent_id",
+    refs=(("group_id", "groups"), ("agent_id", "agents")),
 )
 USERS = Table(
     "users",
@@ -58,20 +64,42 @@ USERS = Table(
         "uuid",
         "invite_expires",
     ),
+    refs=(("agent_id", "agents"), ("agent_group_id", "groups")),
 )
 CATEGORIES = Table("categories", ("id",), ("name", "filter_data", "position", "created_at", "updated_at"))
 LABELS = Table("labels", ("id",), ("text",))
 CATEGORY_LABELS = Table(
-    "category_labels", ("category_id", "label_id"), has_extra=False, replace_by="category_id"
+    "category_labels",
+    ("category_id", "label_id"),
+    has_extra=False,
+    replace_by="category_id",
+    refs=(("category_id", "categories"), ("label_id", "labels")),
 )
-SCORECARD_CATEGORIES = Table("scorecard_categories", ("id", "scorecard_id"), ("name", "sort_order"))
+SCORECARD_CATEGORIES = Table(
+    "scorecard_categories",
+    ("id", "scorecard_id"),
+    ("name", "sort_order"),
+    refs=(("scorecard_id", "scorecards"),),
+)
 SCORECARD_POINTS = Table(
     "scorecard_points",
     ("id", "scorecard_id"),
     ("category_id", "name", "description", "sort_order", "critical", "max_score", "allow_partial_score"),
+    refs=(("scorecard_id", "scorecards"), ("category_id", "scorecard_categories")),
 )
-TAGS = Table("tags", ("id",), ("name", "type", "team_id", "is_archived", "archived_by_id", "archived_at"))
-TAG_LABELS = Table("tag_labels", ("tag_id", "label_id"), has_extra=False, replace_by="tag_id")
+TAGS = Table(
+    "tags",
+    ("id",),
+    ("name", "type", "team_id", "is_archived", "archived_by_id", "archived_at"),
+    refs=(("team_id", "groups"), ("archived_by_id", "users")),
+)
+TAG_LABELS = Table(
+    "tag_labels",
+    ("tag_id", "label_id"),
+    has_extra=False,
+    replace_by="tag_id",
+    refs=(("tag_id", "tags"), ("label_id", "labels")),
+)
 
 SESSION_TEXT = (
     "type",
@@ -113,31 +141,47 @@ SESSIONS = Table(
     + ("is_processed",)
     + SESSION_JSON
     + ("caller_prev_session_id",),
+    refs=(("agent_id", "agents"), ("group_id", "groups"), ("default_scorecard_id", "scorecards")),
 )
 SESSIONS_CATEGORIES = Table(
-    "sessions_categories", ("session_id", "category_id"), ("is_verified",), replace_by="session_id"
+    "sessions_categories",
+    ("session_id", "category_id"),
+    ("is_verified",),
+    replace_by="session_id",
+    refs=(("category_id", "categories"),),
 )
 SESSIONS_CRM_STATUSES = Table("sessions_crm_statuses", ("session_id", "crm_status"), replace_by="session_id")
 SESSIONS_REVIEWERS = Table(
-    "sessions_reviewers", ("session_id", "reviewer_id"), ("last_reviewed_at",), replace_by="session_id"
+    "sessions_reviewers",
+    ("session_id", "reviewer_id"),
+    ("last_reviewed_at",),
+    replace_by="session_id",
+    refs=(("reviewer_id", "users"),),
 )
 SESSIONS_SCORES = Table(
     "sessions_scores",
     ("session_id", "scorecard_id", "reviewer_id", "scorecard_point_id"),
     ("score", "comment"),
     replace_by="session_id",
+    refs=(
+        ("scorecard_id", "scorecards"),
+        ("reviewer_id", "users"),
+        ("scorecard_point_id", "scorecard_points"),
+    ),
 )
 SESSIONS_TAGS = Table(
     "sessions_tags",
     ("session_id", "tag_id", "match_no"),
     ("score", "matched_corpus_text", "is_agent", "transcript_id", "matched_query_text", "meta"),
     replace_by="session_id",
+    refs=(("tag_id", "tags"),),
 )
 SESSIONS_COMMENTS = Table(
     "sessions_comments",
     ("session_id", "comment_no"),
     ("comment_id", "author_id", "text", "comments"),
     replace_by="session_id",
+    refs=(("author_id", "users"),),
 )
 SESSIONS_SUMMARIES = Table(
     "sessions_summaries",

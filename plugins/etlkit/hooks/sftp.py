@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import paramiko
 from airflow.providers.sftp.hooks.sftp import SFTPHook
 
 from etlkit.common.errors import ConfigurationError
@@ -44,5 +45,15 @@ class VerifiedSFTPHook(SFTPHook):
     def verified_client(self) -> Iterator:
         """A paramiko ``SFTPClient``, opened only after ``verify_configuration`` passed."""
         self.verify_configuration()
-        with self.get_managed_conn() as client:
+        try:
+            managed = self.get_managed_conn()
+            client = managed.__enter__()
+        except paramiko.BadHostKeyException as exc:
+            raise ConfigurationError(
+                f"connection {self.ssh_conn_id}: the host key of {exc.hostname} does not match the pinned "
+                f"host_key (got {exc.key.get_name()} {exc.key.get_base64()[:16]}...): refusing to connect"
+            ) from exc
+        try:
             yield client
+        finally:
+            managed.__exit__(None, None, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal
 from typing import Any
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -52,6 +52,9 @@ def to_float(value: Any) -> float:
     raise ConversionFailed(f"{value!r} is not a number")
 
 
+_DECIMAL_CONTEXT = Context(prec=80)
+
+
 def to_decimal(value: Any, precision: int, scale: int) -> Decimal:
     if isinstance(value, bool):
         raise ConversionFailed("boolean is not a decimal")
@@ -65,18 +68,10 @@ def to_decimal(value: Any, precision: int, scale: int) -> Decimal:
         number = Decimal(repr(value))
     else:
         raise ConversionFailed(f"{value!r} is not a decimal")
-    exponent = number.as_tuple().exponent
-    if (
-        isinstance(exponent, int)
-        and -exponent > scale
-        and number != number.quantize(Decimal(1).scaleb(-scale))
-    ):
+    quantized = number.quantize(Decimal(1).scaleb(-scale), context=_DECIMAL_CONTEXT)
+    if quantized != number:
         raise ConversionFailed(f"{value!r} has more than {scale} decimal places")
-    try:
-        quantized = number.quantize(Decimal(1).scaleb(-scale))
-    except InvalidOperation:
-        raise ConversionFailed(f"{value!r} does not fit decimal({precision},{scale})") from None
-    if len(quantized.as_tuple().digits) > precision and quantized != 0:
+    if abs(quantized) >= _DECIMAL_CONTEXT.power(10, precision - scale):
         raise ConversionFailed(f"{value!r} does not fit decimal({precision},{scale})")
     return quantized
 
@@ -97,10 +92,13 @@ def to_date(value: Any, fmt: str | None = None) -> date:
         return value
     if not isinstance(value, str):
         raise ConversionFailed(f"{value!r} is not a date")
+    fmt = fmt or "%Y-%m-%d"
     try:
-        return datetime.strptime(value, fmt or "%Y-%m-%d").date()
+        if fmt == "%Y-%m-%d" and len(value) == 10 and value[4] == value[7] == "-":
+            return date.fromisoformat(value)  # the common case, without strptime's per-call cost
+        return datetime.strptime(value, fmt).date()
     except ValueError:
-        raise ConversionFailed(f"{value!r} does not match {fmt or '%Y-%m-%d'}") from None
+        raise ConversionFailed(f"{value!r} does not match {fmt}") from None
 
 
 def to_timestamp(value: Any, timezone: str = "UTC") -> datetime:

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,18 +128,31 @@ class BulkLoader:
     sleep: Callable[[float], None] = time.sleep
 
     def load(self, actions: Iterable[Action]) -> BulkResult:
-        """Load every action; after the chunk holding the first failure, stop and raise."""
+        """Load every action; after the chunk holding the first failure, stop and raise.
+
+        One chunk is in flight on a sender thread while the next one is built from ``actions`` (extraction
+        and transform overlap the server's work), so at most two chunks are in memory.
+        """
         result = BulkResult()
-        for chunk in chunk_actions(actions, self.max_chunk_docs, self.max_chunk_bytes):
-            succeeded, failures = self._send_with_429_retry(chunk)
-            result.succeeded += succeeded
-            result.chunks += 1
-            if failures:
-                result.failures = failures
-                error = bulk_error(failures, self.max_reported_errors, self.index)
-                log.error("%s", error)
-                raise error
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-sender") as sender:
+            in_flight: Future | None = None
+            for chunk in chunk_actions(actions, self.max_chunk_docs, self.max_chunk_bytes):
+                if in_flight is not None:
+                    self._settle(in_flight.result(), result)
+                in_flight = sender.submit(self._send_with_429_retry, chunk)
+            if in_flight is not None:
+                self._settle(in_flight.result(), result)
         return result
+
+    def _settle(self, outcome: tuple[int, list[ItemFailure]], result: BulkResult) -> None:
+        succeeded, failures = outcome
+        result.succeeded += succeeded
+        result.chunks += 1
+        if failures:
+            result.failures = failures
+            error = bulk_error(failures, self.max_reported_errors, self.index)
+            log.error("%s", error)
+            raise error
 
     def _send_with_429_retry(self, chunk: list[Action]) -> tuple[int, list[ItemFailure]]:
         succeeded_total = 0

@@ -21,9 +21,11 @@ def _server_side_rows(
     conn.read_only = True
     with conn.transaction():
         conn.execute("SET LOCAL TIME ZONE 'UTC'")
+        # JIT compilation costs about a second per query and buys nothing for this row-streaming plan.
+        conn.execute("SET LOCAL jit = off")
         with conn.cursor(name=name) as cursor:
             cursor.itersize = batch_size
-            cursor.execute(query, params)
+            cursor.execute(query, params, binary=True)
             while batch := cursor.fetchmany(batch_size):
                 yield from batch
 
@@ -31,10 +33,17 @@ def _server_side_rows(
 def stream_film_rows(
     conn: psycopg.Connection, query: sql.Composable, params: Mapping[str, Any], batch_size: int
 ) -> Iterator[FilmRow]:
-    for film_id, title, description, rating, change_key, genres, persons in _server_side_rows(
-        conn, query, params, batch_size, "movies_payload"
-    ):
-        yield FilmRow(film_id, title, description, rating, as_utc(change_key), genres, persons)
+    for row in _server_side_rows(conn, query, params, batch_size, "movies_payload"):
+        yield film_row(row)
+
+
+def film_row(row: tuple) -> FilmRow:
+    """A payload-query row (links as parallel arrays) as a ``FilmRow``."""
+    film_id, title, description, rating, change_key, genre_ids, genre_names, *people = row
+    person_ids, person_names, person_roles = people
+    genres = list(zip(genre_ids, genre_names, strict=True)) if genre_ids else []
+    persons = list(zip(person_ids, person_names, person_roles, strict=True)) if person_ids else []
+    return FilmRow(film_id, title, description, rating, as_utc(change_key), genres, persons)
 
 
 def stream_film_ids(conn: psycopg.Connection, query: sql.Composable, batch_size: int) -> Iterator[str]:

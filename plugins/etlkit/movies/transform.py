@@ -25,15 +25,16 @@ DOCUMENT_KEYS = (
 
 @dataclass(frozen=True)
 class FilmRow:
-    """One row of the payload query: the film, its change key and its aggregated links."""
+    """One row of the payload query: the film, its change key and its aggregated links,
+    ``genres`` as ``(id, name)`` and ``persons`` as ``(id, full_name, role)`` tuples."""
 
     id: Any
     title: str
     description: str | None
     rating: float | None
     change_key: datetime | None
-    genres: list[dict[str, Any]] = field(default_factory=list)
-    persons: list[dict[str, Any]] = field(default_factory=list)
+    genres: list[tuple[Any, str]] = field(default_factory=list)
+    persons: list[tuple[Any, str, str | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -42,8 +43,8 @@ class TransformStats:
 
 
 def canonical_id(value: Any) -> str:
-    """Lowercase canonical UUID string, whatever the driver or JSON gave us."""
-    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+    """Lowercase canonical UUID string, whatever the driver gave us."""
+    return str(value) if isinstance(value, uuid.UUID) else str(uuid.UUID(str(value)))
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -59,17 +60,14 @@ def _sorted_people(people: dict[str, str]) -> list[dict[str, str]]:
 
 def build_document(row: FilmRow, stats: TransformStats | None = None) -> dict[str, Any]:
     """The ten-key ``_source``; every list sorted by (name, id) on code points, so output is stable."""
-    genres: dict[str, str] = {}
-    for genre in row.genres or ():
-        genres[canonical_id(genre["id"])] = genre["name"]
+    genres = {canonical_id(genre_id): name for genre_id, name in row.genres or ()}
     by_role: dict[str, dict[str, str]] = {role: {} for role in ROLE_FIELDS}
-    for person in row.persons or ():
-        role = person.get("role")
+    for person_id, name, role in row.persons or ():
         if role not in by_role:
             if stats is not None:
                 stats.ignored_roles += 1
             continue
-        by_role[role][canonical_id(person["id"])] = person["name"]
+        by_role[role][canonical_id(person_id)] = name
     directors = _sorted_people(by_role["director"])
     actors = _sorted_people(by_role["actor"])
     writers = _sorted_people(by_role["writer"])

@@ -49,7 +49,10 @@ def _load_spooled(
 ) -> dict:
     with warehouse_connection(postgres_conn_id) as conn:
         results = load.load_tables(conn, schema, tables, spool, lock_key)
-    return {r.table: {"staged": r.staged, "inserted": r.inserted, "updated": r.updated} for r in results}
+    return {
+        r.table: {"staged": r.staged, "inserted": r.inserted, "updated": r.updated, "orphans": r.orphans}
+        for r in results
+    }
 
 
 class EnderTuringSchemaOperator(BaseOperator):

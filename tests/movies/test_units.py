@@ -42,15 +42,15 @@ def test_transform_matches_the_spec_example():
         rating=7.3,
         change_key=NOW,
         genres=[
-            {"id": "22222222-2222-4222-8222-222222222222", "name": "Drama"},
-            {"id": "33333333-3333-4333-8333-333333333333", "name": "Comedy"},
-            {"id": "22222222-2222-4222-8222-222222222222", "name": "Drama"},
+            ("22222222-2222-4222-8222-222222222222", "Drama"),
+            ("33333333-3333-4333-8333-333333333333", "Comedy"),
+            ("22222222-2222-4222-8222-222222222222", "Drama"),
         ],
         persons=[
-            {"id": CORA, "name": "Cora Vale", "role": "actor"},
-            {"id": ANN, "name": "Ann Lee", "role": "director"},
-            {"id": BOB, "name": "Bob Stone", "role": "actor"},
-            {"id": BOB, "name": "Bob Stone", "role": "actor"},
+            (CORA, "Cora Vale", "actor"),
+            (ANN, "Ann Lee", "director"),
+            (BOB, "Bob Stone", "actor"),
+            (BOB, "Bob Stone", "actor"),
         ],
     )
     assert build_document(row) == {
@@ -78,14 +78,14 @@ def test_transform_roles_order_and_untouched_names():
         None,
         [],
         [
-            {"id": twin_b, "name": "Same", "role": "writer"},
-            {"id": twin_a, "name": "Same", "role": "writer"},
-            {"id": twin_a, "name": "Same", "role": "actor"},
-            {"id": BOB, "name": "Ölaf", "role": "writer"},
-            {"id": CORA, "name": "Zed", "role": "writer"},
-            {"id": ANN, "name": "x", "role": "producer"},
-            {"id": ANN, "name": "x", "role": None},
-            {"id": ANN, "name": "x", "role": "Actor"},
+            (twin_b, "Same", "writer"),
+            (twin_a, "Same", "writer"),
+            (twin_a, "Same", "actor"),
+            (BOB, "Ölaf", "writer"),
+            (CORA, "Zed", "writer"),
+            (ANN, "x", "producer"),
+            (ANN, "x", None),
+            (ANN, "x", "Actor"),
         ],
     )
     document = build_document(row, stats)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -45,6 +45,92 @@ def expected_counts(dataset) -> dict[str, int]:
         "tags": 12,
         "tag_labels": 6,
     }
+
+
+def _rounded(value: str) -> str:
+    moment = datetime.fromisoformat(value)
+    return str(moment.replace(microsecond=0) + timedelta(seconds=1 if moment.microsecond >= 500_000 else 0))
+
+
+def check_sampled_children(conn, dataset) -> None:
+    scored = next(s for s in dataset.sessions if s["id"] in dataset.scores)
+    sheet = dataset.scores[scored["id"]][0]
+    point = sheet["point_scores"][0]
+    reviewer = sheet["reviewer_id"] if sheet["reviewer_id"] is not None else 0
+    row = conn.execute(
+        "SELECT score, extra FROM sessions_scores WHERE session_id = %s AND scorecard_id = %s AND reviewer_id = %s "
+        "AND scorecard_point_id = %s",
+        (scored["id"], sheet["scorecard_id"], reviewer, point["scorecard_point_id"]),
+    ).fetchone()
+    assert float(row[0]) == point["score"] and row[1]["parent"]["meta"] == sheet["meta"]
+    first_reviewer = scored["reviewers"][0]
+    reviewed = conn.execute(
+        "SELECT last_reviewed_at::text FROM sessions_reviewers WHERE session_id = %s AND reviewer_id = %s",
+        (scored["id"], first_reviewer["id"]),
+    ).fetchone()[0]
+    assert reviewed in {
+        _rounded(r["last_reviewed_at"]) for r in scored["reviewers"] if r["id"] == first_reviewer["id"]
+    }
+    categorised = next(s for s in dataset.sessions if s["categories"])
+    categories = conn.execute(
+        "SELECT category_id, is_verified FROM sessions_categories WHERE session_id = %s ORDER BY 1",
+        (categorised["id"],),
+    ).fetchall()
+    assert categories == sorted((c["id"], c["is_verified"]) for c in categorised["categories"])
+    summarised = next(s for s in dataset.sessions if dataset.summaries[s["id"]])
+    summary = dataset.summaries[summarised["id"]][0]
+    row = conn.execute(
+        "SELECT summary_id, text, created_at::text FROM sessions_summaries WHERE session_id = %s AND summary_no = 0",
+        (summarised["id"],),
+    ).fetchone()
+    assert row == (summary["id"], summary["text"], _rounded(summary["created_at"]))
+
+
+def check_sampled_dictionaries(conn, dictionaries) -> None:
+    agent = dictionaries["agents"][0]
+    assert conn.execute(
+        "SELECT name, phone_number, is_active FROM agents WHERE id = %s", (agent["id"],)
+    ).fetchone() == (
+        agent["name"],
+        agent["phone_number"],
+        agent["is_active"],
+    )
+    link = conn.execute(
+        "SELECT group_id, start_dt::text FROM agent_group_associations WHERE agent_id = %s", (agent["id"],)
+    )
+    assert link.fetchall() == [
+        (agent["groups"][0]["group_id"], agent["groups"][0]["start_dt"].replace("T", " "))
+    ]
+    category = dictionaries["categories"][1]
+    row = conn.execute(
+        "SELECT filter_data, updated_at::text FROM categories WHERE id = %s", (category["id"],)
+    ).fetchone()
+    assert row == (category["filter_data"], _rounded(category["updated_at"]))
+    point = dictionaries["scorecards"][1]["categories"][0]["points"][0]
+    row = conn.execute(
+        "SELECT scorecard_id, category_id, description, max_score FROM scorecard_points WHERE id = %s",
+        (point["id"],),
+    ).fetchone()
+    assert row == (
+        2,
+        dictionaries["scorecards"][1]["categories"][0]["id"],
+        point["description"],
+        point["max_score"],
+    )
+    tag = dictionaries["tags"][11]
+    row = conn.execute(
+        "SELECT name, is_archived, archived_by_id, extra FROM tags WHERE id = %s", (tag["id"],)
+    ).fetchone()
+    assert row == (tag["name"], True, 1, {})
+    user = dictionaries["users"][3]
+    row = conn.execute(
+        "SELECT email, uuid::text, language FROM users WHERE id = %s", (user["id"],)
+    ).fetchone()
+    assert row == (user["email"], user["uuid"], user["language"])
+    assert conn.execute("SELECT text FROM labels WHERE id = 3").fetchone() == ("label 3",)
+    assert conn.execute("SELECT scorecard_id FROM groups WHERE id = 2").fetchone() == (
+        dictionaries["groups"][1]["scorecard_id"],
+    )
 
 
 def table_counts(conn) -> dict[str, int]:
@@ -111,6 +197,8 @@ def test_full_run_loads_exactly_the_generated_data(run_dag, et_airflow, warehous
     assert statuses == {c if isinstance(c, str) else c["crm_status"] for c in sample["crm_statuses"]}
     user0 = warehouse.execute("SELECT full_name, invite_expires::text FROM users WHERE id = 0").fetchone()
     assert user0 == ("Ender Turing", "1900-01-01 00:00:00")
+    check_sampled_children(warehouse, fake.dataset)
+    check_sampled_dictionaries(warehouse, fake.dataset.dictionaries)
 
     # Main pass: exactly the two half-day windows of D, encoded once.
     main = [

@@ -242,3 +242,16 @@ def test_passes_cover_the_lookback_and_chunk_categories():
 def test_every_table_has_its_key_first():
     for table in t.ALL_TABLES:
         assert table.columns[: len(table.key)] == table.key
+
+
+def test_comments_are_positional_and_keep_raw_replies():
+    items = [
+        {"id": 1, "session_id": "other", "author_id": 4, "text": "check the refund", "comments": [{"id": 2}]},
+        {"id": 3, "author_id": "x", "text": "ok", "comments": None},
+    ]
+    sink, _ = transformed("comments", SESSION_ID, items)
+    rows = [
+        (r["comment_no"], r["comment_id"], r["author_id"], r["comments"], json.loads(r["extra"]))
+        for r in sink.rows["sessions_comments"]
+    ]
+    assert rows == [(0, 1, 4, '[{"id":2}]', {}), (1, 3, None, "null", {"author_id": "x"})]

@@ -9,12 +9,30 @@ from decimal import Decimal
 import pytest
 
 from dev import jobs_data
-from tests.conftest import task_states
+from etlkit.jobs.validation import load_job
+from tests.conftest import REPO_ROOT, task_states
 from tests.jobs.conftest import DAY, component_rows, job_row, query
 
 pytestmark = pytest.mark.jobs
 
 LOGICAL_DATE = datetime(DAY.year, DAY.month, DAY.day, 4, 30, tzinfo=UTC)
+
+
+def assert_metric_invariants(dag_id: str, rows: dict[str, dict]) -> None:
+    """Spec §7: conservation per component, merge totals, and equal counts on both ends of every route."""
+    validated = load_job(REPO_ROOT / "dags" / "jobs" / f"{dag_id}.json")
+    for component_id, row in rows.items():
+        rows_in, rows_out = sum(row["rows_in"].values()), sum(row["rows_out"].values())
+        component = validated.components[component_id]
+        if component.type == "merge":
+            assert rows_out == rows_in, component_id
+        elif component.type != "aggregation" and not (
+            component.type == "schema_mapping" and component.config.join is not None
+        ):
+            assert rows_in == rows_out + row["rows_dropped"], component_id
+        for port, routes in validated.inputs[component_id].items():
+            upstream = sum(rows[r.source]["rows_out"].get(r.port, 0) for r in routes)
+            assert row["rows_in"][port] == upstream, (component_id, port)
 
 
 def counters(rows: dict[str, dict]) -> dict[str, tuple]:
@@ -55,6 +73,7 @@ def test_orders_daily_load_gives_the_spec_outcome(jobs_env, run_dag):
         "load_orders": ({"in": 3}, {"target": 3}, 0, 0),
         "write_rejects": ({"in": 2}, {"target": 2}, 0, 0),
     }
+    assert_metric_invariants("orders_daily_load", rows)
     assert rows["convert"]["details"] == {"conversion_failures": {"unit_price": 1}}
     assert rows["validate"]["reject_reasons"] == {"unparseable_value": 1, "non_positive_quantity": 1}
     assert {r["status"] for r in rows.values()} == {"success"}
@@ -106,6 +125,7 @@ def test_customer_revenue_daily_joins_aggregates_and_publishes(jobs_env, run_dag
         "publish_report": ({"in": 3}, {"target": 3}, 0, 0),
         "load_region_revenue": ({"in": 3}, {"target": 3}, 0, 0),
     }
+    assert_metric_invariants("customer_revenue_daily", rows)
     job = job_row(dsn, "customer_revenue_daily")
     assert (job["status"], job["rows_read"], job["rows_written"]) == ("success", 8, 6)
 
@@ -150,6 +170,7 @@ def test_app_events_ingest_rejects_bad_lines_and_conversions_and_loads_the_rest(
         "other_events": ({"in": 3}, {"target": 3}, 0, 0),
         "write_rejects": ({"in": 3}, {"target": 3}, 0, 0),
     }
+    assert_metric_invariants("app_events_ingest", rows)
     assert rows["read_web"]["reject_reasons"] == {"malformed_line": 1}
     assert rows["typed"]["details"] == {"conversion_failures": {"event_id": 1, "occurred_at": 1, "amount": 1}}
     job = job_row(dsn, "app_events_ingest")

@@ -314,6 +314,29 @@ def test_legacy_concrete_index_is_migrated_to_an_alias(
     assert indexed_documents(server) == expected_documents(generated_source)
 
 
+def test_full_refresh_failing_before_the_swap_leaves_alias_and_state(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    server = movies_connections
+    run_ok(run_dag)
+    (old_index,), state_before = server.cluster.aliases["movies"], read_state()
+    time.sleep(1.1)
+    film_id = str(generated_source.execute("SELECT id FROM content.film_work LIMIT 1").fetchone()[0])
+    server.cluster.fail_ids({film_id: 400})
+
+    failed = run_dag(DAG_ID, conf={"full_refresh": True})
+
+    assert failed.state == "failed" and task_states(failed)["sync"] == "failed"
+    assert server.cluster.aliases["movies"] == {old_index}
+    assert read_state() == state_before
+    server.cluster.clear_faults()
+    time.sleep(1.1)
+    run_ok(run_dag, conf={"full_refresh": True})
+    (new_index,) = server.cluster.aliases["movies"]
+    assert new_index != old_index
+    assert set(server.cluster.indices) == {old_index, new_index}  # half-built index swept, previous kept
+
+
 def test_missing_modified_column_fails_plan_at_once(
     run_dag, movies_connections, generated_source, clean_state
 ):

@@ -130,9 +130,9 @@ def run_task(sync_env, monkeypatch):
     monkeypatch.setattr(operator_module, "_emit_metric", lambda name, value: metrics.append((name, value)))
     monkeypatch.setattr(retrying.time, "sleep", sleeps.append)
 
-    def run(**settings):
+    def run(operator_kwargs: dict | None = None, **settings):
         sync_env(**settings)
-        operator = operator_module.SierraSignumSyncOperator(task_id="sync_items")
+        operator = operator_module.SierraSignumSyncOperator(task_id="sync_items", **(operator_kwargs or {}))
         return operator.execute({})
 
     run.metrics = metrics

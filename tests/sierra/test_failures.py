@@ -200,3 +200,12 @@ def test_extraction_transaction_is_read_only(sierra, sync_env):
         with pytest.raises(Exception, match="read-only transaction"):
             snap.conn.execute("CREATE TEMP TABLE t (x int)")
     assert sierra_sessions(sierra) == 0
+
+
+def test_sierra_statement_timeout_is_not_retried(run_task, sierra, backend):
+    from dev.sierra_data import generate
+
+    generate(sierra, 5_000)
+    with pytest.raises(AirflowFailException, match="statement timeout"):
+        run_task(statement_timeout_seconds=0.001)
+    assert run_task.sleeps == [] and post_attempts(backend) == 0

@@ -23,7 +23,7 @@ from typing import Any
 from psycopg import sql
 
 from etlkit.common.errors import BadInputError
-from etlkit.jobs.conversion import ConversionFailed, canonical_text, convert
+from etlkit.jobs.conversion import ConversionFailed, canonical_text, convert, converter
 from etlkit.jobs.expressions import compile_condition, compile_expression
 from etlkit.jobs.sqlwrite import write_sql
 from etlkit.jobs.validation import as_mapping, join_input_schema
@@ -381,13 +381,21 @@ def convert_types(run) -> None:
     config = run.config
     names = [c.name for c in run.in_schema()]
     nulls = set(config.null_values)
-    rules = [(names.index(r.column), r.column, r, r.on_error or config.on_error) for r in config.rules]
+    rules = [
+        (
+            names.index(r.column),
+            r.column,
+            converter(r.to, r.precision, r.scale, r.format, r.timezone),
+            r.on_error or config.on_error,
+        )
+        for r in config.rules
+    ]
     for rows in run.read():
         converted_rows, rejected_rows = [], []
         for row in rows:
             converted = list(row)
             reason = None
-            for index, column, rule, on_error in rules:
+            for index, column, convert_value, on_error in rules:
                 value = row[index]
                 if isinstance(value, str):
                     if config.trim:
@@ -398,9 +406,7 @@ def convert_types(run) -> None:
                 if value is None:
                     continue
                 try:
-                    converted[index] = convert(
-                        value, rule.to, rule.precision, rule.scale, rule.format, rule.timezone
-                    )
+                    converted[index] = convert_value(value)
                 except ConversionFailed as error:
                     run.metrics.count_detail("conversion_failures", column)
                     if on_error == "fail":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Context, Decimal
 from typing import Any
@@ -128,18 +129,16 @@ def to_string(value: Any) -> str:
     return value if isinstance(value, str) else canonical_text(value)
 
 
-def convert(value: Any, type_name: str, precision=None, scale=None, fmt=None, timezone="UTC") -> Any:
-    """``value`` as ``type_name``; raises ConversionFailed when it cannot be converted without loss."""
-    if type_name == "string":
-        return to_string(value)
-    if type_name == "integer":
-        return to_integer(value)
-    if type_name == "float":
-        return to_float(value)
+def converter(type_name: str, precision=None, scale=None, fmt=None, timezone="UTC") -> Callable[[Any], Any]:
+    """A function converting a value to ``type_name``; it raises ConversionFailed on any loss."""
     if type_name == "decimal":
-        return to_decimal(value, precision, scale)
-    if type_name == "boolean":
-        return to_boolean(value)
+        return lambda value: to_decimal(value, precision, scale)
     if type_name == "date":
-        return to_date(value, fmt)
-    return to_timestamp(value, timezone)
+        return lambda value: to_date(value, fmt)
+    if type_name == "timestamp":
+        return lambda value: to_timestamp(value, timezone)
+    return {"string": to_string, "integer": to_integer, "float": to_float, "boolean": to_boolean}[type_name]
+
+
+def convert(value: Any, type_name: str, precision=None, scale=None, fmt=None, timezone="UTC") -> Any:
+    return converter(type_name, precision, scale, fmt, timezone)(value)

@@ -245,3 +245,12 @@ def test_housekeeping_dag_loads(dag_bag):
     dag = dag_bag.get_dag("declarative_jobs_housekeeping")
     assert dag is not None and [t.task_id for t in dag.tasks] == ["remove_stale_staging"]
     assert dag.default_args["retries"] > 0 and dag.owner == "data-eng"
+
+
+def test_upsert_keys_must_be_written_columns(tmp_path):
+    job = example()
+    components(job)["load_orders"]["config"]["key_columns"] = ["order_no"]
+    with pytest.raises(
+        JobDefinitionError, match=r"\$.components\[4\].config.key_columns\[0\].*unknown column 'order_no'"
+    ):
+        validate_job_text(json.dumps(job), tmp_path / "orders_daily_load.json")

@@ -435,6 +435,10 @@ def derive_out_schemas(component, inputs: dict[str, list[Schema]]) -> dict[str, 
         schema = inputs["in"][0]
         if config.columns is not None:
             _require_columns(".config.columns", config.columns, schema)
+        if kind == "write_sql":
+            written = tuple(c for c in schema if config.columns is None or c.name in config.columns)
+            _require_columns(".config.key_columns", config.key_columns or [], written)
+            _require_columns(".config.update_columns", config.update_columns or [], written)
         return {}
     if kind == "merge":
         return {"out": _merge_schema(config, inputs["in"])}

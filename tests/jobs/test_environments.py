@@ -78,3 +78,44 @@ def test_failed_component_is_recorded_and_downstream_marked_upstream_failed(jobs
     } == {"upstream_failed"}
     assert job_row(jobs_env["dsn"], "orders_daily_load")["status"] == "failed"
     assert any(jobs_env["staging_root"].iterdir()), "a failed run keeps its staging for a resume"
+
+
+def test_transient_write_failure_retries_only_the_writer_and_loads_once(jobs_env, run_dag, monkeypatch):
+    import psycopg
+    from airflow.ti_deps.deps.not_in_retry_period_dep import NotInRetryPeriodDep
+
+    from etlkit.jobs import components
+
+    # dag.test() honours the job's 120 s retry delay; this test only skips the wait.
+    monkeypatch.setattr(
+        NotInRetryPeriodDep, "_get_dep_statuses", lambda self, ti, session, dep_context: iter(())
+    )
+    real_write_sql, calls = components.write_sql, []
+
+    def warehouse_down_once(connection, config, columns, chunks, component_id):
+        calls.append(component_id)
+        if len(calls) == 1:
+            next(chunks)
+            raise psycopg.OperationalError("connection to server was lost")
+        real_write_sql(connection, config, columns, chunks, component_id)
+
+    monkeypatch.setattr(components, "write_sql", warehouse_down_once)
+    jobs_data.write_orders_export(jobs_env["data_root"], DAY)
+
+    dag_run = run_dag("orders_daily_load", logical_date=LOGICAL_DATE)
+
+    assert dag_run.state == "success", task_states(dag_run)
+    assert query(jobs_env["dsn"], "SELECT order_id FROM sales.orders ORDER BY 1") == [
+        (1001,),
+        (1003,),
+        (1006,),
+    ]
+    tries = query(
+        jobs_env["dsn"],
+        "SELECT component_id, try_number, status FROM declarative_component_runs ORDER BY component_id, try_number",
+    )
+    assert ("load_orders", 1, "failed") in tries and ("load_orders", 2, "success") in tries
+    assert {(c, t) for c, t, _ in tries if c != "load_orders"} == {
+        (c, 1) for c in ("read_orders", "drop_cancelled", "convert", "validate", "write_rejects")
+    }, "upstream components are not re-run"
+    assert job_row(jobs_env["dsn"], "orders_daily_load")["status"] == "success"

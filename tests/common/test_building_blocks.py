@@ -1,0 +1,79 @@
+"""Shared building blocks: retry policy, alert records, metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.definitions.retry_policy import RetryAction
+
+from etlkit.common.alerting import alert_context, failure_record, log_task_failure
+from etlkit.common.errors import BadInputError, TransientError
+from etlkit.common.metrics import RunMetrics
+from etlkit.common.retry import PipelineRetryPolicy, RetrySettings, retry_default_args
+
+
+def test_backoff_is_exponential_and_capped():
+    settings = RetrySettings(retry_delay_s=10, backoff=2.0, max_retry_delay_s=60)
+    assert [settings.delay_for(n).total_seconds() for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]
+
+
+def test_policy_fails_bad_input_fast_and_retries_transient(airflow_var):
+    airflow_var("etl_retry_policy", {"retries": 2, "retry_delay_s": 5, "pipelines": {"p": {"backoff": 3.0}}})
+    policy = PipelineRetryPolicy("p")
+    assert policy.evaluate(BadInputError("bad row"), 1, 6).action == RetryAction.FAIL
+    decision = policy.evaluate(TransientError("503"), 2, 6)
+    assert decision.action == RetryAction.RETRY and decision.retry_delay == timedelta(seconds=15)
+    assert policy.evaluate(ConnectionError("down"), 3, 6).action == RetryAction.FAIL  # retries exhausted
+
+
+def test_policy_round_trips_serialization():
+    policy = PipelineRetryPolicy("visits", retries=2, retry_delay_s=300)
+    assert PipelineRetryPolicy.deserialize(policy.serialize()).defaults == {
+        "retries": 2,
+        "retry_delay_s": 300,
+    }
+    assert retry_default_args("visits", retries=2)["retries"] == 2
+
+
+def test_unknown_retry_override_keys_are_an_error():
+    with pytest.raises(ValueError, match="unknown keys"):
+        RetrySettings.from_overrides({"pipelines": {"p": {"retry_dely": 1}}}, "p")
+
+
+def test_failure_alert_is_one_structured_line_with_pipeline_context(caplog):
+    ti = SimpleNamespace(dag_id="d", task_id="t", map_index=3, run_id="r1", try_number=2)
+    context = {"ti": ti, "exception": TransientError("boom")}
+    with pytest.raises(TransientError), alert_context(file="report_7.txt"):
+        raise TransientError("boom")
+    with caplog.at_level(logging.ERROR, logger="etlkit.alerts"):
+        log_task_failure(context)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("ETL_ALERT "))
+    assert json.loads(line.removeprefix("ETL_ALERT ")) == {
+        "event": "task_failed",
+        "dag_id": "d",
+        "task_id": "t",
+        "map_index": 3,
+        "run_id": "r1",
+        "try_number": 2,
+        "error_type": "TransientError",
+        "error": "boom",
+        "pipeline_context": {"file": "report_7.txt"},
+    }
+    assert failure_record({})["dag_id"] is None
+
+
+def test_metrics_add_and_xcom_shape():
+    total = RunMetrics("p", rows_read=2, rows_loaded=1, rows_rejected=1, bytes_read=10, extra={"files": 1})
+    total.add(RunMetrics("p", rows_read=3, rows_loaded=3, extra={"files": 1, "name": "x"}))
+    assert total.as_xcom() == {
+        "pipeline": "p",
+        "rows_read": 5,
+        "rows_loaded": 4,
+        "rows_rejected": 1,
+        "bytes_read": 10,
+        "extra": {"files": 2},
+    }

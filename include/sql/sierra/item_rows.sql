@@ -1,9 +1,9 @@
 -- One row per selected item, in the 13 output columns of the spec, ordered by item id.
 -- Every one-to-many relation is reduced before the join (set-based, so it needs no index):
 -- the item's bib is its greatest linked bib id; property rows are the ones with the lowest id.
+-- Per-bib values are gathered once per distinct bib, then joined to the items in one step.
 -- Empty strings become NULL so that both are written as an empty field.
--- Composed with psycopg.sql.SQL.format: the selected CTE takes the mode's id query, and literal
--- braces are doubled.
+-- Composed with psycopg.sql.SQL.format: the selected CTE takes the mode's id query.
 WITH selected AS ({selected_item_ids}),
 item_bib AS (
     SELECT link.item_record_id, max(link.bib_record_id) AS bib_record_id
@@ -34,19 +34,16 @@ classification AS (
     WHERE sf.marc_tag = '097'
     GROUP BY sf.record_id
 ),
--- Compact JSON with a fixed key order, built as text: json_build_object/json_agg add blanks,
--- jsonb reorders keys. to_json keeps a blank char(1) indicator as " " (a ::text cast would not).
+-- row_to_json gives compact JSON with the keys in column order (json_build_object adds blanks,
+-- jsonb reorders keys) and keeps a blank char(1) indicator as " " (a ::text cast would not).
 shelfmark AS (
     SELECT
         sf.record_id,
         '[' || string_agg(
-            '{{"marc_tag":' || coalesce(to_json(sf.marc_tag)::text, 'null')
-            || ',"marc_ind1":' || coalesce(to_json(sf.marc_ind1)::text, 'null')
-            || ',"marc_ind2":' || coalesce(to_json(sf.marc_ind2)::text, 'null')
-            || ',"field_type_code":' || coalesce(to_json(sf.field_type_code)::text, 'null')
-            || ',"tag":' || coalesce(to_json(sf.tag)::text, 'null')
-            || ',"content":' || coalesce(to_json(sf.content)::text, 'null')
-            || '}}',
+            row_to_json(
+                (SELECT x FROM (SELECT sf.marc_tag, sf.marc_ind1, sf.marc_ind2, sf.field_type_code, sf.tag,
+                                       sf.content) AS x)
+            )::text,
             ','
             ORDER BY sf.marc_tag, sf.occ_num, sf.varfield_id, sf.display_order, sf.tag, sf.content
         ) || ']' AS shelfmark_json
@@ -54,32 +51,45 @@ shelfmark AS (
     JOIN chosen_bib AS b ON b.bib_record_id = sf.record_id
     WHERE sf.marc_tag IN ('100', '110', '111', '130', '245')
     GROUP BY sf.record_id
+),
+bib_row AS (
+    SELECT
+        b.bib_record_id,
+        bib_meta.record_num AS bib_number,
+        nullif(bib_property.best_author, '') AS best_author,
+        nullif(bib_property.best_title, '') AS best_title,
+        nullif(bib_property.material_code, '') AS material_code,
+        nullif(material.name, '') AS material_name,
+        nullif(classification.classification, '') AS classification,
+        shelfmark.shelfmark_json
+    FROM chosen_bib AS b
+    LEFT JOIN sierra_view.record_metadata AS bib_meta
+        ON bib_meta.id = b.bib_record_id AND bib_meta.record_type_code = 'b'
+    LEFT JOIN bib_property ON bib_property.bib_record_id = b.bib_record_id
+    LEFT JOIN sierra_view.material_property_myuser AS material ON material.code = bib_property.material_code
+    LEFT JOIN classification ON classification.record_id = b.bib_record_id
+    LEFT JOIN shelfmark ON shelfmark.record_id = b.bib_record_id
 )
 SELECT
     ir.record_id AS item_record_id,
     item_meta.record_num AS item_number,
     nullif(item_property.barcode, '') AS barcode,
     item_bib.bib_record_id,
-    bib_meta.record_num AS bib_number,
-    nullif(bib_property.best_author, '') AS best_author,
-    nullif(bib_property.best_title, '') AS best_title,
+    bib_row.bib_number,
+    bib_row.best_author,
+    bib_row.best_title,
     coalesce(ir.itype_code_num, %(itype_null_fallback)s) AS itype_code_num,
     nullif(itype.name, '') AS item_type_name,
-    nullif(bib_property.material_code, '') AS material_code,
-    nullif(material.name, '') AS material_name,
-    nullif(classification.classification, '') AS classification,
-    shelfmark.shelfmark_json
+    bib_row.material_code,
+    bib_row.material_name,
+    bib_row.classification,
+    bib_row.shelfmark_json
 FROM sierra_view.item_record AS ir
 JOIN selected AS s ON s.record_id = ir.record_id
 LEFT JOIN sierra_view.record_metadata AS item_meta
     ON item_meta.id = ir.record_id AND item_meta.record_type_code = 'i'
 LEFT JOIN item_property ON item_property.item_record_id = ir.record_id
 LEFT JOIN item_bib ON item_bib.item_record_id = ir.record_id
-LEFT JOIN sierra_view.record_metadata AS bib_meta
-    ON bib_meta.id = item_bib.bib_record_id AND bib_meta.record_type_code = 'b'
-LEFT JOIN bib_property ON bib_property.bib_record_id = item_bib.bib_record_id
+LEFT JOIN bib_row ON bib_row.bib_record_id = item_bib.bib_record_id
 LEFT JOIN sierra_view.itype_property_myuser AS itype ON itype.code = ir.itype_code_num
-LEFT JOIN sierra_view.material_property_myuser AS material ON material.code = bib_property.material_code
-LEFT JOIN classification ON classification.record_id = item_bib.bib_record_id
-LEFT JOIN shelfmark ON shelfmark.record_id = item_bib.bib_record_id
 ORDER BY ir.record_id

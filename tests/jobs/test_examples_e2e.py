@@ -35,6 +35,19 @@ def assert_metric_invariants(dag_id: str, rows: dict[str, dict]) -> None:
             assert row["rows_in"][port] == upstream, (component_id, port)
 
 
+def assert_small_xcoms_without_row_values(dag_run, forbidden: list[str]) -> None:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        entries = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        texts = {entry.task_id: json.dumps(entry.value) for entry in entries}
+    assert "validate" in texts and "_finalize" in texts
+    for task_id, text in texts.items():
+        assert len(text.encode()) < 8192, task_id
+        assert not [value for value in forbidden if value in text], (task_id, text)
+
+
 def counters(rows: dict[str, dict]) -> dict[str, tuple]:
     return {
         cid: (r["rows_in"], r["rows_out"], r["rows_dropped"], r["rows_rejected"]) for cid, r in rows.items()
@@ -82,6 +95,7 @@ def test_orders_daily_load_gives_the_spec_outcome(jobs_env, run_dag):
     assert (job["status"], job["environment"]) == ("success", "DEV")
     assert job["connections"] == {"warehouse": "jobs_warehouse_dev"}
     assert not any(jobs_env["staging_root"].rglob("*.jsonl")), "staging is removed after a successful run"
+    assert_small_xcoms_without_row_values(dag_run, forbidden=["C04", "shipped", "2025-03-02"])
 
     # Re-running the same date leaves the table unchanged and rewrites the same rejects file.
     first_rejects = rejects.read_text()

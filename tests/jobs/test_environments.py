@@ -87,9 +87,7 @@ def test_transient_write_failure_retries_only_the_writer_and_loads_once(jobs_env
     from etlkit.jobs import components
 
     # dag.test() honours the job's 120 s retry delay; this test only skips the wait.
-    monkeypatch.setattr(
-        NotInRetryPeriodDep, "_get_dep_statuses", lambda *args, **kwargs: iter(())
-    )
+    monkeypatch.setattr(NotInRetryPeriodDep, "_get_dep_statuses", lambda *args, **kwargs: iter(()))
     real_write_sql, calls = components.write_sql, []
 
     def warehouse_down_once(connection, config, columns, chunks, component_id):

@@ -435,3 +435,58 @@ def test_housekeeping_removes_only_stale_staged_runs(tmp_path):
         os.utime(path, (now - 3600, now - 3600))
     assert remove_stale_runs(tmp_path, 7, now) == [old]
     assert not old.exists() and fresh.exists()
+
+
+def test_large_json_array_is_parsed_incrementally_and_gzip_csv_is_read(tmp_path):
+    import gzip
+
+    data = tmp_path / "data"
+    data.mkdir()
+    records = [{"id": i, "tags": {"name": f"n{i}" * 5}} for i in range(6000)]
+    records[4321] = {"id": 1.5, "tags": {"name": "not integral"}}
+    (data / "big.json").write_text(json.dumps(records, indent=2))  # ~400 KiB: many 64 KiB reads
+    with gzip.open(data / "small.csv.gz", "wt") as handle:
+        handle.write("\ufeffid,name\n7,seven\n")
+    spec = job(
+        "streams",
+        {
+            "id": "big",
+            "type": "read_json",
+            "config": {
+                "path": "big.json",
+                "on_bad_records": "drop",
+                "columns": [{"name": "id", "type": "integer"}, {"name": "name", "source": "tags.name"}],
+            },
+            "routes": {"out": ["both"]},
+        },
+        {
+            "id": "small",
+            "type": "read_csv",
+            "config": {"path": "small.csv.gz", "columns": [{"name": "id"}, {"name": "name"}]},
+            "routes": {"out": ["small_typed"]},
+        },
+        {
+            "id": "small_typed",
+            "type": "type_conversion",
+            "config": {"rules": [{"column": "id", "to": "integer"}]},
+            "routes": {"out": ["both"]},
+        },
+        {"id": "both", "type": "merge", "config": {}, "routes": {"out": ["out"]}},
+        {"id": "out", "type": "write_csv", "config": {"path": "out.csv.gz"}},
+        chunk_size=1000,
+    )
+    results, data = run(tmp_path, spec)
+    big = results["big"]
+    assert (big.rows_in, big.rows_out, dict(big.reject_reasons)) == (
+        {"source": 6000},
+        {"out": 5999},
+        {"bad_record": 1},
+    )
+    with gzip.open(data / "out.csv.gz", "rt") as handle:
+        lines = handle.read().splitlines()
+    assert (
+        lines[0] == "id,name"
+        and lines[1] == f"0,{'n0' * 5}"
+        and lines[-1] == "7,seven"
+        and len(lines) == 6001
+    )

@@ -254,3 +254,19 @@ def test_upsert_keys_must_be_written_columns(tmp_path):
         JobDefinitionError, match=r"\$.components\[4\].config.key_columns\[0\].*unknown column 'order_no'"
     ):
         validate_job_text(json.dumps(job), tmp_path / "orders_daily_load.json")
+
+
+def test_cli_validate_schema_check_and_scaffold(tmp_path, capsys):
+    from etlkit.jobs.__main__ import main
+
+    assert main(["validate", *map(str, EXAMPLES)]) == 0
+    assert main(["schema", "--check"]) == 0
+    job = example()
+    _cycle(job)
+    broken = write_job(tmp_path, "orders_daily_load", job)
+    broken.with_suffix(".py").unlink()
+    assert main(["validate", str(broken)]) == 1
+    assert "cycle: drop_cancelled -> convert -> validate -> drop_cancelled" in capsys.readouterr().err
+    assert unpaired_files(tmp_path) == ["orders_daily_load.json has no loader"]
+    assert main(["scaffold", str(tmp_path)]) == 0
+    assert broken.with_suffix(".py").read_text() == LOADER_TEXT and unpaired_files(tmp_path) == []

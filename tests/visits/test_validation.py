@@ -153,3 +153,20 @@ def test_config_rejects_unknown_keys_and_bad_identifiers():
     with pytest.raises(ConfigurationError, match="not a valid identifier"):
         VisitsConfig.from_mapping({"table_visitor": 'visitor"; DROP TABLE x; --'})
     assert VisitsConfig.from_mapping({"batch_rows": 5}).batch_rows == 5
+
+
+def test_csv_fast_path_equals_the_csv_module_on_random_lines():
+    import csv
+    import random
+
+    from etlkit.visits.validation import parse_csv_line
+
+    rng = random.Random(1)
+    for _ in range(20_000):
+        line = "".join(rng.choice("ab,\"\t -\\'") for _ in range(rng.randrange(0, 12)))
+        try:
+            rows = list(csv.reader((line,), strict=True))
+            expected = None if len(rows) > 1 else (rows[0] if rows else [])
+        except csv.Error:
+            expected = None
+        assert parse_csv_line(line) == expected, line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 
 import pytest
 
@@ -74,7 +75,7 @@ def test_statement_count_does_not_grow_with_rows(warehouse, tmp_path, rows):
     load.ensure_schema(warehouse, "enderturing")
     spool = _spool_tags(tmp_path, rows // 10, 10)
     counting = CountingConnection(warehouse)
-    [result] = load.load_tables(counting, "enderturing", [t.SESSIONS_TAGS], spool, load.SESSIONS_LOCK_KEY)
+    [result] = load.load_tables(counting, "enderturing", [t.SESSIONS_TAGS], [spool], load.SESSIONS_LOCK_KEY)
     assert (result.staged, result.inserted, result.updated) == (rows, rows, 0)
     # lock, stage, copy, analyze, replace set, its copy, delete, upsert, key check, orphan check
     assert counting.statements == 10
@@ -94,15 +95,45 @@ def test_replacement_removes_children_no_longer_reported(warehouse, tmp_path):
             spool.replace(t.SESSIONS_CRM_STATUSES, session_id)
             spool.add(t.SESSIONS_CRM_STATUSES, (session_id, "won", "{}"))
             spool.add(t.SESSIONS_CRM_STATUSES, (session_id, "lost", "{}"))
-    load.load_tables(warehouse, "enderturing", [t.SESSIONS_CRM_STATUSES], spool, load.SESSIONS_LOCK_KEY)
+    load.load_tables(warehouse, "enderturing", [t.SESSIONS_CRM_STATUSES], [spool], load.SESSIONS_LOCK_KEY)
     with CopySpool(tmp_path / "two") as spool:
         spool.replace(t.SESSIONS_CRM_STATUSES, dropped)
         spool.add(t.SESSIONS_CRM_STATUSES, (dropped, "won", "{}"))
     [result] = load.load_tables(
-        warehouse, "enderturing", [t.SESSIONS_CRM_STATUSES], spool, load.SESSIONS_LOCK_KEY
+        warehouse, "enderturing", [t.SESSIONS_CRM_STATUSES], [spool], load.SESSIONS_LOCK_KEY
     )
     rows = warehouse.execute(
         "SELECT session_id::text, crm_status FROM enderturing.sessions_crm_statuses ORDER BY 1, 2"
     ).fetchall()
     assert sorted(rows) == sorted([(kept, "lost"), (kept, "won"), (dropped, "won")])
     assert (result.stale_deleted, result.inserted, result.updated) == (1, 0, 0)
+
+
+def test_parallel_transform_stages_the_same_rows_as_one_process(tmp_path):
+    from dev.enderturing_server import generate_dataset
+    from etlkit.enderturing import staging
+    from etlkit.enderturing.extract import spool_sessions
+
+    dataset = generate_dataset([date(2024, 6, 26)], 300, seed=11)
+    with (tmp_path / staging.SESSIONS_FILE).open("w") as out:
+        staging.write_ndjson(out, dataset.sessions)
+    with (tmp_path / staging.DETAILS_FILE).open("w") as out:
+        records = [{"session_id": k, "endpoint": "scores", "body": v} for k, v in dataset.scores.items()]
+        staging.write_ndjson(
+            out,
+            records
+            + [{"session_id": k, "endpoint": "summary", "body": v} for k, v in dataset.summaries.items()],
+        )
+
+    def staged_lines(batch) -> dict[str, list[str]]:
+        lines: dict[str, list[str]] = {}
+        for spool in batch.spools:
+            for path in sorted(spool.directory.iterdir()):
+                lines.setdefault(path.name, []).extend(path.read_text().splitlines())
+        return {name: sorted(values) for name, values in lines.items()}
+
+    single = spool_sessions(tmp_path, tmp_path / "one", workers=1)
+    parallel = spool_sessions(tmp_path, tmp_path / "two", workers=2)
+    assert len(parallel.spools) == 2 and single.row_counts == parallel.row_counts
+    assert staged_lines(single) == staged_lines(parallel)
+    assert single.row_counts["sessions"] == 300

@@ -7,8 +7,10 @@ The client is anything with the ``EnderTuringHook`` methods ``get_dictionary``,
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,10 +194,15 @@ def fetch_details(
             staging.write_ndjson(out, [{"session_id": session_id, "endpoint": endpoint, "body": body}])
 
 
-def transform_sessions(staging_dir: Path, transformer: Transformer) -> None:
-    """Staged sessions and details → rows of tables 13–20 in the transformer's sink."""
-    for position, session in enumerate(staging.read_ndjson(staging_dir / staging.SESSIONS_FILE)):
-        session_id = transformer.session(session, f"/sessions item {position}")
+def transform_sessions(staging_dir: Path, transformer: Transformer, part: int = 0, parts: int = 1) -> None:
+    """Staged sessions and details → rows of tables 13–20 in the transformer's sink.
+
+    With ``parts`` > 1 only this part's share of the lines; every session (and every detail record)
+    is in exactly one part, so the parts never stage the same key twice.
+    """
+    sessions = staging.read_ndjson(staging_dir / staging.SESSIONS_FILE, part, parts)
+    for position, session in enumerate(sessions):
+        session_id = transformer.session(session, f"/sessions item {position * parts + part}")
         if session.get("reviewers") == []:
             transformer.scores(session_id, None)  # no reviewers any more: no score rows either
     details = staging_dir / staging.DETAILS_FILE
@@ -206,8 +213,43 @@ def transform_sessions(staging_dir: Path, transformer: Transformer) -> None:
         "summary": transformer.summaries,
         "comments": transformer.comments,
     }
-    for record in staging.read_ndjson(details):
+    for record in staging.read_ndjson(details, part, parts):
         handlers[record["endpoint"]](record["session_id"], record["body"])
+
+
+@dataclass
+class SpooledBatch:
+    spools: list[staging.CopySpool]
+    row_counts: Counter[str]
+    warnings: Counter[str]
+
+
+def _spool_part(staging_dir: Path, spool_dir: Path, part: int, parts: int) -> tuple[dict, dict]:
+    with staging.CopySpool(spool_dir) as spool:
+        transformer = Transformer(spool)
+        transform_sessions(staging_dir, transformer, part, parts)
+    return spool.row_counts, dict(transformer.warnings)
+
+
+def spool_sessions(staging_dir: Path, spool_root: Path, workers: int = 1) -> SpooledBatch:
+    """Transform the staged batch into COPY files, in ``workers`` processes (one spool each).
+
+    The transform is pure Python and CPU-bound; processes side-step the GIL. Spawned, not forked,
+    so no Airflow task state is shared with the children.
+    """
+    parts = max(workers, 1)
+    directories = [spool_root / f"part-{part}" for part in range(parts)]
+    if parts == 1:
+        results = [_spool_part(staging_dir, directories[0], 0, 1)]
+    else:
+        with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_spool_part, staging_dir, directories[p], p, parts) for p in range(parts)]
+            results = [future.result() for future in futures]
+    batch = SpooledBatch([staging.CopySpool(d) for d in directories], Counter(), Counter())
+    for row_counts, warnings in results:
+        batch.row_counts.update(row_counts)
+        batch.warnings.update(warnings)
+    return batch
 
 
 def list_sessions(

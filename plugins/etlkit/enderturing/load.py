@@ -54,10 +54,13 @@ def ensure_schema(conn: Connection, schema: str) -> None:
             conn.execute(_query(migration, schema=sql.Identifier(schema)))
 
 
-def _copy_file(conn: Connection, statement: sql.Composed, path: Path) -> None:
-    with conn.cursor() as cursor, cursor.copy(statement) as copy, path.open("rb") as source:
-        while block := source.read(COPY_BLOCK):
-            copy.write(block)
+def _copy_files(conn: Connection, statement: sql.Composed, paths: list[Path]) -> None:
+    """One COPY statement fed from every file in turn."""
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        for path in paths:
+            with path.open("rb") as source:
+                while block := source.read(COPY_BLOCK):
+                    copy.write(block)
 
 
 def _key_match(table: Table) -> sql.Composed:
@@ -66,24 +69,24 @@ def _key_match(table: Table) -> sql.Composed:
     )
 
 
-def load_table(conn: Connection, schema: str, table: Table, spool: CopySpool) -> TableLoad:
+def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[CopySpool]) -> TableLoad:
     target = sql.Identifier(schema, table.name)
     stage = sql.Identifier(f"stage_{table.name}")
     columns = sql.SQL(", ").join(map(sql.Identifier, table.columns))
     conn.execute(_query("stage_create.sql", stage=stage, target=target))
-    rows_path = spool.rows_path(table)
-    if rows_path.exists():
-        _copy_file(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_path)
+    rows_paths = [path for spool in spools if (path := spool.rows_path(table)).exists()]
+    if rows_paths:
+        _copy_files(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_paths)
     # Temp tables get no autovacuum statistics; the key columns are what the joins below need.
     conn.execute(sql.SQL("ANALYZE {} ({})").format(stage, sql.SQL(", ").join(map(sql.Identifier, table.key))))
 
-    replace_path = spool.replace_path(table)
+    replace_paths = [path for spool in spools if (path := spool.replace_path(table)).exists()]
     stale_deleted = 0
-    if table.replace_by and replace_path.exists():
+    if table.replace_by and replace_paths:
         replace_set = sql.Identifier(f"replace_{table.name}")
         parent = sql.Identifier(table.replace_by)
         conn.execute(_query("replace_set_create.sql", replace_set=replace_set, parent=parent, target=target))
-        _copy_file(conn, _query("replace_set_copy.sql", replace_set=replace_set), replace_path)
+        _copy_files(conn, _query("replace_set_copy.sql", replace_set=replace_set), replace_paths)
         deleted = conn.execute(
             _query(
                 "replace_children.sql",
@@ -165,9 +168,9 @@ def _upsert(
 
 
 def load_tables(
-    conn: Connection, schema: str, tables: Sequence[Table], spool: CopySpool, lock_key: int
+    conn: Connection, schema: str, tables: Sequence[Table], spools: Sequence[CopySpool], lock_key: int
 ) -> list[TableLoad]:
-    """Load ``tables`` in order in ONE transaction, after taking the advisory lock of this kind."""
+    """Load ``tables`` from the spool files in order in ONE transaction, after the advisory lock of this kind."""
     with conn.transaction():
         take_lock(conn, lock_key)
-        return [load_table(conn, schema, table, spool) for table in tables]
+        return [load_table(conn, schema, table, spools) for table in tables]

@@ -144,7 +144,9 @@ class EnderTuringHook(BaseHook):
         url = f"{self.base_url}{path}"
         for attempt in range(1, int(self.retry.max_attempts) + 1):
             try:
-                response = self.session.request(method, url, timeout=self.timeout, verify=self.verify, **kwargs)
+                response = self.session.request(
+                    method, url, timeout=self.timeout, verify=self.verify, **kwargs
+                )
             except requests.exceptions.SSLError as exc:
                 raise ConfigurationError(
                     f"{method} {path}: TLS certificate verification failed ({exc}); set extra ca_bundle, "

@@ -96,7 +96,7 @@ class EnderTuringDictionariesOperator(BaseOperator):
                 transformer = Transformer(spool)
                 extract.transform_dictionaries(dictionaries, transformer)
             tables = _load_spooled(
-                self.postgres_conn_id, self.schema, spool, DICTIONARY_TABLES, load.DICTIONARIES_LOCK_KEY
+                self.postgres_conn_id, self.schema, [spool], DICTIONARY_TABLES, load.DICTIONARIES_LOCK_KEY
             )
         changed, candidate = extract.changed_categories(
             dictionaries["categories"], VariableWatermark(CATEGORY_WATERMARK).read()
@@ -196,11 +196,20 @@ class EnderTuringLoadSessionsOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("postgres_conn_id", "schema", "staging_dir")
 
-    def __init__(self, *, postgres_conn_id: str, staging_dir: str, schema: str = PIPELINE, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        postgres_conn_id: str,
+        staging_dir: str,
+        schema: str = PIPELINE,
+        transform_workers: int = 2,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.postgres_conn_id = postgres_conn_id
         self.staging_dir = staging_dir
         self.schema = schema
+        self.transform_workers = transform_workers
 
     def execute(self, context: dict) -> dict:
         run_dir = Path(self.staging_dir)
@@ -209,21 +218,18 @@ class EnderTuringLoadSessionsOperator(BaseOperator):
         spool_dir = run_dir / staging.SPOOL_DIR
         shutil.rmtree(spool_dir, ignore_errors=True)
         with alert_context(staging_dir=str(run_dir)):
-            with staging.CopySpool(spool_dir) as spool:
-                transformer = Transformer(spool)
-                extract.transform_sessions(run_dir, transformer)
+            batch = extract.spool_sessions(run_dir, spool_dir, self.transform_workers)
             tables = _load_spooled(
-                self.postgres_conn_id, self.schema, spool, SESSION_TABLES, load.SESSIONS_LOCK_KEY
+                self.postgres_conn_id, self.schema, batch.spools, SESSION_TABLES, load.SESSIONS_LOCK_KEY
             )
         staging.remove_tree(run_dir)
-        metrics = RunMetrics(
+        RunMetrics(
             PIPELINE,
-            rows_read=spool.row_counts.get("sessions", 0),
+            rows_read=batch.row_counts.get("sessions", 0),
             rows_loaded=sum(t["inserted"] + t["updated"] for t in tables.values()),
-            extra={"warnings": dict(transformer.warnings)},
-        )
-        metrics.log(task="load_sessions")
-        return {"tables": tables, "warnings": dict(transformer.warnings)}
+            extra={"warnings": dict(batch.warnings)},
+        ).log(task="load_sessions")
+        return {"tables": tables, "warnings": dict(batch.warnings)}
 
 
 class EnderTuringCategoryWatermarkOperator(BaseOperator):

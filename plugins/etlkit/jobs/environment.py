@@ -31,11 +31,9 @@ def logical_connections(validated: ValidatedJob) -> dict[str, str]:
     names: dict[str, str] = {}
     for component in validated.job.components:
         conn = getattr(component.config, "conn", None)
-        if conn is None:
+        if conn is None or component.type not in SOURCE_TYPES | WRITER_TYPES:
             continue
         kind = "sql" if component.type in ("read_sql", "write_sql") else "file"
-        if component.type not in SOURCE_TYPES | WRITER_TYPES:
-            continue
         if names.get(conn, kind) != kind:
             raise ConfigurationError(f"logical connection {conn!r} is used both for SQL and for files")
         names[conn] = kind

@@ -103,7 +103,7 @@ def test_each_bad_file_gets_its_outcome_in_one_run(visits):
         " ('report_1.txt','report_2.txt','report_3.txt','report_4.txt') GROUP BY 1 ORDER BY 1"
     ) == [(name, 1, 1) for name in ("report_1.txt", "report_2.txt", "report_3.txt", "report_4.txt")]
     quarantined = {
-        p.name.split("_2")[0]: hashlib.sha256(p.read_bytes()).hexdigest() for p in visits.quarantine.iterdir()
+        p.name.rsplit("_", 1)[0]: hashlib.sha256(p.read_bytes()).hexdigest() for p in visits.quarantine.iterdir()
     }
     assert quarantined == {f"report_{n}": originals[f"report_{n}.txt"] for n in (1, 2, 3, 4)}
     assert visits.remote_names() == []
@@ -143,6 +143,15 @@ def test_each_bad_file_gets_its_outcome_in_one_run(visits):
         " OR (l.status <> 'QUARANTINED' AND l.rows_rejected <> (SELECT count(*) FROM errors e WHERE e.load_id = l.load_id))"
     )
     assert mismatches == []
+    # The monthly report equals the sums over that month's load_log rows.
+    assert visits.query("SELECT * FROM load_log_monthly") == visits.query(
+        "SELECT date_trunc('month', coalesce(committed_at, started_at) AT TIME ZONE 'UTC')::date,"
+        " count(*) FILTER (WHERE status IN ('LOADED','COMPLETED')),"
+        " count(*) FILTER (WHERE status IN ('REJECTED','QUARANTINED')),"
+        " count(*) FILTER (WHERE status = 'DUPLICATE'), count(*) FILTER (WHERE status = 'FAILED'),"
+        " sum(rows_read), sum(rows_loaded), sum(rows_rejected) FROM load_log GROUP BY 1"
+    )
+    assert visits.query("SELECT files_loaded, files_rejected, rows_read FROM load_log_monthly") == [(6, 4, 28)]
 
 
 def test_spec_example_rows_and_visitors(visits):

@@ -136,26 +136,103 @@ def test_fault_before_commit_leaves_nothing_then_next_run_equals_clean_run(crash
     assert final_state(crashy) == clean_run
 
 
-@pytest.mark.parametrize("crash_point", ["archive", "delete"])
+CRASH_POINTS = {
+    # step that dies: (patched object, attribute, zips left, files left at the source)
+    "archive": (files, "write_verified_zip", 0, ["report_1.txt", "report_2.txt"]),
+    "delete": (process.ReportProcessor, "_delete_at_source", 2, ["report_1.txt", "report_2.txt"]),
+}
+
+
+@pytest.mark.parametrize("crash_point", sorted(CRASH_POINTS))
 def test_crash_after_commit_then_rerun_equals_clean_run(crashy, clean_run, monkeypatch, crash_point):
+    owner, attribute, zips_left, remote_left = CRASH_POINTS[crash_point]
+
     def crash(*args, **kwargs):
         raise InjectedFault(f"process killed before {crash_point}")
 
-    target = (
-        (files, "write_verified_zip")
-        if crash_point == "archive"
-        else (process.ReportProcessor, "_delete_at_source")
-    )
-    real = getattr(*target)
-    monkeypatch.setattr(*target, crash)
+    real = getattr(owner, attribute)
+    monkeypatch.setattr(owner, attribute, crash)
     assert crashy.run().state == "failed"
     assert {row[0] for rows in crashy.loads().values() for row in rows} == {"LOADED"}
-    assert crashy.remote_names() == ["report_1.txt", "report_2.txt"]
-    assert len(list(crashy.backup.glob("*.zip"))) == (0 if crash_point == "archive" else 2)
+    assert crashy.remote_names() == remote_left
+    assert len(list(crashy.backup.glob("*.zip"))) == zips_left
 
-    monkeypatch.setattr(*target, real)
+    monkeypatch.setattr(owner, attribute, real)
     assert crashy.run().state == "success"
     assert final_state(crashy) == clean_run
+
+
+def test_crash_between_source_delete_and_status_update_is_closed(crashy, clean_run, monkeypatch):
+    """The file is gone and the load still LOADED: the retry (or the next listing) closes it."""
+    calls = {"n": 0}
+    real = VisitsStore.mark_source_deleted
+
+    def crash_first_time(self, load_id):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise InjectedFault("process killed after the source delete")
+        return real(self, load_id)
+
+    monkeypatch.setattr(VisitsStore, "mark_source_deleted", crash_first_time)
+    assert crashy.run().state == "success"
+    assert final_state(crashy) == clean_run
+
+
+def test_two_concurrent_executions_load_a_file_once(visits, sshd, airflow_conn):
+    """Two workers on the same file at the same moment: one loads, the other finds the load."""
+    import threading
+
+    import psycopg
+
+    from etlkit.hooks.sftp import VerifiedSFTPHook
+    from etlkit.visits.config import VisitsConfig
+    from etlkit.visits.process import RemoteFile, ReportProcessor, RunInfo, open_store
+
+    path = write_report(visits.root / "gen" / "report_1.txt", 300, seed=5)
+    visits.put(path.name, path.read_bytes())
+    config = VisitsConfig.from_mapping(visits.config())
+    with psycopg.connect(visits.dsn) as conn:
+        open_store(conn, config).ensure_schema()
+    barrier = threading.Barrier(2)
+    outcomes, failures = [], []
+    real_load = ReportProcessor._load_transaction
+
+    def synchronised_load(self, *args):
+        barrier.wait(timeout=30)
+        return real_load(self, *args)
+
+    def worker(n: int) -> None:
+        try:
+            with (
+                psycopg.connect(visits.dsn) as conn,
+                VerifiedSFTPHook("sftp_visits").verified_client() as sftp,
+            ):
+                run = RunInfo("test", f"concurrent_{n}", __import__("datetime").date(2024, 5, 10))
+                st = sftp.stat(f"{config.remote_dir}/report_1.txt")
+                remote = RemoteFile("report_1.txt", st.st_size, st.st_mtime)
+                outcomes.append(ReportProcessor(sftp, open_store(conn, config), config, run).process(remote))
+        except Exception as exc:  # collected and asserted below
+            failures.append(exc)
+
+    ReportProcessor._load_transaction = synchronised_load
+    try:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        ReportProcessor._load_transaction = real_load
+
+    assert failures == []
+    assert (
+        visits.scalar("SELECT count(*) FROM statistics") + visits.scalar("SELECT count(*) FROM errors") == 300
+    )
+    assert sorted(row[0] for rows in visits.loads().values() for row in rows) in (
+        ["COMPLETED"],
+        ["COMPLETED", "DUPLICATE"],
+    )
+    assert visits.remote_names() == []
 
 
 def test_source_changed_after_download_is_not_deleted(visits, monkeypatch):

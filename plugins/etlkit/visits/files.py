@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,41 +124,54 @@ def _zip_member_sha256(archive: Path, member: str) -> str | None:
 
 def write_verified_zip(source: Path, target: Path, member: str, sha256: str) -> bool:
     """Zip ``source`` as the only member ``member``; returns False when a matching zip is reused."""
-    if target.exists():
-        if _zip_member_sha256(target, member) == sha256:
-            return False
-        raise ArchiveConflictError(f"{target} exists with different content; refusing to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.write(source, arcname=member)
-    with open(part, "rb+") as handle:
-        os.fsync(handle.fileno())
-    if _zip_member_sha256(part, member) != sha256:
-        part.unlink(missing_ok=True)
-        raise TransientError(f"verification of {part} failed: its member does not match the original")
-    os.replace(part, target)
-    _fsync_dir(target.parent)
-    return True
+
+    def member_matches(path: Path) -> bool:
+        return _zip_member_sha256(path, member) == sha256
+
+    def write(part: Path) -> None:
+        with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.write(source, arcname=member)
+
+    return _publish_verified(target, write, member_matches)
 
 
 def write_verified_copy(source: Path, target: Path, sha256: str) -> bool:
     """Byte-identical copy (quarantine); returns False when a matching copy is reused."""
+    return _publish_verified(
+        target, lambda part: shutil.copyfile(source, part), lambda p: sha256_of(p) == sha256
+    )
+
+
+def _publish_verified(target: Path, write, matches) -> bool:
+    """Write to a private ``.part``, fsync, verify, then hard-link into place.
+
+    ``os.link`` never replaces an existing file, so two concurrent writers cannot clobber each
+    other and an archive with other content is never overwritten.
+    """
     if target.exists():
-        if sha256_of(target) == sha256:
-            return False
-        raise ArchiveConflictError(f"{target} exists with different content; refusing to overwrite it")
+        return _reuse(target, matches)
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    shutil.copyfile(source, part)
-    with open(part, "rb+") as handle:
-        os.fsync(handle.fileno())
-    if sha256_of(part) != sha256:
+    part = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        write(part)
+        with open(part, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if not matches(part):
+            raise TransientError(f"verification of {part} failed: it does not match the original")
+        try:
+            os.link(part, target)
+        except FileExistsError:
+            return _reuse(target, matches)
+        _fsync_dir(target.parent)
+        return True
+    finally:
         part.unlink(missing_ok=True)
-        raise TransientError(f"verification of {part} failed")
-    os.replace(part, target)
-    _fsync_dir(target.parent)
-    return True
+
+
+def _reuse(target: Path, matches) -> bool:
+    if matches(target):
+        return False
+    raise ArchiveConflictError(f"{target} exists with different content; refusing to overwrite it")
 
 
 def purge_old_staging(staging_root: Path, max_age_s: float = 7 * 24 * 3600) -> int:

@@ -123,7 +123,8 @@ class ReportProcessor:
         metrics = RunMetrics("visits", extra={"file": remote.name})
         current = self._stat(remote.name)
         if current is None:
-            log.info("%s is gone from the server; nothing to do", remote.name)
+            closed = self.store.close_loads_of_gone_file(remote.name)
+            log.info("%s is gone from the server (%s archived loads closed)", remote.name, closed)
             metrics.extra["status"] = "GONE"
             return metrics
         remote = RemoteFile(remote.name, current.st_size, current.st_mtime)

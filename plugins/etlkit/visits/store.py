@@ -170,18 +170,26 @@ class VisitsStore:
             (load_id,),
         ).fetchone()[0]
 
+    _CLOSE_GONE = (
+        "UPDATE {schema}.{load_log} SET finished_at = now(),"
+        " source_deleted_at = coalesce(source_deleted_at, now()),"
+        " status = CASE status WHEN 'LOADED' THEN 'COMPLETED' ELSE 'QUARANTINED' END"
+        " WHERE status IN ('LOADED', 'REJECTED') AND archive_name IS NOT NULL AND "
+    )
+
     def reconcile_deleted_sources(self, remote_names: Iterable[str]) -> int:
-        """``LOADED``/``REJECTED`` rows whose archive exists and whose file is gone: finish them."""
+        """Close ``LOADED``/``REJECTED`` loads whose archive exists and whose file is gone."""
         with self.conn.transaction():
             self.lock()
             return self._execute(
-                "UPDATE {schema}.{load_log} SET finished_at = now(),"
-                " source_deleted_at = coalesce(source_deleted_at, now()),"
-                " status = CASE status WHEN 'LOADED' THEN 'COMPLETED' ELSE 'QUARANTINED' END"
-                " WHERE status IN ('LOADED', 'REJECTED') AND archive_name IS NOT NULL"
-                " AND NOT (file_name = ANY(%s))",
-                (list(remote_names),),
+                self._CLOSE_GONE + "NOT (file_name = ANY(%s))", (list(remote_names),)
             ).rowcount
+
+    def close_loads_of_gone_file(self, file_name: str) -> int:
+        """The same for one file found gone (a retry after the source was already deleted)."""
+        with self.conn.transaction():
+            self.lock()
+            return self._execute(self._CLOSE_GONE + "file_name = %s", (file_name,)).rowcount
 
     def record_failure(self, *, file: dict[str, Any], run: dict[str, Any], error: BaseException) -> None:
         """Best effort, in its own short transaction: the attempt was rolled back."""

@@ -3,7 +3,8 @@
 The baseline does what the reference implementation did: SQLAlchemy result → pandas DataFrame →
 ``to_csv`` string → ``gzip.compress`` in memory. Both run the same item-row SQL over the same
 generated ``sierra_view`` (``dev.sierra_data``), each in its own subprocess so that each peak RSS is
-measured alone (``os.wait4``). Ours also runs the batch-stats query the sync needs.
+measured alone (``os.wait4``). Ours also runs the batch-stats query the sync needs. A third
+worker, ``sql-floor``, runs the same COPY and discards it: the time both spend in PostgreSQL.
 
     .venv/bin/python -m bench.sierra [--sizes 100000 1000000]
 """
@@ -41,6 +42,24 @@ def extract_ours(dbname: str, items: int, out: Path) -> int:
     return rows
 
 
+def database_floor(dbname: str, items: int, out: Path) -> int:
+    """The same COPY read and discarded: the share of the time both implementations spend in SQL."""
+    import psycopg
+    from psycopg import sql as pgsql
+
+    from etlkit.sierra.extract import COPY_OPTIONS, Selection, item_rows_query
+    from etlkit.sierra.protocol import SYNC_FULL
+
+    query, params = item_rows_query(Selection(SYNC_FULL, last_synced_id=0, batch_size=items))
+    with psycopg.connect(pgdb.dsn(dbname)) as conn, conn.cursor() as cur:
+        statement = pgsql.SQL("COPY ({}) TO STDOUT {}").format(query, COPY_OPTIONS)
+        with cur.copy(statement, {**params, "itype_null_fallback": None}) as copy:
+            for _ in copy:
+                pass
+        out.write_bytes(b"")
+        return cur.rowcount
+
+
 def extract_baseline(dbname: str, items: int, out: Path) -> int:
     import pandas as pd
     import psycopg
@@ -61,8 +80,12 @@ def extract_baseline(dbname: str, items: int, out: Path) -> int:
     return len(frame)
 
 
-WORKERS = {"ours": extract_ours, "baseline": extract_baseline}
-PRELOAD = {"ours": ["psycopg", "etlkit.sierra.extract"], "baseline": ["psycopg", "pandas", "sqlalchemy"]}
+WORKERS = {"ours": extract_ours, "baseline": extract_baseline, "sql-floor": database_floor}
+PRELOAD = {
+    "ours": ["psycopg", "etlkit.sierra.extract"],
+    "baseline": ["psycopg", "pandas", "sqlalchemy"],
+    "sql-floor": ["psycopg", "etlkit.sierra.extract"],
+}
 
 
 def run_worker(name: str, dbname: str, items: int, out: Path) -> dict:
@@ -106,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                 started = time.perf_counter()
                 sierra_data.fill_database(dbname, items)
                 print(f"generated {items:,} items in {time.perf_counter() - started:.1f}s", flush=True)
-                for name in ("baseline", "ours"):
+                for name in ("baseline", "ours", "sql-floor"):
                     result = run_worker(name, dbname, items, Path(workdir) / f"{name}.tsv.gz")
                     results.append({"items": items, "impl": name, **result})
                     print(
@@ -120,12 +143,15 @@ def main(argv: list[str] | None = None) -> None:
 
     print("\nsummary")
     for items in args.sizes:
-        base, ours = (
-            next(r for r in results if r["items"] == items and r["impl"] == n) for n in ("baseline", "ours")
+        base, ours, floor = (
+            next(r for r in results if r["items"] == items and r["impl"] == n)
+            for n in ("baseline", "ours", "sql-floor")
         )
         print(
             f"  {items:>9,} items: throughput ours/baseline {base['seconds'] / ours['seconds']:.2f}x, "
-            f"peak RSS ours {ours['peak_rss_mib']:.1f} MiB vs baseline {base['peak_rss_mib']:.1f} MiB"
+            f"peak RSS ours {ours['peak_rss_mib']:.1f} MiB vs baseline {base['peak_rss_mib']:.1f} MiB; "
+            f"time beyond the shared SQL: ours {ours['seconds'] - floor['seconds']:.1f}s, "
+            f"baseline {base['seconds'] - floor['seconds']:.1f}s"
         )
     ours_rss = [r["peak_rss_mib"] for r in results if r["impl"] == "ours"]
     print(f"  ours peak RSS from smallest to largest size: {' -> '.join(f'{v:.1f}' for v in ours_rss)} MiB")

@@ -40,6 +40,7 @@ def test_clamped_window_warns_with_counts_and_posts_from_the_floor(run_task, bac
     summary = run_task(max_sync_delta_minutes=60, clamp_policy="warn")
 
     assert summary["clamped"]["bib_records"] == 1 and summary["clamped"]["item_records"] == 2
+    assert summary["clamped"]["oldest_skipped"] == (clamp_case + timedelta(hours=1)).isoformat()
     assert 7260 - 30 < summary["clamped"]["seconds"] < 7260 + 30  # (now - 60 min) - (requested - 60 s)
     assert data_ids(posted_files(backend)[0]) == [item_id(3)]
     metrics = dict(run_task.metrics)

@@ -45,7 +45,8 @@ class ClampRefused(BadInputError):
 
 
 class SyncProtocolError(BadInputError):
-    """The backend's answers contradict what was posted (count mismatch, no progress)."""
+    """Counts that must agree do not (upserted vs written, COPY vs snapshot), or the backend made
+    no progress after a full batch."""
 
 
 class Snapshot(Protocol):

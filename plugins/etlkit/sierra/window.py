@@ -46,4 +46,9 @@ class ClampReport:
     oldest_skipped: datetime | None
 
     def as_summary(self) -> dict:
-        return {"seconds": self.seconds, "bib_records": self.bib_records, "item_records": self.item_records}
+        return {
+            "seconds": self.seconds,
+            "bib_records": self.bib_records,
+            "item_records": self.item_records,
+            "oldest_skipped": self.oldest_skipped.isoformat() if self.oldest_skipped else None,
+        }

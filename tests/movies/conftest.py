@@ -6,12 +6,14 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 
 import psycopg
 import pytest
 
 from dev import movies_data, pgdb
 from dev.es_server import EsSubsetServer
+from etlkit.movies.settings import MoviesSettings
 
 # Airflow's plugin manager imports every .py file under the plugins folder as a top-level module, so
 # plugins/etlkit/jobs/__main__.py runs its CLI inside dag.test() and exits. Until plugins/.airflowignore
@@ -58,6 +60,15 @@ def generated_source(source_conn) -> psycopg.Connection:
     movies_data.create_schema(source_conn, "A")
     movies_data.generate(source_conn, 80, convention="A")
     return source_conn
+
+
+DAG_ID = "movies_postgres_to_elasticsearch"
+
+
+def run_movies(run_dag, conf: dict | None = None):
+    """One run with every param stated: in one process, dag.test() lets an earlier run's conf leak into the
+    params of later runs of the same DAG object, so each run passes all of them."""
+    return run_dag(DAG_ID, conf={**asdict(MoviesSettings()), **(conf or {})})
 
 
 def es_connection(server: EsSubsetServer, **extra) -> dict:

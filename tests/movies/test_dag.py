@@ -12,12 +12,10 @@ import pytest
 from dev import pgdb
 from etlkit.movies.index import index_body
 from tests.conftest import task_states
-from tests.movies.conftest import es_connection, read_state
+from tests.movies.conftest import DAG_ID, es_connection, read_state, run_movies
 from tests.movies.expected import expected_documents, indexed_documents, versions
 
 pytestmark = pytest.mark.movies
-
-DAG_ID = "movies_postgres_to_elasticsearch"
 
 
 def sync_metrics(dag_run) -> dict:
@@ -59,7 +57,7 @@ def max_change_key(conn) -> str:
 
 
 def run_ok(run_dag, conf=None):
-    dag_run = run_dag(DAG_ID, conf=conf)
+    dag_run = run_movies(run_dag, conf)
     assert dag_run.state == "success", task_states(dag_run)
     return dag_run
 
@@ -195,7 +193,7 @@ def test_elasticsearch_down_retries_then_fails_and_next_run_catches_up(
     )
 
     server.go_down()
-    failed = run_dag(DAG_ID)
+    failed = run_movies(run_dag)
     assert failed.state == "failed"
     assert task_states(failed)["plan"] == "failed"
     assert try_numbers(failed)["plan"] > 1  # retried before failing
@@ -216,7 +214,7 @@ def test_bulk_5xx_is_retried_then_fails_with_watermark_unchanged(
     generated_source.execute("UPDATE content.film_work SET modified = now() WHERE rating IS NULL")
     server.cluster.fail_next("bulk", count=1000, status=503)
 
-    failed = run_dag(DAG_ID)
+    failed = run_movies(run_dag)
 
     assert failed.state == "failed"
     assert task_states(failed)["sync"] == "failed"
@@ -239,7 +237,7 @@ def test_one_rejected_bulk_item_fails_the_task_and_keeps_the_watermark(
     )
     server.cluster.fail_ids({film_id: 400})
 
-    failed = run_dag(DAG_ID)
+    failed = run_movies(run_dag)
 
     assert failed.state == "failed"
     assert task_states(failed)["sync"] == "failed"
@@ -324,7 +322,7 @@ def test_full_refresh_failing_before_the_swap_leaves_alias_and_state(
     film_id = str(generated_source.execute("SELECT id FROM content.film_work LIMIT 1").fetchone()[0])
     server.cluster.fail_ids({film_id: 400})
 
-    failed = run_dag(DAG_ID, conf={"full_refresh": True})
+    failed = run_movies(run_dag, {"full_refresh": True})
 
     assert failed.state == "failed" and task_states(failed)["sync"] == "failed"
     assert server.cluster.aliases["movies"] == {old_index}
@@ -340,7 +338,7 @@ def test_full_refresh_failing_before_the_swap_leaves_alias_and_state(
 def test_missing_modified_column_fails_plan_at_once(
     run_dag, movies_connections, generated_source, clean_state
 ):
-    failed = run_dag(DAG_ID, conf={"modified_column": "updated_at"})
+    failed = run_movies(run_dag, {"modified_column": "updated_at"})
 
     assert failed.state == "failed"
     assert task_states(failed)["plan"] == "failed"

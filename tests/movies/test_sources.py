@@ -11,7 +11,7 @@ from etlkit.movies import queries
 from etlkit.movies.extract import read_columns, stream_film_rows
 from etlkit.movies.transform import build_document
 from tests.conftest import SHARED_DATA, task_states
-from tests.movies.conftest import es_connection, read_state
+from tests.movies.conftest import es_connection, read_state, run_movies
 from tests.movies.expected import expected_documents, indexed_documents
 
 pytestmark = pytest.mark.movies
@@ -98,10 +98,7 @@ def test_real_sample_dump_end_to_end(run_dag, airflow_conn, source_db, source_co
     airflow_conn("movies_postgres", pgdb.postgres_connection(source_db))
     airflow_conn("movies_elasticsearch", es_connection(es_server))
 
-    dag_run = run_dag(
-        "movies_postgres_to_elasticsearch",
-        conf={"modified_column": "updated_at", "created_column": "created_at"},
-    )
+    dag_run = run_movies(run_dag, {"modified_column": "updated_at", "created_column": "created_at"})
 
     assert dag_run.state == "success", task_states(dag_run)
     indexed = indexed_documents(es_server)

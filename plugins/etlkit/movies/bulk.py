@@ -27,8 +27,7 @@ class Action:
 
 
 def index_action(doc_id: str, source: bytes) -> Action:
-    header = json.dumps({"index": {"_id": doc_id}}, separators=(",", ":")).encode()
-    return Action(doc_id, header + b"\n" + source + b"\n")
+    return Action(doc_id, b'{"index":{"_id":' + json.dumps(doc_id).encode() + b"}}\n" + source + b"\n")
 
 
 def delete_action(doc_id: str) -> Action:

@@ -23,7 +23,7 @@ DOCUMENT_KEYS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FilmRow:
     """One row of the payload query: the film, its change key and its aggregated links,
     ``genres`` as ``(id, name)`` and ``persons`` as ``(id, full_name, role)`` tuples."""

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, BaseHook, BaseOperator, Param
+from airflow.sdk import DAG, BaseHook, BaseOperator, ExceptionRetryPolicy, Param
+from airflow.sdk.definitions.retry_policy import RetryAction, RetryRule
 
 from etlkit.common.alerting import alert_context, log_task_failure
 from etlkit.common.errors import BadInputError
@@ -257,8 +258,15 @@ class StagingHousekeepingOperator(BaseOperator):
 
 def _default_args(validated: ValidatedJob) -> dict[str, Any]:
     job = validated.job
-    # The job file owns its retry settings; deterministic errors fail at once (AirflowFailException).
+    # The job file owns its retry settings: anything not marked bad input takes Airflow's standard
+    # retry with the job's delay and backoff. Deterministic errors fail at once (AirflowFailException,
+    # and BadInputError should one escape a task).
     return {
+        "retry_policy": ExceptionRetryPolicy(
+            rules=[
+                RetryRule(exception=BadInputError, action=RetryAction.FAIL, reason="bad input, not retried")
+            ]
+        ),
         "owner": job.owner,
         "retries": job.retries,
         "retry_delay": timedelta(seconds=job.retry_delay_seconds),

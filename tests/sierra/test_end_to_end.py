@@ -8,13 +8,13 @@ import pytest
 
 from dev.sierra_data import bib_id, item_id, touch
 from tests.conftest import task_states
-from tests.sierra.conftest import DAG_ID, data_ids, posted_files, sierra_sessions
+from tests.sierra.conftest import API_KEY, DAG_ID, data_ids, posted_files, sierra_sessions
 from tests.sierra.fixtures import LINKS, build_catalogue, expected_rows, stored_rows
 
 pytestmark = pytest.mark.sierra
 
 
-def test_full_sync_then_item_and_bib_changes(run_dag, sierra, backend, sync_env):
+def test_full_sync_then_item_and_bib_changes(run_dag, sierra, backend, sync_env, caplog):
     sync_env(itype_null_fallback=0)
     build_catalogue(sierra)
 
@@ -40,6 +40,7 @@ def test_full_sync_then_item_and_bib_changes(run_dag, sierra, backend, sync_env)
     assert backend.items[item_id(9)]["itype_code_num"] == 0
     assert backend.items[item_id(4)]["best_title"].startswith("Tab\there")
     assert sierra_sessions(sierra) == 0
+    assert API_KEY not in caplog.text and API_KEY not in str(dr.conf)
 
     # Item 3 changes, bib 101 changes, a bib-less item changes.
     sierra.execute(

@@ -166,6 +166,14 @@ def test_invalid_get_body_fails_before_sierra_is_touched(run_task, sierra, backe
     assert opened == [] and post_attempts(backend) == 0
 
 
+@pytest.mark.parametrize("status", [403, 422])
+def test_get_4xx_fails_after_exactly_one_request(run_task, sierra, backend, status):
+    backend.inject("GET", Fault("status", status=status), times=5)
+    with pytest.raises(AirflowFailException, match=f"GET /sync answered HTTP {status}"):
+        run_task()
+    assert len(backend.requests) == 1 and run_task.sleeps == []
+
+
 def test_invalid_setting_fails_before_any_io(run_task, sierra, backend):
     with pytest.raises(AirflowFailException, match="clamp_policy"):
         run_task(clamp_policy="maybe")

@@ -27,18 +27,14 @@ bib_property AS (
     JOIN chosen_bib AS b ON b.bib_record_id = p.bib_record_id
     ORDER BY p.bib_record_id, p.id
 ),
-classification AS (
-    SELECT sf.record_id, max(sf.content) AS classification
-    FROM sierra_view.subfield AS sf
-    JOIN chosen_bib AS b ON b.bib_record_id = sf.record_id
-    WHERE sf.marc_tag = '097'
-    GROUP BY sf.record_id
-),
--- row_to_json gives compact JSON with the keys in column order (json_build_object adds blanks,
--- jsonb reorders keys) and keeps a blank char(1) indicator as " " (a ::text cast would not).
-shelfmark AS (
+-- One pass over the chosen bibs' subfields gives both the classification (greatest 097 content)
+-- and the shelfmark. row_to_json gives compact JSON with the keys in column order
+-- (json_build_object adds blanks, jsonb reorders keys) and keeps a blank char(1) indicator as " "
+-- (a ::text cast would not).
+bib_subfields AS (
     SELECT
         sf.record_id,
+        max(sf.content) FILTER (WHERE sf.marc_tag = '097') AS classification,
         '[' || string_agg(
             row_to_json(
                 (SELECT x FROM (SELECT sf.marc_tag, sf.marc_ind1, sf.marc_ind2, sf.field_type_code, sf.tag,
@@ -46,10 +42,10 @@ shelfmark AS (
             )::text,
             ','
             ORDER BY sf.marc_tag, sf.occ_num, sf.varfield_id, sf.display_order, sf.tag, sf.content
-        ) || ']' AS shelfmark_json
+        ) FILTER (WHERE sf.marc_tag <> '097') || ']' AS shelfmark_json
     FROM sierra_view.subfield AS sf
     JOIN chosen_bib AS b ON b.bib_record_id = sf.record_id
-    WHERE sf.marc_tag IN ('100', '110', '111', '130', '245')
+    WHERE sf.marc_tag IN ('097', '100', '110', '111', '130', '245')
     GROUP BY sf.record_id
 ),
 bib_row AS (
@@ -60,15 +56,14 @@ bib_row AS (
         nullif(bib_property.best_title, '') AS best_title,
         nullif(bib_property.material_code, '') AS material_code,
         nullif(material.name, '') AS material_name,
-        nullif(classification.classification, '') AS classification,
-        shelfmark.shelfmark_json
+        nullif(bib_subfields.classification, '') AS classification,
+        bib_subfields.shelfmark_json
     FROM chosen_bib AS b
     LEFT JOIN sierra_view.record_metadata AS bib_meta
         ON bib_meta.id = b.bib_record_id AND bib_meta.record_type_code = 'b'
     LEFT JOIN bib_property ON bib_property.bib_record_id = b.bib_record_id
     LEFT JOIN sierra_view.material_property_myuser AS material ON material.code = bib_property.material_code
-    LEFT JOIN classification ON classification.record_id = b.bib_record_id
-    LEFT JOIN shelfmark ON shelfmark.record_id = b.bib_record_id
+    LEFT JOIN bib_subfields ON bib_subfields.record_id = b.bib_record_id
 )
 SELECT
     ir.record_id AS item_record_id,

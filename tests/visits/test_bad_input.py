@@ -103,7 +103,8 @@ def test_each_bad_file_gets_its_outcome_in_one_run(visits):
         " ('report_1.txt','report_2.txt','report_3.txt','report_4.txt') GROUP BY 1 ORDER BY 1"
     ) == [(name, 1, 1) for name in ("report_1.txt", "report_2.txt", "report_3.txt", "report_4.txt")]
     quarantined = {
-        p.name.rsplit("_", 1)[0]: hashlib.sha256(p.read_bytes()).hexdigest() for p in visits.quarantine.iterdir()
+        p.name.rsplit("_", 1)[0]: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in visits.quarantine.iterdir()
     }
     assert quarantined == {f"report_{n}": originals[f"report_{n}.txt"] for n in (1, 2, 3, 4)}
     assert visits.remote_names() == []
@@ -151,7 +152,9 @@ def test_each_bad_file_gets_its_outcome_in_one_run(visits):
         " count(*) FILTER (WHERE status = 'DUPLICATE'), count(*) FILTER (WHERE status = 'FAILED'),"
         " sum(rows_read), sum(rows_loaded), sum(rows_rejected) FROM load_log GROUP BY 1"
     )
-    assert visits.query("SELECT files_loaded, files_rejected, rows_read FROM load_log_monthly") == [(6, 4, 29)]
+    assert visits.query("SELECT files_loaded, files_rejected, rows_read FROM load_log_monthly") == [
+        (6, 4, 29)
+    ]
 
 
 def test_spec_example_rows_and_visitors(visits):

@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -59,6 +60,7 @@ class Index:
     settings: dict[str, Any]
     mappings: dict[str, Any]
     uuid: str = field(default_factory=lambda: uuid.uuid4().hex[:22])
+    validate: Validator = field(repr=False, default=lambda source: None)
     docs: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # realtime: id -> (version, source)
     searchable: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # as of the last refresh
 
@@ -97,64 +99,100 @@ def _is_number(value: Any) -> bool:
     return False
 
 
-def _scalar_ok(kind: str, value: Any) -> bool:
-    if kind in {"keyword", "text"}:
-        return isinstance(value, str)
-    if kind in {"float", "double"}:
-        return _is_number(value)
-    if kind in {"integer", "long"}:
-        return _is_number(value) and float(value) == int(float(value))
-    if kind == "boolean":
-        return isinstance(value, bool) or value in {"true", "false"}
-    if kind == "date":
-        return isinstance(value, str | int) and not isinstance(value, bool)
-    return False
+def _is_whole_number(value: Any) -> bool:
+    return _is_number(value) and float(value) == int(float(value))
 
 
-def _validate_value(spec: dict[str, Any], value: Any, path: str, dynamic: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, list):
-        for element in value:
-            _validate_value(spec, element, path, dynamic)
-        return
+_SCALAR_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "keyword": lambda v: isinstance(v, str),
+    "text": lambda v: isinstance(v, str),
+    "float": _is_number,
+    "double": _is_number,
+    "integer": _is_whole_number,
+    "long": _is_whole_number,
+    "boolean": lambda v: isinstance(v, bool) or v in {"true", "false"},
+    "date": lambda v: isinstance(v, str | int) and not isinstance(v, bool),
+}
+
+Validator = Callable[[Any], None]
+
+
+def compile_mapping(properties: dict[str, Any], dynamic: str, prefix: str = "") -> Validator:
+    """A function raising ``EsError`` like Elasticsearch for a document that does not fit the mapping.
+
+    Compiled once per index, so each document costs one walk over its own fields."""
+    fields = {name: _compile_field(spec, dynamic, f"{prefix}{name}") for name, spec in properties.items()}
+    within = prefix[:-1] if prefix else "_doc"
+
+    def validate(source: Any) -> None:
+        if not isinstance(source, dict):
+            raise EsError(
+                400, "document_parsing_exception", "failed to parse, document is empty or not an object"
+            )
+        for key, value in source.items():
+            check = fields.get(key)
+            if check is None:
+                if dynamic == "strict":
+                    raise EsError(
+                        400,
+                        "strict_dynamic_mapping_exception",
+                        f"[1:2] mapping set to strict, dynamic introduction of [{key}] within [{within}] "
+                        "is not allowed",
+                    )
+                raise EsError(
+                    400, "illegal_argument_exception", f"dynamic mapping of [{prefix}{key}] is not supported"
+                )
+            if value is not None:
+                check(value)
+
+    return validate
+
+
+def _compile_field(spec: dict[str, Any], dynamic: str, path: str) -> Validator:
     kind = spec.get("type", "object" if "properties" in spec else None)
     if kind in {"nested", "object"}:
-        if not isinstance(value, dict):
-            raise EsError(
-                400,
-                "document_parsing_exception",
-                f"object mapping for [{path}] tried to parse field [{path}] as object, but found a concrete value",
-            )
-        validate_document(value, spec.get("properties", {}), str(spec.get("dynamic", dynamic)), f"{path}.")
-        return
-    if not _scalar_ok(kind, value):
-        raise EsError(
-            400,
-            "document_parsing_exception",
-            f"failed to parse field [{path}] of type [{kind}] in document. Preview of field's value: '{value}'",
-        )
+        inner = compile_mapping(spec.get("properties", {}), str(spec.get("dynamic", dynamic)), f"{path}.")
 
+        def check_object(value: Any) -> None:
+            for element in value if isinstance(value, list) else (value,):
+                if isinstance(element, list):
+                    check_object(element)
+                elif isinstance(element, dict):
+                    inner(element)
+                elif element is not None:
+                    raise EsError(
+                        400,
+                        "document_parsing_exception",
+                        f"object mapping for [{path}] tried to parse field [{path}] as object, but found a "
+                        "concrete value",
+                    )
 
-def validate_document(source: Any, properties: dict[str, Any], dynamic: str, prefix: str = "") -> None:
-    """Raise ``EsError`` like Elasticsearch for a document that does not fit the mapping."""
-    if not isinstance(source, dict):
-        raise EsError(
-            400, "document_parsing_exception", "failed to parse, document is empty or not an object"
-        )
-    for key, value in source.items():
-        if key not in properties:
-            if dynamic == "strict":
-                within = prefix[:-1] if prefix else "_doc"
+        return check_object
+    accepts = _SCALAR_CHECKS[kind]
+
+    def check_scalar(value: Any) -> None:
+        for element in value if isinstance(value, list) else (value,):
+            if element is None:
+                continue
+            if isinstance(element, list):
+                check_scalar(element)
+            elif not accepts(element):
                 raise EsError(
                     400,
-                    "strict_dynamic_mapping_exception",
-                    f"[1:2] mapping set to strict, dynamic introduction of [{key}] within [{within}] is not allowed",
+                    "document_parsing_exception",
+                    f"failed to parse field [{path}] of type [{kind}] in document. "
+                    f"Preview of field's value: '{element}'",
                 )
-            raise EsError(
-                400, "illegal_argument_exception", f"dynamic mapping of [{prefix}{key}] is not supported"
-            )
-        _validate_value(properties[key], value, f"{prefix}{key}", dynamic)
+
+    if kind not in {"keyword", "text"}:
+        return check_scalar
+
+    def check_strings(value: Any) -> None:
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(e, str) for e in value)):
+            return
+        check_scalar(value)  # nulls, nested arrays, or an error to report
+
+    return check_strings
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -271,7 +309,8 @@ class Cluster:
             _check_mapping_definition(mappings.get("properties", {}))
             settings = copy.deepcopy(body.get("settings") or {})
             settings = {**settings.pop("index", {}), **settings}
-            self.indices[name] = Index(name, settings, mappings)
+            validator = compile_mapping(mappings.get("properties", {}), str(mappings.get("dynamic", "true")))
+            self.indices[name] = Index(name, settings, mappings, validate=validator)
             for alias in body.get("aliases") or {}:
                 self.aliases.setdefault(alias, set()).add(name)
             return {"acknowledged": True, "shards_acknowledged": True, "index": name}
@@ -369,9 +408,7 @@ class Cluster:
             document = json.loads(source)
         except ValueError as exc:
             raise EsError(400, "document_parsing_exception", f"failed to parse: {exc}") from exc
-        validate_document(
-            document, index.mappings.get("properties", {}), str(index.mappings.get("dynamic", "true"))
-        )
+        index.validate(document)
         if op == "create" and doc_id in index.docs:
             raise EsError(
                 409,

@@ -117,3 +117,28 @@ def test_transient_write_failure_retries_only_the_writer_and_loads_once(jobs_env
         (c, 1) for c in ("read_orders", "drop_cancelled", "convert", "validate", "write_rejects")
     }, "upstream components are not re-run"
     assert job_row(jobs_env["dsn"], "orders_daily_load")["status"] == "success"
+
+
+def test_metrics_database_down_data_still_loads_and_finalize_fails_visibly(
+    jobs_env, run_dag, airflow_conn, monkeypatch, caplog
+):
+    from airflow.ti_deps.deps.not_in_retry_period_dep import NotInRetryPeriodDep
+
+    from dev import pgdb, sshd
+
+    monkeypatch.setattr(NotInRetryPeriodDep, "_get_dep_statuses", lambda *args, **kwargs: iter(()))
+    airflow_conn("jobs_metrics", {**pgdb.postgres_connection("postgres"), "port": sshd.free_port()})
+    jobs_data.write_orders_export(jobs_env["data_root"], DAY)
+
+    with caplog.at_level(logging.WARNING):
+        dag_run = run_dag("orders_daily_load", logical_date=LOGICAL_DATE)
+
+    states = task_states(dag_run)
+    assert states["_finalize"] == "failed"
+    assert {s for t, s in states.items() if t != "_finalize"} == {"success"}
+    assert query(jobs_env["dsn"], "SELECT order_id FROM sales.orders ORDER BY 1") == [
+        (1001,),
+        (1003,),
+        (1006,),
+    ]
+    assert "could not write component metrics" in caplog.text

@@ -160,7 +160,8 @@ def load_row_by_row(directory: Path, database: str, sessions: int) -> dict:
 
 
 def run_phase(*args: str) -> tuple[dict, float]:
-    """Run one phase in a child process; returns its JSON result and its peak RSS in MiB."""
+    """Run one phase in a child process; returns its JSON result (plus the client-side CPU seconds of
+    the process and its workers under ``cpu_seconds``) and its peak RSS in MiB."""
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.enderturing", "--phase", *args], cwd=REPO_ROOT, stdout=subprocess.PIPE
     )
@@ -168,7 +169,9 @@ def run_phase(*args: str) -> tuple[dict, float]:
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
         raise SystemExit(f"phase {args[0]} failed with status {status}")
-    return json.loads(output or b"{}"), usage.ru_maxrss / 1024
+    result = json.loads(output or b"{}")
+    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    return result, usage.ru_maxrss / 1024
 
 
 def child_rows(rows: dict[str, int]) -> int:
@@ -230,7 +233,8 @@ def main() -> None:
     print(
         f"bulk load ({args.workers} transform processes, then COPY + upsert in one transaction): {total:,} rows ({children:,} child rows) in "
         f"{first['seconds']:.1f}s (transform {first['transform_seconds']:.1f}s, database {first['load_seconds']:.1f}s)"
-        f" = {bulk_rate:,.0f} rows/s, {children / first['seconds']:,.0f} child rows/s; peak RSS {first_rss:.0f} MiB"
+        f" = {bulk_rate:,.0f} rows/s, {children / first['seconds']:,.0f} child rows/s; client CPU "
+        f"{first['cpu_seconds']:.1f}s; peak RSS {first_rss:.0f} MiB"
     )
     print(
         f"bulk re-load of the same data (idempotent, {again['changed']} rows changed): {again['seconds']:.1f}s = "
@@ -238,7 +242,8 @@ def main() -> None:
     )
     print(
         f"row-by-row baseline (SELECT then UPDATE/INSERT per row) on a sample of {args.baseline_sessions:,} sessions: "
-        f"{base_total:,} rows in {base['seconds']:.1f}s = {base_rate:,.0f} rows/s; peak RSS {base_rss:.0f} MiB; "
+        f"{base_total:,} rows in {base['seconds']:.1f}s = {base_rate:,.0f} rows/s; client CPU "
+        f"{base['cpu_seconds']:.1f}s; peak RSS {base_rss:.0f} MiB; "
         f"scaled to {total:,} rows: ~{total / base_rate:,.0f}s"
     )
     print(

@@ -109,7 +109,7 @@ def test_replacement_removes_children_no_longer_reported(warehouse, tmp_path):
     assert (result.stale_deleted, result.inserted, result.updated) == (1, 0, 0)
 
 
-def test_parallel_transform_stages_the_same_rows_as_one_process(tmp_path):
+def test_parallel_transform_stages_the_same_rows_as_one_process(tmp_path, monkeypatch):
     from dev.enderturing_server import generate_dataset
     from etlkit.enderturing import staging
     from etlkit.enderturing.extract import spool_sessions
@@ -132,6 +132,7 @@ def test_parallel_transform_stages_the_same_rows_as_one_process(tmp_path):
                 lines.setdefault(path.name, []).extend(path.read_text().splitlines())
         return {name: sorted(values) for name, values in lines.items()}
 
+    monkeypatch.setattr("etlkit.enderturing.extract.PARALLEL_TRANSFORM_MIN_BYTES", 0)
     single = spool_sessions(tmp_path, tmp_path / "one", workers=1)
     parallel = spool_sessions(tmp_path, tmp_path / "two", workers=2)
     assert len(parallel.spools) == 2 and single.row_counts == parallel.row_counts

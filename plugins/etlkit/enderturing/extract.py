@@ -217,6 +217,10 @@ def transform_sessions(staging_dir: Path, transformer: Transformer, part: int = 
         handlers[record["endpoint"]](record["session_id"], record["body"])
 
 
+# Below this, starting worker processes costs more than it saves (about 4k sessions).
+PARALLEL_TRANSFORM_MIN_BYTES = 8 << 20
+
+
 @dataclass
 class SpooledBatch:
     spools: list[staging.CopySpool]
@@ -237,7 +241,8 @@ def spool_sessions(staging_dir: Path, spool_root: Path, workers: int = 1) -> Spo
     The transform is pure Python and CPU-bound; processes side-step the GIL. Spawned, not forked,
     so no Airflow task state is shared with the children.
     """
-    parts = max(workers, 1)
+    small = (staging_dir / staging.SESSIONS_FILE).stat().st_size < PARALLEL_TRANSFORM_MIN_BYTES
+    parts = 1 if small else max(workers, 1)
     directories = [spool_root / f"part-{part}" for part in range(parts)]
     if parts == 1:
         results = [_spool_part(staging_dir, directories[0], 0, 1)]

@@ -344,3 +344,58 @@ def test_missing_modified_column_fails_plan_at_once(
     assert task_states(failed)["plan"] == "failed"
     assert try_numbers(failed)["plan"] == 1
     assert read_state() is None
+
+
+def test_postgres_dropping_mid_stream_is_retried_on_a_fresh_connection(
+    run_dag, movies_connections, generated_source, clean_state, monkeypatch
+):
+    import psycopg
+
+    from etlkit.operators import movies as operators
+
+    real_stream = operators.stream_film_rows
+    connections: list[int] = []
+
+    def dropping_stream(conn, *args, **kwargs):
+        connections.append(id(conn))
+        for n, row in enumerate(real_stream(conn, *args, **kwargs)):
+            if len(connections) == 1 and n == 30:
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            yield row
+
+    monkeypatch.setattr(operators, "stream_film_rows", dropping_stream)
+    dag_run = run_ok(run_dag)
+
+    assert try_numbers(dag_run)["sync"] == 2
+    assert len(set(connections)) == 2  # the retry did not reuse the broken connection
+    assert indexed_documents(movies_connections) == expected_documents(generated_source)
+    assert read_state()["hwm"] == max_change_key(generated_source)
+
+
+def test_crash_after_the_alias_swap_reruns_publish_idempotently(
+    run_dag, movies_connections, generated_source, clean_state, monkeypatch
+):
+    from etlkit.common.errors import InjectedFault
+    from etlkit.operators import movies as operators
+
+    server = movies_connections
+    run_ok(run_dag)
+    (old_index,) = server.cluster.aliases["movies"]
+    time.sleep(1.1)
+    real_sweep = operators.sweep_old_indices
+    calls: list[int] = []
+
+    def crash_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise InjectedFault("worker died after the swap")
+        return real_sweep(*args, **kwargs)
+
+    monkeypatch.setattr(operators, "sweep_old_indices", crash_once)
+    dag_run = run_ok(run_dag, conf={"full_refresh": True})
+
+    assert try_numbers(dag_run)["publish"] == 2
+    (new_index,) = server.cluster.aliases["movies"]
+    assert new_index != old_index and set(server.cluster.indices) == {old_index, new_index}
+    assert read_state()["index"] == new_index
+    assert indexed_documents(server) == expected_documents(generated_source)

@@ -28,6 +28,7 @@ from etlkit.movies.reconcile import diff_sorted_ids
 from etlkit.movies.settings import MoviesSettings
 from etlkit.movies.state import (
     TARGET_LEGACY,
+    TARGET_MISSING,
     MoviesState,
     decide_mode,
     from_iso,
@@ -161,7 +162,7 @@ class MoviesPlanOperator(MoviesBaseOperator):
                 create_physical_index(es, write_index)
             else:
                 write_index = target.index if target.kind == TARGET_LEGACY else settings.index_alias
-        if target.kind == "missing" and state.hwm:
+        if target.kind == TARGET_MISSING and state.hwm:
             log.warning(
                 "index %s is missing although a HWM is stored: rebuilding in full", settings.index_alias
             )

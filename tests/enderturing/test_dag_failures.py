@@ -110,3 +110,14 @@ def test_backfill_of_three_days_loads_exactly_those_days(run_dag, et_airflow, wa
     }
     assert {str(r[0]) for r in warehouse.execute("SELECT id FROM sessions")} == expected
     assert watermark_value() is None  # runs without re-sync never move the watermark
+
+
+def test_limit_sessions_takes_few_sessions_and_freezes_the_watermark(run_dag, et_airflow, warehouse):
+    fake = et_airflow
+    dr = run_dag(DAG_ID, conf={"limit_sessions": 5, **SHORT_RESYNC}, logical_date=LOGICAL_DATE)
+    assert dr.state == "success", task_states(dr)
+    listings = fake.requests_to(r"^/sessions$")
+    assert listings and all("limit=5&" in e["query"] for e in listings)
+    loaded = warehouse.execute("SELECT count(*) FROM sessions").fetchone()[0]
+    assert 5 <= loaded <= 5 * 3  # main, manual scores, one categories pass: at most 5 each
+    assert watermark_value() is None

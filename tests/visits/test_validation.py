@@ -170,3 +170,26 @@ def test_csv_fast_path_equals_the_csv_module_on_random_lines():
         except csv.Error:
             expected = None
         assert parse_csv_line(line) == expected, line
+
+
+def test_listing_is_in_ascending_report_number_and_skips_young_and_foreign_files():
+    from types import SimpleNamespace
+
+    from etlkit.visits.process import list_eligible
+
+    def entry(name, mtime, mode=0o100644):
+        return SimpleNamespace(filename=name, st_mode=mode, st_mtime=mtime, st_size=1)
+
+    listing = [
+        entry("report_10.txt", 0),
+        entry("report_9.txt", 0),
+        entry("report_2.txt", 0),
+        entry("report_11.txt", 990),  # 10 s old, still uploading
+        entry("REPORT_3.txt", 0),
+        entry("report_4.txt.part", 0),
+        entry("report_5.txt", 0, mode=0o040755),  # a directory
+    ]
+    sftp = SimpleNamespace(listdir_attr=lambda directory: listing)
+    eligible, names = list_eligible(sftp, VisitsConfig(), now=1000)
+    assert [f.name for f in eligible] == ["report_2.txt", "report_9.txt", "report_10.txt"]
+    assert len(names) == len(listing)

@@ -1,0 +1,98 @@
+"""docker-compose.yaml cannot run here (no Docker engine), so its contract is checked statically:
+pinned images, health checks, dependency conditions, CeleryExecutor, and every connection and
+configuration Variable the package reads is provided to the Airflow services."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+AIRFLOW_SERVICES = {name for name, s in SERVICES.items() if name.startswith("airflow-")}
+ONE_SHOT = {name for name, s in SERVICES.items() if s.get("restart") == "no"}
+SOURCE = "\n".join(
+    p.read_text() for p in [*(REPO_ROOT / "plugins").rglob("*.py"), *(REPO_ROOT / "dags").rglob("*.py")]
+)
+# Connection ids the code defaults to: `..._conn_id: str = "x"`, `CONN_ID = "x"`, `"..._conn_id": "x"`.
+CONNECTION_DEFAULT = re.compile(r"""(?:conn_id\w*|CONN_ID)["']?\s*(?::\s*str\s*)?[=:]\s*["']([a-z_]+)["']""")
+# Configuration Variables the code reads (state/watermark Variables are written by the DAGs themselves).
+CONFIG_VARIABLE = re.compile(
+    r"""^\s*(?!\w*(?:STATE|WATERMARK))[A-Z_]*VARIABLE\w*\s*=\s*["']([a-z_]+)["']""", re.M
+)
+
+
+def airflow_env(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in (SERVICES[service].get("environment") or {}).items()}
+
+
+def test_core_airflow_services_on_celery():
+    assert {
+        "postgres",
+        "redis",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+    } <= set(SERVICES)
+    assert {"demo-postgres", "elasticsearch", "sftp", "signum", "enderturing"} <= set(SERVICES)
+    for service in AIRFLOW_SERVICES:
+        assert airflow_env(service)["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", service
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_image_is_pinned(name):
+    image = SERVICES[name].get("image")
+    assert image, f"{name} has no image name"
+    repository, _, tag = image.rpartition(":")
+    assert repository and tag and tag != "latest" and "/" not in tag, f"{name}: {image} is not pinned"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_has_a_health_check_and_conditioned_dependencies(name):
+    service = SERVICES[name]
+    assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+    for dependency, rule in (service.get("depends_on") or {}).items():
+        assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+        expected = "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+        assert rule.get("condition") == expected, f"{name} -> {dependency}: {rule}"
+
+
+def test_dockerfile_extends_the_pinned_airflow_image_with_the_lock():
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
+    assert "requirements.txt" in dockerfile
+    assert "apache-airflow==3.3.2" in (REPO_ROOT / "requirements.txt").read_text()
+
+
+def test_every_connection_the_code_uses_is_provided():
+    used = set(CONNECTION_DEFAULT.findall(SOURCE))
+    assert {"sftp_visits", "postgres_visits", "sierra_dna", "signum_backend", "movies_postgres"} <= used
+    created_by_init = set(
+        re.findall(r"connections add (\w+)", (REPO_ROOT / "docker/init-connections.sh").read_text())
+    )
+    for service in AIRFLOW_SERVICES - {"airflow-init"}:
+        provided = {
+            k.removeprefix("AIRFLOW_CONN_").lower()
+            for k in airflow_env(service)
+            if k.startswith("AIRFLOW_CONN_")
+        }
+        assert used - provided - created_by_init == set(), service
+
+
+def test_every_configuration_variable_is_provided():
+    used = set(CONFIG_VARIABLE.findall(SOURCE))
+    assert {"sftp_visits_config", "etl_retry_policy"} <= used
+    for service in AIRFLOW_SERVICES:
+        provided = {
+            k.removeprefix("AIRFLOW_VAR_").lower()
+            for k in airflow_env(service)
+            if k.startswith("AIRFLOW_VAR_")
+        }
+        assert used - provided == set(), service

@@ -12,7 +12,7 @@ from psycopg import sql
 
 from dev import pgdb
 from dev.sierra_data import bib_id, delete_item, item_id, touch
-from tests.sierra.conftest import data_ids, post_attempts, posted_files
+from tests.sierra.conftest import data_ids, post_attempts, posted_files, sierra_sessions
 from tests.sierra.fixtures import LINKS, build_catalogue
 
 pytestmark = pytest.mark.sierra
@@ -50,11 +50,12 @@ def test_clamped_window_warns_with_counts_and_posts_from_the_floor(run_task, bac
     assert "1 bib and 2 item records" in warning and clamp_case.isoformat() in warning
 
 
-def test_clamped_window_with_fail_policy_posts_nothing(run_task, backend, clamp_case):
+def test_clamped_window_with_fail_policy_posts_nothing(run_task, sierra, backend, clamp_case):
     with pytest.raises(AirflowFailException, match="clamp_policy is 'fail'"):
         run_task(max_sync_delta_minutes=60, clamp_policy="fail")
     assert post_attempts(backend) == 0
     assert backend.sync_mode == "SYNC_CHANGES" and backend.sync_changes_since == clamp_case
+    assert sierra_sessions(sierra) == 0
 
 
 @pytest.mark.parametrize(("overlap", "sent"), [(60, True), (0, False)])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -108,6 +110,8 @@ def test_post_500_every_time_makes_retry_attempts_then_fails(run_task, sierra, b
         run_task()
     assert post_attempts(backend) == 3
     assert backend.sync_mode == "SYNC_FULL" and backend.sync_changes_since is None
+    assert not list(Path(tempfile.gettempdir()).glob("sierra-sync-*"))  # temp dir removed on failure
+    assert sierra_sessions(sierra) == 0
 
 
 @pytest.mark.parametrize("status", [400, 403, 422])
@@ -217,3 +221,4 @@ def test_sierra_statement_timeout_is_not_retried(run_task, sierra, backend):
     with pytest.raises(AirflowFailException, match="statement timeout"):
         run_task(statement_timeout_seconds=0.001)
     assert run_task.sleeps == [] and post_attempts(backend) == 0
+    assert sierra_sessions(sierra) == 0

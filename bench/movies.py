@@ -41,6 +41,11 @@ CHANGE_COLUMNS = {
 
 
 def _peak_rss_mb() -> float:
+    """Peak RSS of this process since it started: ``VmHWM`` belongs to the address space ``exec`` created,
+    while ``ru_maxrss`` survives ``exec`` and would include the parent's size at fork time."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -308,12 +308,13 @@ class SignumServer:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="local Signum backend")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--key", required=True, help="API key of the etl client")
     parser.add_argument("--batch-size", type=int, default=80000)
     args = parser.parse_args(argv)
     state = BackendState(batch_size=args.batch_size, keys={args.key: "etl"})
-    uvicorn.run(create_app(state), host="127.0.0.1", port=args.port)
+    uvicorn.run(create_app(state), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

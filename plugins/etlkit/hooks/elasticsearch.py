@@ -16,8 +16,6 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from elastic_transport import Transport
-
 from etlkit.common.errors import ConfigurationError
 
 try:
@@ -33,7 +31,7 @@ REQUEST_TIMEOUT_S = 60
 TRANSPORT_RETRIES = 3
 
 
-def compat_transport_class(major: int | None) -> type[Transport]:
+def compat_transport_class(major: int | None):
     """A ``Transport`` that rewrites the client's ``compatible-with=<client major>`` to ``major``;
     with ``major=None`` it sends plain ``application/json`` / ``application/x-ndjson`` instead."""
 
@@ -41,6 +39,8 @@ def compat_transport_class(major: int | None) -> type[Transport]:
         if major is None:
             return _VENDOR_RE.sub(r"application/\g<1>", value)
         return _COMPAT_RE.sub(f"compatible-with={major}", value)
+
+    from elastic_transport import Transport
 
     class PinnedCompatTransport(Transport):
         def perform_request(self, method, target, *, headers=None, **kwargs):  # type: ignore[override]

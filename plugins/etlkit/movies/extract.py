@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from etlkit.movies.transform import FilmRow, as_utc
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
 
 
 def _server_side_rows(
     conn: psycopg.Connection, query: sql.Composable, params: Mapping[str, Any], batch_size: int, name: str
 ) -> Iterator[tuple]:
     """Rows of ``query`` fetched ``batch_size`` at a time; only one batch is held in memory."""
+    import psycopg  # imported on use: slow to import, and DAG parsing must stay fast
+
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ

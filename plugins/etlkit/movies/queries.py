@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from etlkit.common.errors import ConfigurationError
 from etlkit.common.sql import load_sql
+
+if TYPE_CHECKING:
+    from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ def columns_query() -> str:
 
 
 def _identifiers(schema: str, change_columns: Mapping[str, str]) -> dict[str, sql.Identifier]:
+    from psycopg import sql  # imported on use: psycopg is slow to import and DAG parsing must stay fast
+
     identifiers = {"schema": sql.Identifier(schema)}
     for table in SOURCE_TABLES:
         identifiers[f"{table}_change"] = sql.Identifier(change_columns[table])
@@ -65,6 +69,8 @@ def _identifiers(schema: str, change_columns: Mapping[str, str]) -> dict[str, sq
 
 
 def _compose(name: str, identifiers: Mapping[str, sql.Composable]) -> sql.Composed:
+    from psycopg import sql
+
     return sql.SQL(load_sql(PIPELINE, name)).format(**identifiers)
 
 
@@ -79,4 +85,6 @@ def payload_query(schema: str, change_columns: Mapping[str, str], candidates: st
 
 
 def film_ids_query(schema: str) -> sql.Composed:
+    from psycopg import sql
+
     return _compose("film_ids.sql", {"schema": sql.Identifier(schema)})

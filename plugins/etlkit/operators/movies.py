@@ -17,8 +17,6 @@ from airflow.sdk import BaseOperator, Variable
 from etlkit.common.alerting import alert_context
 from etlkit.common.errors import TransientError
 from etlkit.common.metrics import RunMetrics
-from etlkit.hooks.elasticsearch import ElasticsearchClientHook
-from etlkit.hooks.movies_postgres import MoviesPostgresHook
 from etlkit.movies import queries
 from etlkit.movies.bulk import Action, BulkLoader, delete_action, index_action
 from etlkit.movies.extract import read_columns, stream_film_ids, stream_film_rows
@@ -86,10 +84,15 @@ class MoviesBaseOperator(BaseOperator):
     def state_store(self) -> VariableStateStore:
         return VariableStateStore()
 
+    # Hooks are imported here, not at module level: their client libraries would slow down DAG parsing.
     def open_pg(self, stack: ExitStack):
+        from etlkit.hooks.movies_postgres import MoviesPostgresHook
+
         return stack.enter_context(closing(MoviesPostgresHook(postgres_conn_id=self.pg_conn_id).get_conn()))
 
     def open_es(self, stack: ExitStack):
+        from etlkit.hooks.elasticsearch import ElasticsearchClientHook
+
         return stack.enter_context(ElasticsearchClientHook(es_conn_id=self.es_conn_id).get_client())
 
     @staticmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_every_dag_is_listed_with_its_tags(signed_in_page, airflow_ui: AirflowUI
     # A card shows a few tags and folds the rest: those must find the DAG through the tag filter.
     for dag_id, hidden in tags_behind_the_limit.items():
         for tag in sorted(hidden):
-            page.goto(f"{airflow_ui.url}/dags?tags={tag}")
+            page.goto(f"{airflow_ui.url}/dags?tags={quote(tag)}")
             expect(page.locator(f'a[data-testid="dag-id"][href="/dags/{dag_id}"]')).to_be_visible()
 
 

@@ -335,6 +335,23 @@ def test_full_refresh_failing_before_the_swap_leaves_alias_and_state(
     assert set(server.cluster.indices) == {old_index, new_index}  # half-built index swept, previous kept
 
 
+def test_deleted_alias_with_a_stored_hwm_rebuilds_in_full(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    server = movies_connections
+    run_ok(run_dag)
+    (first_index,) = server.cluster.aliases["movies"]
+    with es_client() as client:
+        client.indices.delete(index=first_index)  # takes the alias with it
+    time.sleep(1.1)
+
+    dag_run = run_ok(run_dag)
+
+    assert sync_metrics(dag_run)["extra"]["mode"] == "full"
+    assert "target index missing" in sync_metrics(dag_run)["extra"]["reason"]
+    assert indexed_documents(server) == expected_documents(generated_source)
+
+
 def test_missing_modified_column_fails_plan_at_once(
     run_dag, movies_connections, generated_source, clean_state
 ):

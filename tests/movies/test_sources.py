@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -105,3 +107,33 @@ def test_real_sample_dump_end_to_end(run_dag, airflow_conn, source_db, source_co
     assert len(indexed) == loaded["content.film_work"]
     assert indexed == expected_documents(source_conn)
     assert read_state()["hwm"] is not None
+
+
+def test_incremental_selection_rereads_the_hwm_and_nothing_older(generated_source):
+    columns = read_columns(generated_source, queries.columns_query(), "content", list(queries.SOURCE_TABLES))
+    change_columns = queries.resolve_change_columns(columns, "modified", "created")
+    full = queries.payload_query("content", change_columns, "all")
+    keys = {str(row.id): row.change_key for row in stream_film_rows(generated_source, full, {}, 50)}
+    hwm = max(keys.values())
+    incremental = queries.payload_query("content", change_columns, "incremental")
+
+    at_hwm = {str(r.id) for r in stream_film_rows(generated_source, incremental, {"lower": hwm}, 50)}
+    after_hwm = list(
+        stream_film_rows(generated_source, incremental, {"lower": hwm + timedelta(microseconds=1)}, 50)
+    )
+
+    assert at_hwm == {film for film, key in keys.items() if key == hwm} and at_hwm
+    assert after_hwm == []
+    (a_person,) = generated_source.execute(
+        "UPDATE content.person SET modified = %s WHERE id = (SELECT person_id FROM content.person_film_work "
+        "LIMIT 1) RETURNING id",
+        [hwm + timedelta(seconds=1)],
+    ).fetchone()
+    films = {
+        str(f)
+        for (f,) in generated_source.execute(
+            "SELECT DISTINCT film_work_id FROM content.person_film_work WHERE person_id = %s", [a_person]
+        )
+    }
+    changed = stream_film_rows(generated_source, incremental, {"lower": hwm + timedelta(microseconds=1)}, 50)
+    assert {str(r.id) for r in changed} == films

@@ -103,12 +103,37 @@ class ListSink:
         pass
 
 
+def _row_statements(table, conn) -> tuple[str, str | None, str]:
+    from psycopg import sql
+
+    target = sql.Identifier(BASELINE_SCHEMA, table.name)
+    key_match = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in table.key)
+    select = sql.SQL("SELECT 1 FROM {} WHERE {}").format(target, key_match)
+    update = None
+    if table.non_key_columns:
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = %s").format(sql.Identifier(c)) for c in table.non_key_columns
+        )
+        update = sql.SQL("UPDATE {} SET {}, etl_loaded_at = now() WHERE {}").format(
+            target, assignments, key_match
+        )
+    insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        target,
+        sql.SQL(", ").join(map(sql.Identifier, table.columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(table.columns)),
+    )
+    return (
+        select.as_string(conn),
+        update.as_string(conn) if update is not None else None,
+        insert.as_string(conn),
+    )
+
+
 def load_row_by_row(directory: Path, database: str, sessions: int) -> dict:
     """The reference implementation's pattern: per row SELECT, then UPDATE or INSERT."""
     import itertools
 
     import psycopg
-    from psycopg import sql
 
     from etlkit.enderturing import staging
     from etlkit.enderturing.transform import Transformer
@@ -122,36 +147,22 @@ def load_row_by_row(directory: Path, database: str, sessions: int) -> dict:
     ):
         ids.add(transformer.session(session, f"item {position}"))
     handlers = {"scores": transformer.scores, "summary": transformer.summaries}
-    for record in staging.read_ndjson(directory / staging.DETAILS_FILE):
-        if record["session_id"] in ids:
-            handlers[record["endpoint"]](record["session_id"], record["body"])
+    # Details are staged in session order: the sample's records come first.
+    details = staging.read_ndjson(directory / staging.DETAILS_FILE)
+    for record in itertools.takewhile(lambda r: r["session_id"] in ids, details):
+        handlers[record["endpoint"]](record["session_id"], record["body"])
+    statements = {}
     with psycopg.connect(pgdb.dsn(database)) as conn:
         for table, row in sink.rows:
-            target = sql.Identifier(BASELINE_SCHEMA, table.name)
-            key_match = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in table.key)
+            if table.name not in statements:  # composed once per table, as any sane row-by-row loader would
+                statements[table.name] = _row_statements(table, conn)
+            select, update, insert = statements[table.name]
             key_values = row[: len(table.key)]
-            exists = conn.execute(
-                sql.SQL("SELECT 1 FROM {} WHERE {}").format(target, key_match), key_values
-            ).fetchone()
-            if exists and table.non_key_columns:
-                assignments = sql.SQL(", ").join(
-                    sql.SQL("{} = %s").format(sql.Identifier(c)) for c in table.non_key_columns
-                )
-                conn.execute(
-                    sql.SQL("UPDATE {} SET {}, etl_loaded_at = now() WHERE {}").format(
-                        target, assignments, key_match
-                    ),
-                    (*row[len(table.key) :], *key_values),
-                )
+            exists = conn.execute(select, key_values).fetchone()
+            if exists and update is not None:
+                conn.execute(update, (*row[len(table.key) :], *key_values))
             elif not exists:
-                conn.execute(
-                    sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-                        target,
-                        sql.SQL(", ").join(map(sql.Identifier, table.columns)),
-                        sql.SQL(", ").join(sql.Placeholder() * len(table.columns)),
-                    ),
-                    row,
-                )
+                conn.execute(insert, row)
     finished = time.perf_counter()
     counts: dict[str, int] = {}
     for table, _ in sink.rows:

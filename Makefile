@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.9.5
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format system venv bench clean
+.PHONY: demo test lint format system venv bench ui clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,23 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/uv
 
 venv: $(VENV)/.installed
 
-# Debian packages the pipelines' real services need (OpenSSH's sshd for the SFTP tests/demo).
+# Debian packages the tests need: OpenSSH's sshd (SFTP tests, demo) and Chromium (UI test).
 system:
 	@if [ ! -x /usr/sbin/sshd ]; then \
 		echo "installing openssh-server"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
 	fi
+	@if ! command -v chromium >/dev/null; then \
+		echo "installing chromium (the UI test drives it headless)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 demo: venv system
 	$(BIN)/python -m dev.demo
+
+# Optional: the Airflow UI locally (airflow standalone) with the project's DAGs.
+ui: venv
+	$(BIN)/python -m dev.ui
 
 lint: venv
 	$(BIN)/ruff check .

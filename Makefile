@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.9.5
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format system venv bench ui clean
+.PHONY: demo test lint format system browser venv bench ui clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/uv
 
 venv: $(VENV)/.installed
 
-# Debian packages the tests need: OpenSSH's sshd (SFTP tests, demo) and Chromium (UI test).
+# Debian packages: OpenSSH's sshd (SFTP tests and demo); Chromium for the UI browser test.
 system:
 	@if [ ! -x /usr/sbin/sshd ]; then \
 		echo "installing openssh-server"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
 	fi
+
+browser:
 	@if ! command -v chromium >/dev/null; then \
 		echo "installing chromium (the UI test drives it headless)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
@@ -44,7 +46,7 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: venv system lint
+test: venv system browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv system

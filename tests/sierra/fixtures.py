@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from dev.sierra_data import Subfield, add_bib, add_item, bib_id, item_id
+from dev.signum_server import COLUMNS  # the backend contract's column order
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=3)
 AWKWARD_TITLE = 'Tab\there, "quoted", line\nbreak, CR\ronly – Война и мир, äö'
@@ -114,22 +115,6 @@ PANDAS_NA_TOKENS = {
     "nan",
     "null",
 }
-
-COLUMNS = [
-    "item_record_id",
-    "item_number",
-    "barcode",
-    "bib_record_id",
-    "bib_number",
-    "best_author",
-    "best_title",
-    "itype_code_num",
-    "item_type_name",
-    "material_code",
-    "material_name",
-    "classification",
-    "shelfmark_json",
-]
 
 
 def expected_rows(conn: psycopg.Connection, fallback: int | None = 0) -> dict[int, dict]:

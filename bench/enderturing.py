@@ -75,6 +75,7 @@ def load_bulk(directory: Path, database: str, workers: int) -> dict:
         "transform_seconds": transformed - started,
         "load_seconds": finished - transformed,
         "rows": {r.table: r.staged for r in results},
+        "table_seconds": {r.table: r.seconds for r in results},
         "changed": sum(r.inserted + r.updated for r in results),
     }
 
@@ -240,6 +241,7 @@ def main() -> None:
     base_total = sum(base["rows"].values())
     base_rate = base_total / base["seconds"]
     print(f"rows per table: {first['rows']}")
+    print(f"database seconds per table (first load): {first['table_seconds']}")
     print(f"child rows per session: {children / first['rows']['sessions']:.1f}")
     print(
         f"bulk load ({args.workers} transform processes, then COPY + upsert in one transaction): {total:,} rows ({children:,} child rows) in "

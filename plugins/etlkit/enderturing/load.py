@@ -8,6 +8,7 @@ that every staged key is in the target. The caller owns the transaction.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ class TableLoad:
     updated: int
     stale_deleted: int
     orphans: dict[str, int]
+    seconds: float
 
 
 def _query(name: str, **parts: sql.Composable) -> sql.Composed:
@@ -70,6 +72,7 @@ def _key_match(table: Table) -> sql.Composed:
 
 
 def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[CopySpool]) -> TableLoad:
+    started = time.perf_counter()
     target = sql.Identifier(schema, table.name)
     stage = sql.Identifier(f"stage_{table.name}")
     columns = sql.SQL(", ").join(map(sql.Identifier, table.columns))
@@ -111,15 +114,18 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
             f"{schema}.{table.name}: {missing} staged keys are not in the target after the load"
         )
     orphans = _count_orphans(conn, schema, table, stage)
-    result = TableLoad(table.name, staged, inserted, updated, stale_deleted, orphans)
+    result = TableLoad(
+        table.name, staged, inserted, updated, stale_deleted, orphans, round(time.perf_counter() - started, 3)
+    )
     log.info(
-        "%s.%s: staged %s, inserted %s, updated %s, stale children deleted %s",
+        "%s.%s: staged %s, inserted %s, updated %s, stale children deleted %s in %.2fs",
         schema,
         table.name,
         staged,
         inserted,
         updated,
         stale_deleted,
+        result.seconds,
     )
     return result
 

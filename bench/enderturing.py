@@ -262,6 +262,10 @@ def main() -> None:
     print(
         f"ratio bulk / row-by-row: {bulk_rate / base_rate:.1f}x (generator peak RSS {generate_rss:.0f} MiB)"
     )
+    load_1m = os.getloadavg()[0]
+    print(
+        f"load average at the end: {load_1m:.1f} on {os.cpu_count()} CPUs (shared machine: wall-clock rates vary)"
+    )
 
 
 if __name__ == "__main__":

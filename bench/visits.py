@@ -113,21 +113,27 @@ def run_baseline(report: Path, dbname: str, rows: int) -> dict:
     return {"rows": loaded + rejected, "loaded": loaded, "rejected": rejected, "seconds": elapsed}
 
 
+def peak_rss_mib() -> float:
+    """This process's own peak RSS (VmHWM). ``ru_maxrss`` of a child is not used: Linux carries
+    the forking parent's high-water mark across ``exec``, which inflates small children."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def measure(args: list[str]) -> dict:
-    """Run one worker in its own process; returns its result and its own peak RSS."""
+    """Run one worker in its own process; returns its result, including its own peak RSS."""
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.visits", *args],
         stdout=subprocess.PIPE,
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'plugins'}{os.pathsep}{REPO_ROOT}"},
     )
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"worker {args} failed with status {status}")
-    result = json.loads(output.decode().strip().splitlines()[-1])
-    result["peak_rss_mib"] = usage.ru_maxrss / 1024
-    return result
+    output, _ = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"worker {args} failed with status {process.returncode}")
+    return json.loads(output.decode().strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -142,10 +148,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker == "ours":
         with tempfile.TemporaryDirectory() as workdir:
-            print(json.dumps(run_ours(args.report, args.db, Path(workdir))))
+            print(
+                json.dumps({**run_ours(args.report, args.db, Path(workdir)), "peak_rss_mib": peak_rss_mib()})
+            )
         return
     if args.worker == "baseline":
-        print(json.dumps(run_baseline(args.report, args.db, args.rows)))
+        print(json.dumps({**run_baseline(args.report, args.db, args.rows), "peak_rss_mib": peak_rss_mib()}))
         return
 
     dbname = pgdb.create_database("etlkit_bench")

@@ -96,7 +96,6 @@ class EnderTuringHook(BaseHook):
             log.warning("TLS certificate verification is OFF for connection %r", enderturing_conn_id)
         self._token: _Token | None = None
         self._login_lock = threading.Lock()
-        self.login_count = 0
 
     # ---- authentication --------------------------------------------------------------------
 
@@ -119,7 +118,6 @@ class EnderTuringHook(BaseHook):
             return self._token
 
     def _login(self) -> _Token:
-        self.login_count += 1
         response = self._send_with_retries(
             "POST", "/login/access-token", data={"username": self._username, "password": self._password}
         )

@@ -287,10 +287,13 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return certificate, key
 
 
-def start_server(fake: FakeEnderTuring, tls_dir: Path | None = None) -> RunningServer:
-    """Serve ``fake`` on a free loopback port; with ``tls_dir``, over HTTPS with a self-signed certificate."""
+def start_server(
+    fake: FakeEnderTuring, tls_dir: Path | None = None, host: str = "127.0.0.1", port: int = 0
+) -> RunningServer:
+    """Serve ``fake`` (by default on a free loopback port); with ``tls_dir``, over HTTPS with a
+    self-signed certificate."""
     handler = type("Handler", (_Handler,), {"fake": fake})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = ThreadingHTTPServer((host, port), handler)
     httpd.daemon_threads = True
     certificate = None
     if tls_dir is not None:
@@ -596,11 +599,23 @@ def generate_dataset(days: list[date], sessions_per_day: int, seed: int = 42) ->
     return Dataset(dictionaries, sessions, scores, summaries, {})
 
 
-if __name__ == "__main__":  # python -m dev.enderturing_server: serve a day of data until Ctrl-C
-    dataset = generate_dataset([date.today() - timedelta(days=1)], 500)
-    server = start_server(FakeEnderTuring(dataset))
-    print(f"fake Ender Turing on {server.url} (user etl@example.com / s3cret/pass)")
+def main() -> None:
+    """``python -m dev.enderturing_server [--host H] [--port P]``: serve yesterday's data until stopped."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake Ender Turing API with generated data")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
+    parser.add_argument("--port", type=int, default=0, help="0 = a free port")
+    parser.add_argument("--sessions-per-day", type=int, default=500)
+    args = parser.parse_args()
+    dataset = generate_dataset([date.today() - timedelta(days=1)], args.sessions_per_day)
+    server = start_server(FakeEnderTuring(dataset), host=args.host, port=args.port)
+    print(f"fake Ender Turing on {server.url} (user etl@example.com / s3cret/pass)", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
         server.stop()
+
+
+if __name__ == "__main__":
+    main()

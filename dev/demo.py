@@ -8,7 +8,8 @@ on the local PostgreSQL; runs each DAG with ``airflow dags test`` in one isolate
 it started, and prints what each DAG loaded. Exits 1 when any DAG failed.
 
 ``python -m dev.demo [visits sierra enderturing movies jobs]`` runs a subset. The databases stay
-afterwards for inspection (each run recreates them); each DAG's output is in ``<workspace>/logs/``.
+afterwards for inspection (each run recreates them); each DAG's output is in ``<workspace>/logs/``
+(``DEMO_VERBOSE=1`` shows it on the terminal instead).
 """
 
 from __future__ import annotations
@@ -95,9 +96,12 @@ class Workspace:
         airflow = Path(sys.executable).with_name("airflow")
         command = [str(airflow), "dags", "test", dag_id, *([logical_date] if logical_date else [])]
         command += ["-c", json.dumps(conf or {})]
-        print(f"==> airflow dags test {dag_id} (log: {self.log_path(dag_id)})", flush=True)
+        verbose = bool(os.environ.get("DEMO_VERBOSE"))  # the DAG's output on the terminal instead of the log
+        print(
+            f"==> airflow dags test {dag_id}" + ("" if verbose else f" (log: {self.log_path(dag_id)})"),
+            flush=True,
+        )
         with self.log_path(dag_id).open("wb") as log:
-            verbose = bool(os.environ.get("DEMO_VERBOSE"))
             result = subprocess.run(
                 command,
                 env={**os.environ, **self.airflow_env, **env},
@@ -126,8 +130,7 @@ def count(dbname: str, query: str) -> int:
         return conn.execute(query).fetchone()[0]
 
 
-def visits_demo(ws: Workspace) -> Outcome:
-    dag_id = "sftp_visits_to_postgres"
+def visits_demo(ws: Workspace, dag_id: str) -> Outcome:
     remote = ws.path("visits", "remote")
     for n, column2 in ((101, "jk"), (102, "jyv"), (103, "fgh")):
         path = write_report(remote / f"report_{n}.txt", VISIT_REPORT_ROWS, seed=n, column2=column2)
@@ -180,8 +183,7 @@ def visits_demo(ws: Workspace) -> Outcome:
     )
 
 
-def sierra_demo(ws: Workspace) -> Outcome:
-    dag_id = "sierra_signum_item_sync"
+def sierra_demo(ws: Workspace, dag_id: str) -> Outcome:
     pgdb.recreate_database(SIERRA_DB)
     sierra_data.fill_database(SIERRA_DB, SIERRA_ITEMS)
     api_key = secrets.token_hex(16)
@@ -221,8 +223,7 @@ def sierra_demo(ws: Workspace) -> Outcome:
     )
 
 
-def enderturing_demo(ws: Workspace) -> Outcome:
-    dag_id = "enderturing_to_warehouse"
+def enderturing_demo(ws: Workspace, dag_id: str) -> Outcome:
     pgdb.recreate_database(ENDERTURING_DB)
     fake = FakeEnderTuring(generate_dataset([ENDERTURING_DAY], ENDERTURING_SESSIONS, seed=7))
     server = start_server(fake)
@@ -262,8 +263,7 @@ def enderturing_demo(ws: Workspace) -> Outcome:
     )
 
 
-def movies_demo(ws: Workspace) -> Outcome:
-    dag_id = "movies_postgres_to_elasticsearch"
+def movies_demo(ws: Workspace, dag_id: str) -> Outcome:
     pgdb.recreate_database(MOVIES_DB)
     with psycopg.connect(pgdb.dsn(MOVIES_DB), autocommit=True) as conn:
         movies_data.create_schema(conn, "A")
@@ -299,8 +299,7 @@ def movies_demo(ws: Workspace) -> Outcome:
     )
 
 
-def jobs_demo(ws: Workspace) -> Outcome:
-    dag_id = "orders_daily_load"
+def jobs_demo(ws: Workspace, dag_id: str) -> Outcome:
     pgdb.recreate_database(JOBS_DB)
     jobs_data.create_demo_tables(pgdb.dsn(JOBS_DB))
     data_root = ws.path("jobs", "data")
@@ -341,21 +340,23 @@ def jobs_demo(ws: Workspace) -> Outcome:
     )
 
 
-DEMOS: dict[str, Callable[[Workspace], Outcome]] = {
-    "visits": visits_demo,
-    "sierra": sierra_demo,
-    "enderturing": enderturing_demo,
-    "movies": movies_demo,
-    "jobs": jobs_demo,
+# name on the command line -> (DAG id, the function that serves its systems and runs it)
+DEMOS: dict[str, tuple[str, Callable[[Workspace, str], Outcome]]] = {
+    "visits": ("sftp_visits_to_postgres", visits_demo),
+    "sierra": ("sierra_signum_item_sync", sierra_demo),
+    "enderturing": ("enderturing_to_warehouse", enderturing_demo),
+    "movies": ("movies_postgres_to_elasticsearch", movies_demo),
+    "jobs": ("orders_daily_load", jobs_demo),
 }
 
 
 def run_demo(name: str, ws: Workspace) -> Outcome:
+    dag_id, demo = DEMOS[name]
     started = time.monotonic()
     try:
-        outcome = DEMOS[name](ws)
+        outcome = demo(ws, dag_id)
     except Exception as exc:  # a demo that cannot even start must not stop the others
-        outcome = Outcome(name, False, "-", detail=f"demo error: {type(exc).__name__}: {exc}")
+        outcome = Outcome(dag_id, False, "-", detail=f"demo error: {type(exc).__name__}: {exc}")
     outcome.seconds = time.monotonic() - started
     return outcome
 

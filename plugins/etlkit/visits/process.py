@@ -228,6 +228,11 @@ class ReportProcessor:
     def _load_records(self, load_id: int, name: str, lines) -> LoadCounts:
         counts = LoadCounts()
         limit = self.config.max_line_chars
+        with self.store.statistics_stream():
+            self._validate_and_copy(load_id, name, lines, counts, limit)
+        return counts
+
+    def _validate_and_copy(self, load_id: int, name: str, lines, counts: LoadCounts, limit: int) -> None:
         for number, line in lines:
             counts.rows_read += 1
             result = validate_record(line, limit)
@@ -238,17 +243,22 @@ class ReportProcessor:
             else:
                 counts.statistics.append((load_id, name, number, *result))
                 counts.visits_loaded += result[5] is not None
-            if len(counts.statistics) + len(counts.errors) >= self.config.batch_rows:
-                self._flush(counts)
-        self._flush(counts)
-        return counts
+            if len(counts.statistics) >= self.config.batch_rows:
+                self._flush_statistics(counts)
+            if len(counts.errors) >= self.config.batch_rows:
+                self._flush_errors(counts)
+        self._flush_statistics(counts)
+        self._flush_errors(counts)
 
-    def _flush(self, counts: LoadCounts) -> None:
+    def _flush_statistics(self, counts: LoadCounts) -> None:
         self.store.copy_statistics(counts.statistics)
-        self.store.copy_errors(counts.errors)
         counts.rows_loaded += len(counts.statistics)
-        counts.rows_rejected += len(counts.errors)
         counts.statistics.clear()
+
+    def _flush_errors(self, counts: LoadCounts) -> None:
+        """Errors are few: they wait for a batch of their own, so the statistics COPY stays open."""
+        self.store.copy_errors(counts.errors)
+        counts.rows_rejected += len(counts.errors)
         counts.errors.clear()
 
     def _finish(self, record: LoadRecord, remote: RemoteFile, staged, file_fields, metrics) -> None:

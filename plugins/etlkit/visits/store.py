@@ -7,7 +7,8 @@ runs inside a transaction the caller opened with ``conn.transaction()`` after ``
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -57,6 +58,8 @@ class VisitsStore:
         self.conn = conn
         self.config = config
         self.names = self._identifiers(config)
+        self._streaming = False
+        self._statistics_copy = None  # (context manager, Copy) while a streamed COPY is open
 
     @staticmethod
     def _identifiers(config: VisitsConfig) -> dict[str, sql.Composable]:
@@ -205,19 +208,53 @@ class VisitsStore:
 
     # -- data --------------------------------------------------------------------------
 
+    @contextmanager
+    def statistics_stream(self) -> Iterator[None]:
+        """Keep one ``COPY ... FROM STDIN`` into statistics open while a file's records stream in,
+        so the server ingests one batch while the client validates the next. Writing errors ends
+        it (one COPY at a time per connection); the next statistics batch opens a new one."""
+        self._streaming = True
+        try:
+            yield
+        except BaseException as exc:
+            self._close_statistics_copy(exc)
+            raise
+        finally:
+            self._streaming = False
+        self._close_statistics_copy(None)
+
+    def _close_statistics_copy(self, exc: BaseException | None) -> None:
+        if self._statistics_copy is not None:
+            manager, self._statistics_copy = self._statistics_copy[0], None
+            manager.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
     def copy_statistics(self, rows: list[tuple]) -> None:
-        self._copy(self.names["statistics"], STATISTICS_COLUMNS, rows)
-
-    def copy_errors(self, rows: list[tuple]) -> None:
-        self._copy(self.names["errors"], ERROR_COLUMNS, rows)
-
-    def _copy(self, table: sql.Composable, columns: Sequence[str], rows: list[tuple]) -> None:
         if not rows:
             return
-        statement = sql.SQL("COPY {schema}.{table} ({columns}) FROM STDIN").format(
+        if not self._streaming:
+            self._copy(self.names["statistics"], STATISTICS_COLUMNS, rows)
+            return
+        if self._statistics_copy is None:
+            manager = self.conn.cursor().copy(
+                self._copy_statement(self.names["statistics"], STATISTICS_COLUMNS)
+            )
+            self._statistics_copy = (manager, manager.__enter__())
+        write_row = self._statistics_copy[1].write_row
+        for row in rows:
+            write_row(row)
+
+    def copy_errors(self, rows: list[tuple]) -> None:
+        if rows:
+            self._close_statistics_copy(None)
+            self._copy(self.names["errors"], ERROR_COLUMNS, rows)
+
+    def _copy_statement(self, table: sql.Composable, columns: Sequence[str]) -> sql.Composed:
+        return sql.SQL("COPY {schema}.{table} ({columns}) FROM STDIN").format(
             schema=self.names["schema"], table=table, columns=sql.SQL(", ").join(map(sql.Identifier, columns))
         )
-        with self.conn.cursor().copy(statement) as copy:
+
+    def _copy(self, table: sql.Composable, columns: Sequence[str], rows: list[tuple]) -> None:
+        with self.conn.cursor().copy(self._copy_statement(table, columns)) as copy:
             for row in rows:
                 copy.write_row(row)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
@@ -22,6 +24,16 @@ def create_database(prefix: str = "etlkit_test") -> str:
     with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return name
+
+
+@contextmanager
+def temporary_database(prefix: str = "etlkit_test") -> Iterator[str]:
+    """A fresh database, dropped (connections forced out) when the block ends."""
+    name = create_database(prefix)
+    try:
+        yield name
+    finally:
+        drop_database(name)
 
 
 def recreate_database(name: str) -> str:

@@ -53,9 +53,8 @@ def airflow_db() -> None:
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh database on the local PostgreSQL for the whole session, dropped afterwards."""
-    name = pgdb.create_database()
-    yield name
-    pgdb.drop_database(name)
+    with pgdb.temporary_database() as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,8 @@ SCHEMA = "enderturing"
 
 @pytest.fixture(scope="session")
 def et_database() -> Iterator[str]:
-    name = pgdb.create_database("etl_enderturing")
-    yield name
-    pgdb.drop_database(name)
+    with pgdb.temporary_database("etl_enderturing") as name:
+        yield name
 
 
 @pytest.fixture

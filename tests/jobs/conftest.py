@@ -18,10 +18,9 @@ DAY = date(2025, 3, 2)
 
 @pytest.fixture(scope="session")
 def jobs_db():
-    name = pgdb.create_database("etl_jobs")
-    jobs_data.create_demo_tables(pgdb.dsn(name))
-    yield name
-    pgdb.drop_database(name)
+    with pgdb.temporary_database("etl_jobs") as name:
+        jobs_data.create_demo_tables(pgdb.dsn(name))
+        yield name
 
 
 @pytest.fixture

@@ -35,9 +35,8 @@ def es_server(es_factory) -> EsSubsetServer:
 
 @pytest.fixture
 def source_db() -> Iterator[str]:
-    name = pgdb.create_database("etl_movies")
-    yield name
-    pgdb.drop_database(name)
+    with pgdb.temporary_database("etl_movies") as name:
+        yield name
 
 
 @pytest.fixture

@@ -31,9 +31,8 @@ FAST_SETTINGS = {
 
 @pytest.fixture(scope="session")
 def sierra_dbname() -> Iterator[str]:
-    name = pgdb.create_database("etl_sierra")
-    yield name
-    pgdb.drop_database(name)
+    with pgdb.temporary_database("etl_sierra") as name:
+        yield name
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -134,7 +133,3 @@ def start_sshd(workdir: Path, port: int | None = None) -> SshServer:
     )
     server.start()
     return server
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

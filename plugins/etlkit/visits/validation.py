@@ -51,6 +51,7 @@ DISPLAY_NAMES = (
 DATE_COLUMNS = (4, 5, 8)
 INTEGER_COLUMNS = (6, 7, 9, 10)
 FLAG_COLUMNS = {2: "HARD", 3: "SI"}
+FLAG_ITEMS = tuple(FLAG_COLUMNS.items())
 NO_VALUE = ("", "-")
 MAX_INTEGER = 2_147_483_647
 EMAIL = re.compile(
@@ -80,17 +81,20 @@ def parse_csv_line(line: str) -> list[str] | None:
     """One physical line as one CSV record; ``None`` when it is not exactly one valid record."""
     if "\0" in line:
         return None
+    if "\r" in line:  # a bare CR may end a record inside the line: the csv module decides
+        try:
+            rows = list(csv.reader((line,), strict=True))
+        except csv.Error:
+            return None
+        return rows[0] if len(rows) == 1 else ([] if not rows else None)
     if '"' not in line:
-        # Without a quote character the csv module's result is exactly the comma split;
+        # Without a quote or a line break the csv module's result is exactly the comma split;
         # every line with a quote goes through the real parser.
         return line.split(",") if line else []
     try:
-        rows = list(csv.reader((line,), strict=True))
+        return next(csv.reader((line,), strict=True), [])  # no line break: at most one record
     except csv.Error:
         return None
-    if len(rows) != 1:
-        return [] if not rows else None
-    return rows[0]
 
 
 def normalise_header_name(name: str) -> str:
@@ -140,20 +144,6 @@ def _email_rejection(value: str) -> Rejection | None:
     return None
 
 
-def _is_integer(value: str) -> bool:
-    return value.isascii() and value.isdigit() and (len(value) < 10 or int(value) <= MAX_INTEGER)
-
-
-def _flag(value: str, index: int) -> str | Rejection:
-    if value in NO_VALUE:
-        return "f"
-    if value.upper() == FLAG_COLUMNS[index]:
-        return "t"
-    return Rejection(
-        "row.flag", f"{DISPLAY_NAMES[index]}: {value!r} is not one of '', '-', {FLAG_COLUMNS[index]!r}"
-    )
-
-
 def validate_record(line: str, max_line_chars: int) -> tuple[str | None, ...] | Rejection:
     """Check one record in the spec's order; the first failing rule decides.
 
@@ -186,13 +176,20 @@ def validate_record(line: str, max_line_chars: int) -> tuple[str | None, ...] | 
                 )
     for index in INTEGER_COLUMNS:
         value = values[index]
-        if value is not None and not _is_integer(value):
+        if value is not None and not (
+            value.isdigit() and value.isascii() and (len(value) < 10 or int(value) <= MAX_INTEGER)
+        ):
             return Rejection("row.integer", f"{DISPLAY_NAMES[index]}: {value!r} is not a valid integer")
-    for index in FLAG_COLUMNS:
-        flag = _flag(values[index] or "", index)
-        if isinstance(flag, Rejection):
-            return flag
-        values[index] = flag
+    for index, true_value in FLAG_ITEMS:
+        value = values[index]
+        if value is None:
+            values[index] = "f"
+        elif value.upper() == true_value:
+            values[index] = "t"
+        else:
+            return Rejection(
+                "row.flag", f"{DISPLAY_NAMES[index]}: {value!r} is not one of '', '-', {true_value!r}"
+            )
     values[0] = email.lower()
     return tuple(values)
 

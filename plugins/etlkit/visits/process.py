@@ -123,7 +123,7 @@ class ReportProcessor:
         metrics = RunMetrics("visits", extra={"file": remote.name})
         current = self._stat(remote.name)
         if current is None:
-            closed = self.store.close_loads_of_gone_file(remote.name)
+            closed = 0 if self.run.dry_run else self.store.close_loads_of_gone_file(remote.name)
             log.info("%s is gone from the server (%s archived loads closed)", remote.name, closed)
             metrics.extra["status"] = "GONE"
             return metrics

@@ -32,7 +32,10 @@ CONNECT_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
-class RetrySettings:
+class RequestRetrySettings:
+    """In-request retries of one API call (attempts, jittered backoff, Retry-After cap); the task-level
+    policy is etlkit.common.retry."""
+
     max_attempts: int = 6
     backoff_base_s: float = 2.0
     backoff_max_s: float = 60.0
@@ -86,8 +89,12 @@ class EnderTuringHook(BaseHook):
                 f"connection {enderturing_conn_id!r} needs login and password, or extra token"
             )
         self.timeout = (CONNECT_TIMEOUT_S, float(extra.get("timeout_s", 120)))
-        self.retry = RetrySettings(
-            **{name: float(extra[name]) for name in RetrySettings.__dataclass_fields__ if name in extra}
+        self.retry = RequestRetrySettings(
+            **{
+                name: float(extra[name])
+                for name in RequestRetrySettings.__dataclass_fields__
+                if name in extra
+            }
         )
         self.session = requests.Session()
         # Passed on every request: a session-level value loses to REQUESTS_CA_BUNDLE from the environment.

@@ -9,8 +9,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG
 
-from etlkit.common.alerting import log_task_failure
-from etlkit.common.retry import retry_default_args
+from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.operators.jobs import StagingHousekeepingOperator
 
 with DAG(
@@ -22,11 +21,6 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["declarative-job", "housekeeping"],
-    default_args={
-        **retry_default_args("jobs"),
-        "owner": "data-eng",
-        "on_failure_callback": log_task_failure,
-        "on_retry_callback": log_task_failure,
-    },
+    default_args=pipeline_default_args("jobs"),
 ):
     StagingHousekeepingOperator(task_id="remove_stale_staging")

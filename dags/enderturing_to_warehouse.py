@@ -8,8 +8,7 @@ import pendulum
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
-from etlkit.common.alerting import log_task_failure
-from etlkit.common.retry import retry_default_args
+from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.operators.enderturing import (
     EnderTuringCategoryWatermarkOperator,
     EnderTuringDictionariesOperator,
@@ -31,12 +30,7 @@ with DAG(
     max_active_runs=1,
     tags=["enderturing", "warehouse", "postgres"],
     doc_md=__doc__ + "\n\nSee docs/enderturing.md for connections, Variables, params and backfill.",
-    default_args={
-        **retry_default_args("enderturing"),
-        "owner": "data-eng",
-        "on_failure_callback": log_task_failure,
-        "on_retry_callback": log_task_failure,
-    },
+    default_args=pipeline_default_args("enderturing"),
     params={
         "limit_sessions": Param(
             None, type=["null", "integer"], minimum=1, description="test mode: sessions per pass"

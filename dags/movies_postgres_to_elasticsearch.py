@@ -7,8 +7,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset, Param
 
-from etlkit.common.alerting import log_task_failure
-from etlkit.common.retry import retry_default_args
+from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.movies.settings import default_settings
 from etlkit.operators.movies import (
     MoviesCommitStateOperator,
@@ -70,13 +69,8 @@ stored high-water mark, Variable `movies_etl_state`); full mode builds `movies_<
 alias in one `_aliases` request. See docs/movies.md.
 """,
     default_args={
-        **retry_default_args("movies"),
-        "owner": "data-eng",
-        "retry_delay": timedelta(seconds=30),
-        "max_retry_delay": timedelta(minutes=10),
+        **pipeline_default_args("movies", retry_delay_s=30, max_retry_delay_s=600),
         "execution_timeout": timedelta(minutes=10),
-        "on_failure_callback": log_task_failure,
-        "on_retry_callback": log_task_failure,
     },
 ) as dag:
     plan = MoviesPlanOperator(task_id="plan")

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
-from etlkit.common.alerting import log_task_failure
+from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.common.retry import retry_default_args
 from etlkit.operators.visits import (
     EnsureVisitsSchemaOperator,
@@ -55,12 +55,7 @@ with DAG(
             False, type="boolean", description="Parse and validate, commit nothing, touch nothing"
         ),
     },
-    default_args={
-        **retry_default_args("visits"),
-        "owner": "data-eng",
-        "on_failure_callback": log_task_failure,
-        "on_retry_callback": log_task_failure,
-    },
+    default_args=pipeline_default_args("visits"),
 ) as dag:
     ensure_schema = EnsureVisitsSchemaOperator(task_id="ensure_schema")
     refresh_counters = RefreshVisitorPeriodOperator(task_id="refresh_period_counters")

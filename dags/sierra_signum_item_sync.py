@@ -7,8 +7,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
-from etlkit.common.alerting import log_task_failure
-from etlkit.common.retry import retry_default_args
+from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.operators.sierra import SierraSignumSyncOperator
 
 # A deploy-time setting read at parse time from the environment, not a Variable (no metadata-DB
@@ -36,12 +35,7 @@ with DAG(
     max_active_runs=1,
     tags=["sierra", "signum"],
     doc_md=DOC,
-    default_args={
-        **retry_default_args("sierra"),
-        "owner": "data-eng",
-        "on_failure_callback": log_task_failure,
-        "on_retry_callback": log_task_failure,
-    },
+    default_args=pipeline_default_args("sierra"),
     params={
         "max_batches": Param(
             None, type=["null", "integer"], minimum=1, description="Override max_batches_per_run for this run"

@@ -1,0 +1,19 @@
+"""The ``default_args`` every pipeline DAG starts from: owner, retry policy, failure alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etlkit.common.alerting import log_task_failure
+from etlkit.common.retry import retry_default_args
+
+
+def pipeline_default_args(pipeline: str, owner: str = "data-eng", **retry_defaults: Any) -> dict[str, Any]:
+    """``retry_defaults`` are ``RetrySettings`` fields (``retry_delay_s``, ``max_retry_delay_s``...):
+    the retry policy decides the delay, so a DAG changes it here, not with ``retry_delay``."""
+    return {
+        **retry_default_args(pipeline, **retry_defaults),
+        "owner": owner,
+        "on_failure_callback": log_task_failure,
+        "on_retry_callback": log_task_failure,
+    }

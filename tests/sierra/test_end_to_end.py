@@ -14,8 +14,13 @@ from tests.sierra.fixtures import LINKS, build_catalogue, expected_rows, stored_
 pytestmark = pytest.mark.sierra
 
 
-def test_full_sync_then_item_and_bib_changes(run_dag, sierra, backend, sync_env, caplog):
-    sync_env(itype_null_fallback=0)
+# Each batch on one connection, then cut into up to three parts copied side by side.
+PARALLEL_EXTRACTION = {"extract_parallelism": 3, "extract_min_items_per_part": 2}
+
+
+@pytest.mark.parametrize("extraction", [{}, PARALLEL_EXTRACTION], ids=["one-connection", "in-parts"])
+def test_full_sync_then_item_and_bib_changes(run_dag, sierra, backend, sync_env, caplog, extraction):
+    sync_env(itype_null_fallback=0, **extraction)
     build_catalogue(sierra)
 
     dr = run_dag(DAG_ID)

@@ -10,6 +10,7 @@ item_bib AS (
     FROM sierra_view.bib_record_item_record_link AS link
     JOIN selected AS s ON s.record_id = link.item_record_id
     WHERE link.bib_record_id IS NOT NULL
+      AND link.item_record_id > %(part_after_id)s AND link.item_record_id <= %(part_through_id)s
     GROUP BY link.item_record_id
 ),
 chosen_bib AS (
@@ -19,6 +20,7 @@ item_property AS (
     SELECT DISTINCT ON (p.item_record_id) p.item_record_id, p.barcode
     FROM sierra_view.item_record_property AS p
     JOIN selected AS s ON s.record_id = p.item_record_id
+    WHERE p.item_record_id > %(part_after_id)s AND p.item_record_id <= %(part_through_id)s
     ORDER BY p.item_record_id, p.id
 ),
 bib_property AS (
@@ -28,22 +30,23 @@ bib_property AS (
     ORDER BY p.bib_record_id, p.id
 ),
 -- One pass over the chosen bibs' subfields gives both the classification (greatest 097 content)
--- and the shelfmark. row_to_json gives compact JSON with the keys in column order
--- (json_build_object adds blanks, jsonb reorders keys) and keeps a blank char(1) indicator as " "
--- (a ::text cast would not).
+-- and the shelfmark. row_to_json of the lateral row gives compact JSON with the keys in column
+-- order (json_build_object adds blanks, jsonb reorders keys) and keeps a blank char(1) indicator
+-- as " " (a ::text cast would not); the planner flattens it into a ROW(), twice as fast as a
+-- scalar subquery per row.
 bib_subfields AS (
     SELECT
         sf.record_id,
         max(sf.content) FILTER (WHERE sf.marc_tag = '097') AS classification,
         '[' || string_agg(
-            row_to_json(
-                (SELECT x FROM (SELECT sf.marc_tag, sf.marc_ind1, sf.marc_ind2, sf.field_type_code, sf.tag,
-                                       sf.content) AS x)
-            )::text,
+            row_to_json(entry)::text,
             ','
             ORDER BY sf.marc_tag, sf.occ_num, sf.varfield_id, sf.display_order, sf.tag, sf.content
         ) FILTER (WHERE sf.marc_tag <> '097') || ']' AS shelfmark_json
     FROM sierra_view.subfield AS sf
+    CROSS JOIN LATERAL (
+        SELECT sf.marc_tag, sf.marc_ind1, sf.marc_ind2, sf.field_type_code, sf.tag, sf.content
+    ) AS entry
     JOIN chosen_bib AS b ON b.bib_record_id = sf.record_id
     WHERE sf.marc_tag IN ('097', '100', '110', '111', '130', '245')
     GROUP BY sf.record_id
@@ -83,8 +86,10 @@ FROM sierra_view.item_record AS ir
 JOIN selected AS s ON s.record_id = ir.record_id
 LEFT JOIN sierra_view.record_metadata AS item_meta
     ON item_meta.id = ir.record_id AND item_meta.record_type_code = 'i'
+    AND item_meta.id > %(part_after_id)s AND item_meta.id <= %(part_through_id)s
 LEFT JOIN item_property ON item_property.item_record_id = ir.record_id
 LEFT JOIN item_bib ON item_bib.item_record_id = ir.record_id
 LEFT JOIN bib_row ON bib_row.bib_record_id = item_bib.bib_record_id
 LEFT JOIN sierra_view.itype_property_myuser AS itype ON itype.code = ir.itype_code_num
+WHERE ir.record_id > %(part_after_id)s AND ir.record_id <= %(part_through_id)s
 ORDER BY ir.record_id

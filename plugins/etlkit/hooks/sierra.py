@@ -23,6 +23,7 @@ class SierraHook(PostgresHook):
 
     @contextmanager
     def snapshot(self, statement_timeout_seconds: float) -> Iterator[SierraSnapshot]:
-        """A fresh connection and transaction for one batch; closed on every path."""
-        with open_snapshot(self.get_conn(), statement_timeout_seconds) as snap:
+        """A fresh connection and transaction for one batch; closed on every path. A batch copied in
+        parts opens further connections to the same database."""
+        with open_snapshot(self.get_conn(), statement_timeout_seconds, connect=self.get_conn) as snap:
             yield snap

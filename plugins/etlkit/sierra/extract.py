@@ -1,13 +1,20 @@
 """Extraction from a Sierra snapshot: the mode's selection, its facts, and COPY → gzip TSV on disk.
 
-Plain psycopg: the hook supplies the connection, the benchmark can too.
+A large batch is cut into item-id ranges copied side by side, each on its own connection that
+imports the first connection's snapshot (``pg_export_snapshot``, as ``pg_dump --jobs`` does), so
+every part reads the same data. The parts reach the gzip file in id order, as one gzip stream.
+
+Plain psycopg: the hook supplies the connections, the benchmark can too.
 """
 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,12 +26,24 @@ from psycopg import sql as pgsql
 from etlkit.common.sql import load_sql
 from etlkit.sierra.protocol import SYNC_FULL
 
+log = logging.getLogger(__name__)
+
 PIPELINE = "sierra"
 # Level 1 is much faster than 6 for ~15 % more bytes; the backend accepts any level.
 GZIP_LEVEL = 1
 # PostgreSQL's CSV output quotes exactly the fields holding a tab, '"', LF or CR (CSV "minimal"),
-# including a bare CR, which Python 3.11's csv writer leaves unquoted.
+# including a bare CR, which Python 3.11's csv writer leaves unquoted. Only the first part has the header.
 COPY_OPTIONS = pgsql.SQL("WITH (FORMAT csv, DELIMITER E'\\t', HEADER true, NULL '', ENCODING 'UTF8')")
+COPY_OPTIONS_NO_HEADER = pgsql.SQL(
+    "WITH (FORMAT csv, DELIMITER E'\\t', HEADER false, NULL '', ENCODING 'UTF8')"
+)
+# COPY sends one message per row: rows are gathered into blocks before they cross threads.
+BLOCK_BYTES = 1 << 18
+# Blocks a part may hold while an earlier part is being written: memory is bounded by parts x this.
+QUEUED_BLOCKS_PER_PART = 4
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+
+Connect = Callable[[], psycopg.Connection]
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,14 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class IdRange:
+    """Item ids ``after < id <= through``: one part of a batch."""
+
+    after: int = BIGINT_MIN
+    through: int = BIGINT_MAX
+
+
+@dataclass(frozen=True)
 class BatchStats:
     item_count: int
     max_item_id: int | None
@@ -45,25 +72,102 @@ class BatchStats:
     first_null_itype_ids: list[int]
 
 
-def _selection_query(selection: Selection) -> tuple[pgsql.SQL, dict]:
+def part_count(item_count: int, parallelism: int, min_items_per_part: int) -> int:
+    """How many connections a batch of ``item_count`` items is worth."""
+    return max(1, min(parallelism, item_count // min_items_per_part))
+
+
+def id_ranges(cut_ids: list[int], last_id: int) -> list[IdRange]:
+    """Consecutive ranges ending at each cut id and the last one at ``last_id``, the batch's largest
+    id: no range reaches past the batch, so a full sync's LIMIT keeps cutting the same page."""
+    ends = sorted({cut for cut in cut_ids if cut < last_id}) + [last_id]
+    return [IdRange(after, through) for after, through in zip([BIGINT_MIN, *ends[:-1]], ends, strict=True)]
+
+
+def _selection_query(selection: Selection, part: IdRange = IdRange()) -> tuple[pgsql.SQL, dict]:
+    params = {"part_after_id": part.after, "part_through_id": part.through}
     if selection.mode == SYNC_FULL:
-        params = {"last_synced_id": selection.last_synced_id, "batch_size": selection.batch_size}
+        params |= {"last_synced_id": selection.last_synced_id, "batch_size": selection.batch_size}
         return pgsql.SQL(load_sql(PIPELINE, "full_item_ids.sql")), params
-    return pgsql.SQL(load_sql(PIPELINE, "changed_item_ids.sql")), {"since": selection.since}
+    return pgsql.SQL(load_sql(PIPELINE, "changed_item_ids.sql")), params | {"since": selection.since}
 
 
-def item_rows_query(selection: Selection) -> tuple[pgsql.Composed, dict]:
-    ids, params = _selection_query(selection)
+def item_rows_query(selection: Selection, part: IdRange = IdRange()) -> tuple[pgsql.Composed, dict]:
+    ids, params = _selection_query(selection, part)
     return pgsql.SQL(load_sql(PIPELINE, "item_rows.sql")).format(selected_item_ids=ids), params
+
+
+def _blocks(copy: psycopg.Copy) -> Iterator[bytes]:
+    block = bytearray()
+    for chunk in copy:
+        block += chunk
+        if len(block) >= BLOCK_BYTES:
+            yield bytes(block)
+            block.clear()
+    if block:
+        yield bytes(block)
+
+
+class _PartCopy(threading.Thread):
+    """Runs one part's COPY on its own connection and hands its blocks over a bounded queue."""
+
+    END = object()
+
+    def __init__(self, conn: psycopg.Connection, statement: pgsql.Composed, params: dict):
+        super().__init__(name="sierra-copy-part", daemon=True)
+        self.conn, self.statement, self.params = conn, statement, params
+        self.blocks: queue.Queue = queue.Queue(maxsize=QUEUED_BLOCKS_PER_PART)
+        self.rows = 0
+        self.error: BaseException | None = None
+        self.drained = False
+
+    def run(self) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                # COPY takes no server-side parameters: psycopg binds these client-side as typed literals.
+                with cur.copy(self.statement, self.params) as copy:
+                    for block in _blocks(copy):
+                        self.blocks.put(block)
+                self.rows = cur.rowcount
+        except BaseException as exc:  # handed to the writing thread, which raises it
+            self.error = exc
+        finally:
+            self.blocks.put(self.END)
+
+    def write_to(self, out) -> int:
+        while (block := self.blocks.get()) is not self.END:
+            out.write(block)
+        self.drained = True
+        if self.error is not None:
+            raise self.error
+        return self.rows
+
+    def abandon(self) -> None:
+        """Stop a part whose output is no longer wanted: cancel the query, drop what it sends."""
+        if not self.drained and self.is_alive():
+            self.conn.cancel_safe()
+            while self.blocks.get() is not self.END:
+                pass
+        self.join()
 
 
 class SierraSnapshot:
     """Queries inside one read-only transaction: every count agrees with the rows copied."""
 
-    def __init__(self, conn: psycopg.Connection, db_now: datetime, timezone: str):
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        db_now: datetime,
+        timezone: str,
+        *,
+        statement_timeout_ms: int,
+        connect: Connect | None = None,
+    ):
         self.conn = conn
         self.db_now = db_now
         self.timezone = timezone
+        self.statement_timeout_ms = statement_timeout_ms
+        self.connect = connect
 
     def count_clamped(self, start: datetime, floor: datetime) -> tuple[int, int, datetime | None]:
         row = self.conn.execute(load_sql(PIPELINE, "clamped_records.sql"), {"start": start, "floor": floor})
@@ -75,33 +179,93 @@ class SierraSnapshot:
         count, max_id, null_itypes, first_ids = self.conn.execute(query, params).fetchone()
         return BatchStats(count, max_id, null_itypes, list(first_ids or []))
 
-    def copy_rows(self, selection: Selection, path: Path, itype_null_fallback: int | None) -> int:
-        """Stream the batch as gzip TSV to ``path`` (rewritten from the start); returns data rows."""
-        rows_query, params = item_rows_query(selection)
-        statement = pgsql.SQL("COPY ({}) TO STDOUT {}").format(rows_query, COPY_OPTIONS)
-        params = {**params, "itype_null_fallback": itype_null_fallback}
-        with self.conn.cursor() as cur, gzip.open(path, "wb", compresslevel=GZIP_LEVEL) as out:
-            # COPY takes no server-side parameters: psycopg binds these client-side as typed literals.
-            with cur.copy(statement, params) as copy:
-                for chunk in copy:
-                    out.write(chunk)
-            return cur.rowcount
+    def copy_rows(
+        self, selection: Selection, path: Path, itype_null_fallback: int | None, parts: int = 1
+    ) -> int:
+        """Stream the batch as gzip TSV to ``path`` (rewritten from the start); returns data rows.
+
+        ``parts`` > 1 copies that many id ranges of nearly equal size side by side.
+        """
+        ranges = self._part_ranges(selection, parts) if parts > 1 and self.connect else []
+        ranges = ranges or [IdRange()]
+        with ExitStack() as stack:
+            if len(ranges) > 1:
+                (snapshot_id,) = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+            joined = [stack.enter_context(self._joined_connection(snapshot_id)) for _ in ranges[1:]]
+            conns = [self.conn, *joined]
+            readers = [
+                self._part_reader(conn, selection, part, itype_null_fallback, header=index == 0)
+                for index, (conn, part) in enumerate(zip(conns, ranges, strict=True))
+            ]
+            if len(readers) > 1:
+                log.info("copying %s parts side by side: %s", len(readers), ranges)
+            for reader in readers:
+                reader.start()
+            try:
+                with gzip.open(path, "wb", compresslevel=GZIP_LEVEL) as out:
+                    return sum(reader.write_to(out) for reader in readers)
+            finally:
+                for reader in readers:
+                    reader.abandon()
+
+    def _part_ranges(self, selection: Selection, parts: int) -> list[IdRange]:
+        ids, params = _selection_query(selection)
+        query = pgsql.SQL(load_sql(PIPELINE, "part_cut_ids.sql")).format(selected_item_ids=ids)
+        fractions = [index / parts for index in range(1, parts)]
+        last_id, cut_ids = self.conn.execute(query, {**params, "fractions": fractions}).fetchone()
+        return id_ranges(cut_ids, last_id) if last_id is not None else []
+
+    def _part_reader(
+        self,
+        conn: psycopg.Connection,
+        selection: Selection,
+        part: IdRange,
+        fallback: int | None,
+        header: bool,
+    ) -> _PartCopy:
+        rows_query, params = item_rows_query(selection, part)
+        options = COPY_OPTIONS if header else COPY_OPTIONS_NO_HEADER
+        statement = pgsql.SQL("COPY ({}) TO STDOUT {}").format(rows_query, options)
+        return _PartCopy(conn, statement, {**params, "itype_null_fallback": fallback})
+
+    @contextmanager
+    def _joined_connection(self, snapshot_id: str) -> Iterator[psycopg.Connection]:
+        """Another connection reading the exported snapshot of this transaction; closed on every path."""
+        conn = self.connect()
+        try:
+            _begin_read_only(conn)
+            conn.execute(pgsql.SQL("SET TRANSACTION SNAPSHOT {}").format(pgsql.Literal(snapshot_id)))
+            _set_statement_timeout(conn, self.statement_timeout_ms)
+            yield conn
+        finally:
+            conn.close()
+
+
+def _begin_read_only(conn: psycopg.Connection) -> None:
+    conn.autocommit = False
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+
+
+def _set_statement_timeout(conn: psycopg.Connection, timeout_ms: int) -> None:
+    conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_ms}ms",))
 
 
 @contextmanager
-def open_snapshot(conn: psycopg.Connection, statement_timeout_seconds: float) -> Iterator[SierraSnapshot]:
+def open_snapshot(
+    conn: psycopg.Connection, statement_timeout_seconds: float, connect: Connect | None = None
+) -> Iterator[SierraSnapshot]:
     """Own ``conn``: one REPEATABLE READ, READ ONLY transaction whose first statement reads the DB's
-    ``now()`` and ``TimeZone`` (never changed); the connection is closed on every path."""
+    ``now()`` and ``TimeZone`` (never changed); the connection is closed on every path.
+
+    ``connect`` opens further connections for a batch copied in parts.
+    """
+    timeout_ms = int(statement_timeout_seconds * 1000)
     try:
-        conn.autocommit = False
-        conn.isolation_level = IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
+        _begin_read_only(conn)
         with conn.transaction():
             db_now, timezone = conn.execute("SELECT now(), current_setting('TimeZone')").fetchone()
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, true)",
-                (f"{int(statement_timeout_seconds * 1000)}ms",),
-            )
-            yield SierraSnapshot(conn, db_now, timezone)
+            _set_statement_timeout(conn, timeout_ms)
+            yield SierraSnapshot(conn, db_now, timezone, statement_timeout_ms=timeout_ms, connect=connect)
     finally:
         conn.close()

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from etlkit.common.alerting import alert_context
 from etlkit.common.errors import BadInputError
-from etlkit.sierra.extract import BatchStats, Selection
+from etlkit.sierra.extract import BatchStats, Selection, part_count
 from etlkit.sierra.protocol import (
     SYNC_CHANGES,
     SYNC_FULL,
@@ -55,7 +55,9 @@ class Snapshot(Protocol):
 
     def count_clamped(self, start: datetime, floor: datetime) -> tuple[int, int, datetime | None]: ...
     def batch_stats(self, selection: Selection) -> BatchStats: ...
-    def copy_rows(self, selection: Selection, path: Path, itype_null_fallback: int | None) -> int: ...
+    def copy_rows(
+        self, selection: Selection, path: Path, itype_null_fallback: int | None, parts: int = 1
+    ) -> int: ...
 
 
 class SierraSource(Protocol):
@@ -198,7 +200,10 @@ class SierraSync:
                     self._report_clamp(window.requested, window.floor, clamp)
                 selection = Selection(SYNC_CHANGES, since=window.bound)
             stats = snap.batch_stats(selection)
-            rows = snap.copy_rows(selection, path, settings.itype_null_fallback)
+            parts = part_count(
+                stats.item_count, settings.extract_parallelism, settings.extract_min_items_per_part
+            )
+            rows = snap.copy_rows(selection, path, settings.itype_null_fallback, parts)
         if rows != stats.item_count:
             raise SyncProtocolError(
                 f"COPY wrote {rows} rows but the snapshot selects {stats.item_count} items"

@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from etlkit.common.errors import BadInputError
 from etlkit.enderturing import load
 from etlkit.enderturing import tables as t
 from etlkit.enderturing.staging import CopySpool
@@ -77,14 +78,50 @@ def test_statement_count_does_not_grow_with_rows(warehouse, tmp_path, rows):
     counting = CountingConnection(warehouse)
     [result] = load.load_tables(counting, "enderturing", [t.SESSIONS_TAGS], [spool], load.SESSIONS_LOCK_KEY)
     assert (result.staged, result.inserted, result.updated) == (rows, rows, 0)
-    # lock, stage, copy, analyze, replace set, its copy, delete, upsert, key check, orphan check
-    assert counting.statements == 10
+    # lock, stage, copy, key index, analyze, replace set, its copy, delete, update, insert, staged
+    # count, orphan check
+    assert counting.statements == 12
     assert result.orphans == {"tag_id->tags": rows}  # no tags loaded: every row is a (soft) orphan
     assert warehouse.execute("SELECT count(*) FROM enderturing.sessions_tags").fetchone()[0] == rows
     text = warehouse.execute("SELECT matched_corpus_text FROM enderturing.sessions_tags LIMIT 1").fetchone()[
         0
     ]
     assert text == "text\twith tab"
+
+
+def test_a_key_staged_twice_fails_the_load_and_writes_nothing(warehouse, tmp_path):
+    load.ensure_schema(warehouse, "enderturing")
+    session_id = str(uuid.uuid4())
+    with CopySpool(tmp_path) as spool:
+        spool.add(t.SESSIONS_CRM_STATUSES, (session_id, "won", "{}"))
+        spool.add(t.SESSIONS_CRM_STATUSES, (session_id, "won", '{"again": true}'))
+    with pytest.raises(BadInputError, match=r"sessions_crm_statuses: the batch holds a key more than once"):
+        load.load_tables(warehouse, "enderturing", [t.SESSIONS_CRM_STATUSES], [spool], load.SESSIONS_LOCK_KEY)
+    assert warehouse.execute("SELECT count(*) FROM enderturing.sessions_crm_statuses").fetchone()[0] == 0
+
+
+def test_second_load_updates_only_changed_rows(warehouse, tmp_path):
+    load.ensure_schema(warehouse, "enderturing")
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def spool_reviewers(directory, reviewed_at: str) -> CopySpool:
+        with CopySpool(directory) as spool:
+            spool.add(t.SESSIONS_REVIEWERS, (first, 7, "2024-06-26T10:00:00", "{}"))
+            spool.add(t.SESSIONS_REVIEWERS, (second, 7, reviewed_at, "{}"))
+        return spool
+
+    tables = [t.SESSIONS_REVIEWERS]
+    load.load_tables(
+        warehouse, "enderturing", tables, [spool_reviewers(tmp_path / "a", "2024-06-26T11:00:00")], 1
+    )
+    [again] = load.load_tables(
+        warehouse, "enderturing", tables, [spool_reviewers(tmp_path / "b", "2024-06-27T09:30:00")], 1
+    )
+    assert (again.staged, again.inserted, again.updated) == (2, 0, 1)
+    reviewed = warehouse.execute(
+        "SELECT last_reviewed_at::text FROM enderturing.sessions_reviewers WHERE session_id = %s", (second,)
+    ).fetchone()[0]
+    assert reviewed == "2024-06-27 09:30:00"
 
 
 def test_replacement_removes_children_no_longer_reported(warehouse, tmp_path):

@@ -1,8 +1,8 @@
 """Set-based loading of spooled tables into PostgreSQL (spec §5).
 
-Per table a fixed number of statements, whatever the row count: temp stage, COPY, optional child
-replacement, one ``INSERT … ON CONFLICT`` that only touches rows whose values differ, and a check
-that every staged key is in the target. The caller owns the transaction.
+Per table a fixed number of statements, whatever the row count: temp stage, COPY, a unique index on
+the staged keys, optional child replacement, one UPDATE of the rows whose values differ and one
+INSERT of the keys not in the target yet. The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from psycopg import Connection, sql
+from psycopg import Connection, errors, sql
 
 from etlkit.common.errors import BadInputError
 from etlkit.common.sql import load_sql
@@ -80,8 +80,10 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
     rows_paths = [path for spool in spools if (path := spool.rows_path(table)).exists()]
     if rows_paths:
         _copy_files(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_paths)
+    key = sql.SQL(", ").join(map(sql.Identifier, table.key))
+    _index_stage_keys(conn, schema, table, stage, key)
     # Temp tables get no autovacuum statistics; the key columns are what the joins below need.
-    conn.execute(sql.SQL("ANALYZE {} ({})").format(stage, sql.SQL(", ").join(map(sql.Identifier, table.key))))
+    conn.execute(sql.SQL("ANALYZE {} ({})").format(stage, key))
 
     replace_paths = [path for spool in spools if (path := spool.replace_path(table)).exists()]
     stale_deleted = 0
@@ -102,17 +104,8 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
         )
         stale_deleted = deleted.rowcount
 
-    inserted, updated = _upsert(conn, table, target, stage, columns)
-    missing, staged = conn.execute(
-        sql.SQL("SELECT ({missing}), (SELECT count(*) FROM {stage})").format(
-            missing=_query("missing_keys.sql", stage=stage, target=target, key_match=_key_match(table)),
-            stage=stage,
-        )
-    ).fetchone()
-    if missing:
-        raise BadInputError(
-            f"{schema}.{table.name}: {missing} staged keys are not in the target after the load"
-        )
+    inserted, updated = _upsert(conn, table, target, stage, columns, key)
+    staged = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(stage)).fetchone()[0]
     orphans = _count_orphans(conn, schema, table, stage)
     result = TableLoad(
         table.name, staged, inserted, updated, stale_deleted, orphans, round(time.perf_counter() - started, 3)
@@ -151,26 +144,45 @@ def _count_orphans(conn: Connection, schema: str, table: Table, stage: sql.Ident
     return orphans
 
 
+def _index_stage_keys(
+    conn: Connection, schema: str, table: Table, stage: sql.Identifier, key: sql.Composable
+) -> None:
+    try:
+        with conn.transaction():  # a savepoint: the error below replaces the database's own
+            conn.execute(_query("stage_key_index.sql", stage=stage, key=key))
+    except errors.UniqueViolation as exc:
+        raise BadInputError(
+            f"{schema}.{table.name}: the batch holds a key more than once ({exc.diag.message_detail})"
+        ) from exc
+
+
 def _upsert(
-    conn: Connection, table: Table, target: sql.Identifier, stage: sql.Identifier, columns: sql.Composable
+    conn: Connection,
+    table: Table,
+    target: sql.Identifier,
+    stage: sql.Identifier,
+    columns: sql.Composable,
+    key: sql.Composable,
 ) -> tuple[int, int]:
-    key = sql.SQL(", ").join(map(sql.Identifier, table.key))
-    if not table.non_key_columns:
-        statement = _query("insert_keys_only.sql", target=target, stage=stage, columns=columns, key=key)
-    else:
+    """Update the staged keys already in the target whose values differ, then insert the others."""
+    key_match = _key_match(table)
+    updated = 0
+    if table.non_key_columns:
         non_key = [sql.Identifier(column) for column in table.non_key_columns]
-        statement = _query(
-            "upsert.sql",
+        update = _query(
+            "update_changed.sql",
             target=target,
             stage=stage,
-            columns=columns,
-            key=key,
+            key_match=key_match,
             non_key=sql.SQL(", ").join(non_key),
-            excluded_non_key=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in non_key),
+            stage_non_key=sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in non_key),
             target_non_key=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in non_key),
         )
-    inserted, updated = conn.execute(statement).fetchone()
-    return inserted, updated
+        updated = conn.execute(update).rowcount
+    insert = _query(
+        "insert_new.sql", target=target, stage=stage, columns=columns, key=key, key_match=key_match
+    )
+    return conn.execute(insert).rowcount, updated
 
 
 def load_tables(

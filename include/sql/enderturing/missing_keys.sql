@@ -1,1 +1,0 @@
-SELECT count(*) FROM {stage} AS s WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {key_match})

@@ -1,8 +1,9 @@
 """Set-based loading of spooled tables into PostgreSQL (spec §5).
 
-Per table a fixed number of statements, whatever the row count: temp stage, COPY, a unique index on
-the staged keys, optional child replacement, one UPDATE of the rows whose values differ and one
-INSERT of the keys not in the target yet. The caller owns the transaction.
+Per table a fixed number of statements, whatever the row count: temp stage, COPY, optional child
+replacement and one ``INSERT … ON CONFLICT`` that only touches rows whose values differ. Every
+staged row is then inserted, updated or left equal: nothing to check afterwards. The caller owns
+the transaction.
 """
 
 from __future__ import annotations
@@ -81,7 +82,6 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
     if rows_paths:
         _copy_files(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_paths)
     key = sql.SQL(", ").join(map(sql.Identifier, table.key))
-    _index_stage_keys(conn, schema, table, stage, key)
     # Temp tables get no autovacuum statistics; the key columns are what the joins below need.
     conn.execute(sql.SQL("ANALYZE {} ({})").format(stage, key))
 
@@ -144,18 +144,6 @@ def _count_orphans(conn: Connection, schema: str, table: Table, stage: sql.Ident
     return orphans
 
 
-def _index_stage_keys(
-    conn: Connection, schema: str, table: Table, stage: sql.Identifier, key: sql.Composable
-) -> None:
-    try:
-        with conn.transaction():  # a savepoint: the error below replaces the database's own
-            conn.execute(_query("stage_key_index.sql", stage=stage, key=key))
-    except errors.UniqueViolation as exc:
-        raise BadInputError(
-            f"{schema}.{table.name}: the batch holds a key more than once ({exc.diag.message_detail})"
-        ) from exc
-
-
 def _upsert(
     conn: Connection,
     table: Table,
@@ -164,25 +152,28 @@ def _upsert(
     columns: sql.Composable,
     key: sql.Composable,
 ) -> tuple[int, int]:
-    """Update the staged keys already in the target whose values differ, then insert the others."""
-    key_match = _key_match(table)
-    updated = 0
-    if table.non_key_columns:
+    """Insert new keys and update the rows whose values differ. The target's key index arbitrates,
+    so the cost follows the batch, not the size of the target."""
+    if not table.non_key_columns:
+        statement = _query("insert_keys_only.sql", target=target, stage=stage, columns=columns, key=key)
+    else:
         non_key = [sql.Identifier(column) for column in table.non_key_columns]
-        update = _query(
-            "update_changed.sql",
+        statement = _query(
+            "upsert.sql",
             target=target,
             stage=stage,
-            key_match=key_match,
+            columns=columns,
+            key=key,
             non_key=sql.SQL(", ").join(non_key),
-            stage_non_key=sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in non_key),
+            excluded_non_key=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in non_key),
             target_non_key=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in non_key),
         )
-        updated = conn.execute(update).rowcount
-    insert = _query(
-        "insert_new.sql", target=target, stage=stage, columns=columns, key=key, key_match=key_match
-    )
-    return conn.execute(insert).rowcount, updated
+    try:
+        with conn.transaction():  # a savepoint: the error below replaces the database's own
+            inserted, updated = conn.execute(statement).fetchone()
+    except errors.CardinalityViolation as exc:
+        raise BadInputError(f"{table.name}: the batch holds a key more than once") from exc
+    return inserted, updated
 
 
 def load_tables(

@@ -1,0 +1,7 @@
+WITH inserted AS (
+    INSERT INTO {target} ({columns})
+    SELECT {columns} FROM {stage}
+    ON CONFLICT ({key}) DO NOTHING
+    RETURNING 1
+)
+SELECT count(*), 0 FROM inserted

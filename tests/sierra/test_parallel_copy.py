@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from dev import pgdb
-from dev.sierra_data import generate, item_id, touch
+from dev.sierra_data import READER_ROLE, generate, item_id, touch
+from etlkit.common.errors import ConfigurationError
 from etlkit.sierra.extract import BIGINT_MIN, IdRange, Selection, id_ranges, open_snapshot, part_count
 from etlkit.sierra.protocol import SYNC_CHANGES, SYNC_FULL
 
@@ -88,3 +89,15 @@ def test_a_failing_part_fails_the_copy_and_leaves_nothing_running(sierra, sierra
         (sierra_dbname,),
     )
     assert sessions.fetchone()[0] == 0
+
+
+def test_a_server_refusing_to_share_its_snapshot_is_a_clear_configuration_error(sierra, copy_in_parts):
+    generate(sierra, 1_000)
+    sierra.execute("REVOKE EXECUTE ON FUNCTION pg_export_snapshot() FROM PUBLIC")
+    try:
+        with pytest.raises(ConfigurationError, match="set extract_parallelism to 1"):
+            copy_in_parts(Selection(SYNC_FULL, 0, 1_000), parts=3, user=READER_ROLE)
+        rows, _ = copy_in_parts(Selection(SYNC_FULL, 0, 1_000), parts=1, user=READER_ROLE)
+        assert rows == 1_000
+    finally:
+        sierra.execute("GRANT EXECUTE ON FUNCTION pg_export_snapshot() TO PUBLIC")

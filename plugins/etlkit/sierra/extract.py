@@ -23,6 +23,7 @@ import psycopg
 from psycopg import IsolationLevel
 from psycopg import sql as pgsql
 
+from etlkit.common.errors import ConfigurationError
 from etlkit.common.sql import load_sql
 from etlkit.sierra.protocol import SYNC_FULL
 
@@ -186,11 +187,9 @@ class SierraSnapshot:
 
         ``parts`` > 1 copies that many id ranges of nearly equal size side by side.
         """
-        ranges = self._part_ranges(selection, parts) if parts > 1 and self.connect else []
-        ranges = ranges or [IdRange()]
+        ranges = (self._part_ranges(selection, parts) if parts > 1 and self.connect else []) or [IdRange()]
+        snapshot_id = self._export_snapshot() if len(ranges) > 1 else None
         with ExitStack() as stack:
-            if len(ranges) > 1:
-                (snapshot_id,) = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
             joined = [stack.enter_context(self._joined_connection(snapshot_id)) for _ in ranges[1:]]
             conns = [self.conn, *joined]
             readers = [
@@ -214,6 +213,16 @@ class SierraSnapshot:
         fractions = [index / parts for index in range(1, parts)]
         last_id, cut_ids = self.conn.execute(query, {**params, "fractions": fractions}).fetchone()
         return id_ranges(cut_ids, last_id) if last_id is not None else []
+
+    def _export_snapshot(self) -> str:
+        """This transaction's snapshot, for the other connections to import."""
+        try:
+            return self.conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        except psycopg.Error as exc:
+            raise ConfigurationError(
+                f"Sierra refuses to share the extraction's snapshot ({exc}); "
+                "set extract_parallelism to 1 in sierra_sync_settings"
+            ) from exc
 
     def _part_reader(
         self,

@@ -3,7 +3,9 @@
 -- the item's bib is its greatest linked bib id; property rows are the ones with the lowest id.
 -- Per-bib values are gathered once per distinct bib, then joined to the items in one step.
 -- Empty strings become NULL so that both are written as an empty field.
--- Composed with psycopg.sql.SQL.format: the selected CTE takes the mode's id query.
+-- Composed with psycopg.sql.SQL.format: the selected CTE takes the mode's id query. The scans of
+-- item-keyed tables repeat the part's id range (part_after_id, part_through_id], so that a batch
+-- copied in parts hashes only its own part's rows (the whole id range when not in parts).
 WITH selected AS ({selected_item_ids}),
 item_bib AS (
     SELECT link.item_record_id, max(link.bib_record_id) AS bib_record_id

@@ -237,16 +237,16 @@ def main() -> None:
     finally:
         pgdb.drop_database(database)
 
-    first, first_rss, base, base_rss = rounds[-1]
+    first = rounds[-1][0]
     children = child_rows(first["rows"])
     total = sum(first["rows"].values())
     print(f"rows per table: {first['rows']}")
     print(f"database seconds per table (last first load): {first['table_seconds']}")
     print(f"child rows per session: {children / first['rows']['sessions']:.1f}")
-    bulk_rates = sorted(total / r[0]["seconds"] for r in rounds)
-    child_rates = sorted(children / r[0]["seconds"] for r in rounds)
-    base_rates = sorted(sum(r[2]["rows"].values()) / r[2]["seconds"] for r in rounds)
-    ratios = sorted(rate(r[0], total) / rate(r[2]) for r in rounds)
+    bulk_rates = sorted(rate(r[0]) for r in rounds)
+    child_rates = sorted(rate(r[0], children) for r in rounds)
+    base_rates = sorted(rate(r[2]) for r in rounds)
+    ratios = sorted(rate(r[0]) / rate(r[2]) for r in rounds)
     print(
         f"bulk load ({args.workers} transform processes, then COPY + upsert in one transaction), "
         f"{total:,} rows ({children:,} child rows), median of {len(rounds)}: {median(bulk_rates):,.0f} rows/s, "

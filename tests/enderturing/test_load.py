@@ -110,11 +110,12 @@ def test_second_load_updates_only_changed_rows(warehouse, tmp_path):
         return spool
 
     tables = [t.SESSIONS_REVIEWERS]
+    lock = load.SESSIONS_LOCK_KEY
     load.load_tables(
-        warehouse, "enderturing", tables, [spool_reviewers(tmp_path / "a", "2024-06-26T11:00:00")], 1
+        warehouse, "enderturing", tables, [spool_reviewers(tmp_path / "a", "2024-06-26T11:00:00")], lock
     )
     [again] = load.load_tables(
-        warehouse, "enderturing", tables, [spool_reviewers(tmp_path / "b", "2024-06-27T09:30:00")], 1
+        warehouse, "enderturing", tables, [spool_reviewers(tmp_path / "b", "2024-06-27T09:30:00")], lock
     )
     assert (again.staged, again.inserted, again.updated) == (2, 0, 1)
     reviewed = warehouse.execute(

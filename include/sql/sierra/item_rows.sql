@@ -3,16 +3,14 @@
 -- the item's bib is its greatest linked bib id; property rows are the ones with the lowest id.
 -- Per-bib values are gathered once per distinct bib, then joined to the items in one step.
 -- Empty strings become NULL so that both are written as an empty field.
--- Composed with psycopg.sql.SQL.format: the selected CTE takes the mode's id query. The scans of
--- item-keyed tables repeat the part's id range (part_after_id, part_through_id], so that a batch
--- copied in parts hashes only its own part's rows (the whole id range when not in parts).
+-- Composed with psycopg.sql.SQL.format: the selected CTE takes the mode's id query (narrowed to one
+-- part's id range when a batch is copied in parts).
 WITH selected AS ({selected_item_ids}),
 item_bib AS (
     SELECT link.item_record_id, max(link.bib_record_id) AS bib_record_id
     FROM sierra_view.bib_record_item_record_link AS link
     JOIN selected AS s ON s.record_id = link.item_record_id
     WHERE link.bib_record_id IS NOT NULL
-      AND link.item_record_id > %(part_after_id)s AND link.item_record_id <= %(part_through_id)s
     GROUP BY link.item_record_id
 ),
 chosen_bib AS (
@@ -22,7 +20,6 @@ item_property AS (
     SELECT DISTINCT ON (p.item_record_id) p.item_record_id, p.barcode
     FROM sierra_view.item_record_property AS p
     JOIN selected AS s ON s.record_id = p.item_record_id
-    WHERE p.item_record_id > %(part_after_id)s AND p.item_record_id <= %(part_through_id)s
     ORDER BY p.item_record_id, p.id
 ),
 bib_property AS (
@@ -88,10 +85,8 @@ FROM sierra_view.item_record AS ir
 JOIN selected AS s ON s.record_id = ir.record_id
 LEFT JOIN sierra_view.record_metadata AS item_meta
     ON item_meta.id = ir.record_id AND item_meta.record_type_code = 'i'
-    AND item_meta.id > %(part_after_id)s AND item_meta.id <= %(part_through_id)s
 LEFT JOIN item_property ON item_property.item_record_id = ir.record_id
 LEFT JOIN item_bib ON item_bib.item_record_id = ir.record_id
 LEFT JOIN bib_row ON bib_row.bib_record_id = item_bib.bib_record_id
 LEFT JOIN sierra_view.itype_property_myuser AS itype ON itype.code = ir.itype_code_num
-WHERE ir.record_id > %(part_after_id)s AND ir.record_id <= %(part_through_id)s
 ORDER BY ir.record_id

@@ -32,12 +32,17 @@ log = logging.getLogger(__name__)
 PIPELINE = "sierra"
 # Level 1 is much faster than 6 for ~15 % more bytes; the backend accepts any level.
 GZIP_LEVEL = 1
+
+
 # PostgreSQL's CSV output quotes exactly the fields holding a tab, '"', LF or CR (CSV "minimal"),
 # including a bare CR, which Python 3.11's csv writer leaves unquoted. Only the first part has the header.
-COPY_OPTIONS = pgsql.SQL("WITH (FORMAT csv, DELIMITER E'\\t', HEADER true, NULL '', ENCODING 'UTF8')")
-COPY_OPTIONS_NO_HEADER = pgsql.SQL(
-    "WITH (FORMAT csv, DELIMITER E'\\t', HEADER false, NULL '', ENCODING 'UTF8')"
-)
+def copy_options(header: bool) -> pgsql.Composed:
+    return pgsql.SQL("WITH (FORMAT csv, DELIMITER E'\\t', HEADER {}, NULL '', ENCODING 'UTF8')").format(
+        pgsql.SQL("true" if header else "false")
+    )
+
+
+COPY_OPTIONS = copy_options(header=True)
 # COPY sends one message per row: rows are gathered into blocks before they cross threads.
 BLOCK_BYTES = 1 << 18
 # Blocks a part may hold while an earlier part is being written: memory is bounded by parts x this.
@@ -233,8 +238,7 @@ class SierraSnapshot:
         header: bool,
     ) -> _PartCopy:
         rows_query, params = item_rows_query(selection, part)
-        options = COPY_OPTIONS if header else COPY_OPTIONS_NO_HEADER
-        statement = pgsql.SQL("COPY ({}) TO STDOUT {}").format(rows_query, options)
+        statement = pgsql.SQL("COPY ({}) TO STDOUT {}").format(rows_query, copy_options(header))
         return _PartCopy(conn, statement, {**params, "itype_null_fallback": fallback})
 
     @contextmanager

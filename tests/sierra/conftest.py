@@ -95,13 +95,24 @@ def post_attempts(state: BackendState) -> int:
     return sum(1 for r in state.requests if r["method"] == "POST")
 
 
-def sierra_sessions(conn: psycopg.Connection, settle_seconds: float = 3.0) -> int:
-    """Sessions of the DAG still open; a closed session's backend exits asynchronously, so poll."""
+def sierra_sessions(
+    conn: psycopg.Connection, settle_seconds: float = 3.0, *, dbname: str | None = None
+) -> int:
+    """Sessions of the DAG (or, given ``dbname``, any other session on that database) still open.
+
+    A closed session's backend exits asynchronously, so poll.
+    """
+    if dbname is None:
+        query, params = (
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (APPLICATION_NAME,),
+        )
+    else:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        params = (dbname,)
     deadline = time.monotonic() + settle_seconds
     while True:
-        count = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
-        ).fetchone()[0]
+        count = conn.execute(query, params).fetchone()[0]
         if count == 0 or time.monotonic() > deadline:
             return count
         time.sleep(0.05)

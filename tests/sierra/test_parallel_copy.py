@@ -15,6 +15,7 @@ from dev.sierra_data import READER_ROLE, generate, item_id, touch
 from etlkit.common.errors import ConfigurationError
 from etlkit.sierra.extract import BIGINT_MIN, IdRange, Selection, id_ranges, open_snapshot, part_count
 from etlkit.sierra.protocol import SYNC_CHANGES, SYNC_FULL
+from tests.sierra.conftest import sierra_sessions
 
 pytestmark = pytest.mark.sierra
 
@@ -84,11 +85,7 @@ def test_a_failing_part_fails_the_copy_and_leaves_nothing_running(sierra, sierra
         with pytest.raises(psycopg.errors.LockNotAvailable):
             copy_in_parts(Selection(SYNC_FULL, 0, 1_000), parts=2, options="-c lock_timeout=200ms")
     assert not [t for t in threading.enumerate() if t.name == "sierra-copy-part"]
-    sessions = sierra.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-        (sierra_dbname,),
-    )
-    assert sessions.fetchone()[0] == 0
+    assert sierra_sessions(sierra, dbname=sierra_dbname) == 0
 
 
 def test_a_server_refusing_to_share_its_snapshot_is_a_clear_configuration_error(sierra, copy_in_parts):

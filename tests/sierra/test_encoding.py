@@ -109,3 +109,24 @@ def test_null_itype_without_fallback_is_an_empty_field_the_backend_refuses(
     summary = run_task(itype_null_fallback=0)
     assert summary["itype_fallbacks"] == 1 and ("sierra_sync.itype_fallbacks", 1) in run_task.metrics
     assert backend.items[item_id(9)]["itype_code_num"] == 0
+
+
+def test_repeated_property_rows_give_one_row_with_the_lowest_id(sierra, extract):
+    """Several property rows are not expected (spec §3.1), but must not duplicate an item."""
+    build_catalogue(sierra, items=6)
+    item, bib = item_id(3), bib_id(103)  # item 3 links to bib 103 alone
+    sierra.execute(
+        "INSERT INTO sierra_view.item_record_property VALUES (%s, %s, 'LOWER ID', NULL), (%s, %s, 'HIGHER ID', NULL)",
+        (item - 1, item, item + 1, item),
+    )
+    sierra.execute(
+        "INSERT INTO sierra_view.bib_record_property VALUES"
+        " (%s, %s, 'Lower id title', 'A', 'g', 'm', 2001), (%s, %s, 'Higher id title', 'B', 's', 'm', 2001)",
+        (bib - 1, bib, bib + 1, bib),
+    )
+    records = read_records(extract())[1:]
+    assert [int(r[0]) for r in records] == [item_id(n) for n in range(1, 7)]
+    by_id = {int(r[0]): dict(zip(COLUMNS, r, strict=True)) for r in records}
+    assert by_id[item]["barcode"] == "LOWER ID"
+    assert (by_id[item]["best_title"], by_id[item]["material_name"]) == ("Lower id title", "Video")
+    assert by_id[item_id(5)]["best_title"] == "Lower id title"  # item 5's greatest bib is 103 too

@@ -1,10 +1,11 @@
 -- One row per selected item, in the 13 output columns of the spec, ordered by item id.
--- Every one-to-many relation is reduced before the join (set-based, so it needs no index):
--- the item's bib is its greatest linked bib id; property rows are the ones with the lowest id.
--- Per-bib values are gathered once per distinct bib, then joined to the items in one step.
+-- Set-based, so it needs no index. The item's bib is its greatest linked bib id; per-bib values
+-- are gathered once per distinct bib, then joined to the items in one step. Property rows are
+-- joined unreduced and the lowest id wins in the final DISTINCT ON, whose sort the ORDER BY needs
+-- anyway (a separate DISTINCT ON per property table would sort each table once more).
 -- Empty strings become NULL so that both are written as an empty field.
--- Composed with psycopg.sql.SQL.format: the selected CTE takes the mode's id query (narrowed to one
--- part's id range when a batch is copied in parts).
+-- Composed with psycopg.sql.SQL.format: the selected CTE takes the mode's id query (record_id and
+-- itype_code_num; narrowed to one part's id range when a batch is copied in parts).
 WITH selected AS ({selected_item_ids}),
 item_bib AS (
     SELECT link.item_record_id, max(link.bib_record_id) AS bib_record_id
@@ -15,18 +16,6 @@ item_bib AS (
 ),
 chosen_bib AS (
     SELECT DISTINCT bib_record_id FROM item_bib
-),
-item_property AS (
-    SELECT DISTINCT ON (p.item_record_id) p.item_record_id, p.barcode
-    FROM sierra_view.item_record_property AS p
-    JOIN selected AS s ON s.record_id = p.item_record_id
-    ORDER BY p.item_record_id, p.id
-),
-bib_property AS (
-    SELECT DISTINCT ON (p.bib_record_id) p.bib_record_id, p.best_author, p.best_title, p.material_code
-    FROM sierra_view.bib_record_property AS p
-    JOIN chosen_bib AS b ON b.bib_record_id = p.bib_record_id
-    ORDER BY p.bib_record_id, p.id
 ),
 -- One pass over the chosen bibs' subfields gives both the classification (greatest 097 content)
 -- and the shelfmark. row_to_json of the lateral row gives compact JSON with the keys in column
@@ -54,6 +43,7 @@ bib_row AS (
     SELECT
         b.bib_record_id,
         bib_meta.record_num AS bib_number,
+        bib_property.id AS bib_property_id,
         nullif(bib_property.best_author, '') AS best_author,
         nullif(bib_property.best_title, '') AS best_title,
         nullif(bib_property.material_code, '') AS material_code,
@@ -63,11 +53,11 @@ bib_row AS (
     FROM chosen_bib AS b
     LEFT JOIN sierra_view.record_metadata AS bib_meta
         ON bib_meta.id = b.bib_record_id AND bib_meta.record_type_code = 'b'
-    LEFT JOIN bib_property ON bib_property.bib_record_id = b.bib_record_id
+    LEFT JOIN sierra_view.bib_record_property AS bib_property ON bib_property.bib_record_id = b.bib_record_id
     LEFT JOIN sierra_view.material_property_myuser AS material ON material.code = bib_property.material_code
     LEFT JOIN bib_subfields ON bib_subfields.record_id = b.bib_record_id
 )
-SELECT
+SELECT DISTINCT ON (ir.record_id)
     ir.record_id AS item_record_id,
     item_meta.record_num AS item_number,
     nullif(item_property.barcode, '') AS barcode,
@@ -81,12 +71,11 @@ SELECT
     bib_row.material_name,
     bib_row.classification,
     bib_row.shelfmark_json
-FROM sierra_view.item_record AS ir
-JOIN selected AS s ON s.record_id = ir.record_id
+FROM selected AS ir
 LEFT JOIN sierra_view.record_metadata AS item_meta
     ON item_meta.id = ir.record_id AND item_meta.record_type_code = 'i'
-LEFT JOIN item_property ON item_property.item_record_id = ir.record_id
+LEFT JOIN sierra_view.item_record_property AS item_property ON item_property.item_record_id = ir.record_id
 LEFT JOIN item_bib ON item_bib.item_record_id = ir.record_id
 LEFT JOIN bib_row ON bib_row.bib_record_id = item_bib.bib_record_id
 LEFT JOIN sierra_view.itype_property_myuser AS itype ON itype.code = ir.itype_code_num
-ORDER BY ir.record_id
+ORDER BY ir.record_id, item_property.id, bib_row.bib_property_id

@@ -48,6 +48,7 @@ BLOCK_BYTES = 1 << 18
 # Blocks a part may hold while an earlier part is being written: memory is bounded by parts x this.
 QUEUED_BLOCKS_PER_PART = 4
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+JIT_SINCE_SERVER_VERSION = 110000
 
 Connect = Callable[[], psycopg.Connection]
 
@@ -248,7 +249,7 @@ class SierraSnapshot:
         try:
             _begin_read_only(conn)
             conn.execute(pgsql.SQL("SET TRANSACTION SNAPSHOT {}").format(pgsql.Literal(snapshot_id)))
-            _set_statement_timeout(conn, self.statement_timeout_ms)
+            _configure_transaction(conn, self.statement_timeout_ms)
             yield conn
         finally:
             conn.close()
@@ -260,8 +261,12 @@ def _begin_read_only(conn: psycopg.Connection) -> None:
     conn.read_only = True
 
 
-def _set_statement_timeout(conn: psycopg.Connection, timeout_ms: int) -> None:
+def _configure_transaction(conn: psycopg.Connection, timeout_ms: int) -> None:
+    """The statement timeout, and no JIT: compiling the row query's expressions costs more than it
+    saves (1M items: 13.6 s with JIT, 12.1 s without). Both last for this transaction only."""
     conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_ms}ms",))
+    if conn.info.server_version >= JIT_SINCE_SERVER_VERSION:
+        conn.execute("SELECT set_config('jit', 'off', true)")
 
 
 @contextmanager
@@ -278,7 +283,7 @@ def open_snapshot(
         _begin_read_only(conn)
         with conn.transaction():
             db_now, timezone = conn.execute("SELECT now(), current_setting('TimeZone')").fetchone()
-            _set_statement_timeout(conn, timeout_ms)
+            _configure_transaction(conn, timeout_ms)
             yield SierraSnapshot(conn, db_now, timezone, statement_timeout_ms=timeout_ms, connect=connect)
     finally:
         conn.close()

@@ -249,9 +249,13 @@ INSERT INTO sierra_view.item_record_property
 SELECT %(item_base)s + n, %(item_base)s + n, 'BC' || lpad(n::text, 9, '0'), 'CALL ' || n
 FROM generate_series(1, %(items)s) n;
 
--- One bib per item, none for every 50th item, three bibs for every 40th item.
+-- One bib per item, none for every 50th item, three bibs for every 40th item. As in a library's
+-- catalogue, most items are created with their bib, so item ids follow bib ids (two items a bib);
+-- every tenth item is a copy added later to an older bib anywhere in the range, as are extra bibs.
 INSERT INTO sierra_view.bib_record_item_record_link
-SELECT (%(item_base)s + n) * 10 + k, %(bib_base)s + 1 + (n * 7 + k * 13) %% %(bibs)s, %(item_base)s + n, k, 0
+SELECT (%(item_base)s + n) * 10 + k,
+       %(bib_base)s + 1 + (CASE WHEN k = 0 AND n %% 10 <> 0 THEN n / 2 ELSE n * 7 + k * 13 END) %% %(bibs)s,
+       %(item_base)s + n, k, 0
 FROM generate_series(1, %(items)s) n
 CROSS JOIN LATERAL generate_series(0, CASE WHEN n %% 40 = 0 THEN 2 ELSE 0 END) k
 WHERE n %% 50 <> 0;

@@ -90,7 +90,7 @@ class SshServer:
 def ensure_openssh_server() -> None:
     if not Path(SSHD_BINARY).exists():
         raise RuntimeError(
-            f"{SSHD_BINARY} is missing: install Debian's openssh-server (make setup-system does it)"
+            f"{SSHD_BINARY} is missing: install Debian's openssh-server (make system does it)"
         )
 
 

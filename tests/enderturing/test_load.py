@@ -78,7 +78,7 @@ def test_statement_count_does_not_grow_with_rows(warehouse, tmp_path, rows):
     counting = CountingConnection(warehouse)
     [result] = load.load_tables(counting, "enderturing", [t.SESSIONS_TAGS], [spool], load.SESSIONS_LOCK_KEY)
     assert (result.staged, result.inserted, result.updated) == (rows, rows, 0)
-    # lock, stage, copy, analyze, replace set, its copy, delete, upsert, staged count, orphan check
+    # lock, settings, stage, copy, analyze, replace set, its copy, delete, upsert, one orphan check
     assert counting.statements == 10
     assert result.orphans == {"tag_id->tags": rows}  # no tags loaded: every row is a (soft) orphan
     assert warehouse.execute("SELECT count(*) FROM enderturing.sessions_tags").fetchone()[0] == rows

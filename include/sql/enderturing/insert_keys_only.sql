@@ -1,6 +1,6 @@
 WITH inserted AS (
     INSERT INTO {target} ({columns})
-    SELECT {columns} FROM {stage}
+    SELECT {columns} FROM {stage} ORDER BY {key}
     ON CONFLICT ({key}) DO NOTHING
     RETURNING 1
 )

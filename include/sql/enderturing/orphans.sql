@@ -1,2 +1,2 @@
-SELECT count(*) FROM {stage} AS s
-WHERE s.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE p.id = s.{column})
+-- One scan of the stage for all of the table's soft relationships, one count per column.
+SELECT {missing} FROM {stage} AS s

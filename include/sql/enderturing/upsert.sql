@@ -1,6 +1,6 @@
 WITH upserted AS (
     INSERT INTO {target} AS t ({columns})
-    SELECT {columns} FROM {stage}
+    SELECT {columns} FROM {stage} ORDER BY {key}
     ON CONFLICT ({key}) DO UPDATE
         SET ({non_key}) = ROW({excluded_non_key}), etl_loaded_at = now()
         WHERE ROW({target_non_key}) IS DISTINCT FROM ROW({excluded_non_key})

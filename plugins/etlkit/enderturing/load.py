@@ -57,13 +57,15 @@ def ensure_schema(conn: Connection, schema: str) -> None:
             conn.execute(_query(migration, schema=sql.Identifier(schema)))
 
 
-def _copy_files(conn: Connection, statement: sql.Composed, paths: list[Path]) -> None:
-    """One COPY statement fed from every file in turn."""
-    with conn.cursor() as cursor, cursor.copy(statement) as copy:
-        for path in paths:
-            with path.open("rb") as source:
-                while block := source.read(COPY_BLOCK):
-                    copy.write(block)
+def _copy_files(conn: Connection, statement: sql.Composed, paths: list[Path]) -> int:
+    """One COPY statement fed from every file in turn; returns the rows copied."""
+    with conn.cursor() as cursor:
+        with cursor.copy(statement) as copy:
+            for path in paths:
+                with path.open("rb") as source:
+                    while block := source.read(COPY_BLOCK):
+                        copy.write(block)
+        return cursor.rowcount
 
 
 def _key_match(table: Table) -> sql.Composed:
@@ -79,8 +81,9 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
     columns = sql.SQL(", ").join(map(sql.Identifier, table.columns))
     conn.execute(_query("stage_create.sql", stage=stage, target=target))
     rows_paths = [path for spool in spools if (path := spool.rows_path(table)).exists()]
+    staged = 0
     if rows_paths:
-        _copy_files(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_paths)
+        staged = _copy_files(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_paths)
     key = sql.SQL(", ").join(map(sql.Identifier, table.key))
     # Temp tables get no autovacuum statistics; the key columns are what the joins below need.
     conn.execute(sql.SQL("ANALYZE {} ({})").format(stage, key))
@@ -105,7 +108,6 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
         stale_deleted = deleted.rowcount
 
     inserted, updated = _upsert(conn, table, target, stage, columns, key)
-    staged = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(stage)).fetchone()[0]
     orphans = _count_orphans(conn, schema, table, stage)
     result = TableLoad(
         table.name, staged, inserted, updated, stale_deleted, orphans, round(time.perf_counter() - started, 3)
@@ -125,12 +127,15 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
 
 def _count_orphans(conn: Connection, schema: str, table: Table, stage: sql.Identifier) -> dict[str, int]:
     """Soft relationship check on this batch's rows: logged as a warning, never fatal (spec §2.1)."""
+    if not table.refs:
+        return {}
+    missing = sql.SQL(", ").join(
+        _query("orphan_count.sql", column=sql.Identifier(column), parent=sql.Identifier(schema, parent))
+        for column, parent in table.refs
+    )
+    counts = conn.execute(_query("orphans.sql", stage=stage, missing=missing)).fetchone()
     orphans = {}
-    for column, parent in table.refs:
-        statement = _query(
-            "orphans.sql", stage=stage, column=sql.Identifier(column), parent=sql.Identifier(schema, parent)
-        )
-        count = conn.execute(statement).fetchone()[0]
+    for (column, parent), count in zip(table.refs, counts, strict=True):
         if count:
             log.warning(
                 "%s.%s.%s: %s staged rows refer to ids missing from %s",
@@ -182,4 +187,5 @@ def load_tables(
     """Load ``tables`` from the spool files in order in ONE transaction, after the advisory lock of this kind."""
     with conn.transaction():
         take_lock(conn, lock_key)
+        conn.execute(load_sql(PIPELINE, "load_settings.sql"))
         return [load_table(conn, schema, table, spools) for table in tables]

@@ -89,9 +89,7 @@ class SshServer:
 
 def ensure_openssh_server() -> None:
     if not Path(SSHD_BINARY).exists():
-        raise RuntimeError(
-            f"{SSHD_BINARY} is missing: install Debian's openssh-server (make system does it)"
-        )
+        raise RuntimeError(f"{SSHD_BINARY} is missing: install Debian's openssh-server (make system does it)")
 
 
 def start_sshd(workdir: Path, port: int | None = None) -> SshServer:

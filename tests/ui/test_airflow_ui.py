@@ -42,7 +42,7 @@ def test_login_form_rejects_a_wrong_password_and_signs_in_with_the_right_one(
     page.get_by_label("Password").fill(airflow_ui.password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: "/auth/login" not in url)
-    expect(page.get_by_role("link", name="Dags")).to_be_visible()
+    expect(page.get_by_role("link", name="Dags", exact=True)).to_be_visible()
 
 
 def test_every_dag_is_listed_with_its_tags(signed_in_page, airflow_ui: AirflowUI, dag_bag, output_dir: Path):

@@ -149,6 +149,28 @@ def test_dry_run_commits_and_touches_nothing(visits):
     assert not list(visits.backup.iterdir())
 
 
+def test_dry_run_leaves_loaded_data_counters_and_open_loads_as_they_were(visits):
+    loaded = write_report(visits.root / "gen" / "report_1.txt", 80, seed=1)
+    visits.put(loaded.name, loaded.read_bytes())
+    assert visits.run(reference_date="2024-05-10").state == "success"
+    # As after a crash between the source delete and closing the load: a real run would close it.
+    visits.query("UPDATE load_log SET status = 'LOADED', finished_at = NULL RETURNING load_id")
+    waiting = write_report(visits.root / "gen" / "report_2.txt", 40, seed=2)
+    visits.put(waiting.name, waiting.read_bytes())
+    tables = ("visitor", "load_log", "statistics", "errors")
+    before = {t: visits.query(f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}  # noqa: S608
+    archives = sorted(p.name for p in visits.backup.iterdir())
+
+    # Another year: a refresh of the period counters would zero every visitor's year and month.
+    dag_run = visits.run(reference_date="2025-02-01", dry_run=True)
+
+    assert dag_run.state == "success", task_states(dag_run)
+    assert {t: visits.query(f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables} == before  # noqa: S608
+    assert any(year_visits for *_, year_visits, _ in before["visitor"]), "no year counters to keep"
+    assert visits.remote_names() == ["report_2.txt"]
+    assert sorted(p.name for p in visits.backup.iterdir()) == archives
+
+
 def test_rerun_with_no_files_changes_nothing_and_young_or_foreign_files_wait(visits, airflow_var):
     airflow_var("sftp_visits_config", visits.config(min_file_age_s=60))
     path = write_report(visits.root / "gen" / "report_3.txt", 50, seed=3)

@@ -91,7 +91,11 @@ class RefreshVisitorPeriodOperator(VisitsBaseOperator):
     """Brings every visitor's year and month counters to R, even on a run with no files."""
 
     def execute_with_config(self, context, config) -> int:
-        r = self.run_info(context, config).reference_date
+        run = self.run_info(context, config)
+        r = run.reference_date
+        if run.dry_run:
+            log.info("dry run: period counters for R=%s not refreshed", r)
+            return 0
         store = self.open_store(config)
         with store.conn:
             changed = store.refresh_period_counters(r)
@@ -110,6 +114,9 @@ class ListVisitReportsOperator(VisitsBaseOperator):
                 eligible, names = list_eligible(sftp, config, pattern)
             except FileNotFoundError as exc:
                 raise ConfigurationError(f"remote_dir {config.remote_dir!r} does not exist") from exc
+        if self.run_info(context, config).dry_run:
+            log.info("dry run: %s eligible files: %s (no reconcile, no purge)", len(eligible), eligible)
+            return [remote.as_dict() for remote in eligible]
         store = self.open_store(config)
         with store.conn:
             reconciled = store.reconcile_deleted_sources(names)

@@ -24,6 +24,8 @@ CONNECTION_DEFAULT = re.compile(r"""(?:conn_id\w*|CONN_ID)["']?\s*(?::\s*str\s*)
 CONFIG_VARIABLE = re.compile(
     r"""^\s*(?!\w*(?:STATE|WATERMARK))[A-Z_]*VARIABLE\w*\s*=\s*["']([a-z_]+)["']""", re.M
 )
+# ... and the ones DAG files read in templates: `{{ var.value.get('x', ...) }}`, `var.json.get(...)`.
+TEMPLATE_VARIABLE = re.compile(r"""var\.(?:value|json)\.get\(\s*["']([a-z_]+)["']""")
 
 
 def airflow_env(service: str) -> dict[str, str]:
@@ -87,8 +89,13 @@ def test_every_connection_the_code_uses_is_provided():
 
 
 def test_every_configuration_variable_is_provided():
-    used = set(CONFIG_VARIABLE.findall(SOURCE))
-    assert {"sftp_visits_config", "etl_retry_policy"} <= used
+    used = set(CONFIG_VARIABLE.findall(SOURCE)) | set(TEMPLATE_VARIABLE.findall(SOURCE))
+    assert {
+        "sftp_visits_config",
+        "etl_retry_policy",
+        "enderturing_staging_dir",
+        "sierra_sync_settings",
+    } <= used
     for service in AIRFLOW_SERVICES:
         provided = {
             k.removeprefix("AIRFLOW_VAR_").lower()
@@ -96,3 +103,10 @@ def test_every_configuration_variable_is_provided():
             if k.startswith("AIRFLOW_VAR_")
         }
         assert used - provided == set(), service
+
+
+def test_staging_shared_between_tasks_is_on_the_volume_every_worker_mounts():
+    mounted = {m.split(":")[1] for m in SERVICES["airflow-worker"]["volumes"] if m.startswith("etl-data:")}
+    assert mounted == {"/opt/airflow/data"}
+    staging = airflow_env("airflow-worker")["AIRFLOW_VAR_ENDERTURING_STAGING_DIR"]
+    assert staging.startswith("/opt/airflow/data/"), staging

@@ -121,3 +121,22 @@ def test_limit_sessions_takes_few_sessions_and_freezes_the_watermark(run_dag, et
     loaded = warehouse.execute("SELECT count(*) FROM sessions").fetchone()[0]
     assert 5 <= loaded <= 5 * 3  # main, manual scores, one categories pass: at most 5 each
     assert watermark_value() is None
+
+
+def test_staging_of_failed_runs_is_kept_a_week_then_removed(run_dag, et_airflow, warehouse, tmp_path):
+    import os
+    import time
+
+    runs = tmp_path / "staging" / DAG_ID
+    old, recent = runs / "manual__old_failed_run", runs / "manual__yesterdays_failed_run"
+    for run_dir, age_days in ((old, 8), (recent, 1)):
+        (run_dir / "sessions.ndjson").parent.mkdir(parents=True)
+        (run_dir / "sessions.ndjson").write_text('{"id": "personal data"}\n')
+        stamp = time.time() - age_days * 86400
+        for path in (run_dir, run_dir / "sessions.ndjson"):
+            os.utime(path, (stamp, stamp))
+
+    dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
+
+    assert dr.state == "success", task_states(dr)
+    assert sorted(p.name for p in runs.iterdir()) == [recent.name]  # this run's own staging is gone too

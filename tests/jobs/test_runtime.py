@@ -422,7 +422,7 @@ def test_write_sql_failure_midway_leaves_no_partial_rows_and_rerun_is_clean(
 def test_housekeeping_removes_only_stale_staged_runs(tmp_path):
     import os
 
-    from etlkit.jobs.staging import remove_stale_runs
+    from etlkit.common.staging import remove_stale_runs
 
     old, fresh = tmp_path / "job_a" / "run_old", tmp_path / "job_a" / "run_fresh"
     for run_dir in (old, fresh):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,7 @@ from airflow.sdk import BaseHook, BaseOperator
 from etlkit.common.alerting import alert_context
 from etlkit.common.errors import ConfigurationError
 from etlkit.common.metrics import RunMetrics
+from etlkit.common.staging import remove_stale_runs
 from etlkit.common.state import VariableWatermark
 from etlkit.enderturing import extract, load, staging
 from etlkit.enderturing.filters import plan_passes, resync_applies
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 PIPELINE = "enderturing"
 CATEGORY_WATERMARK = "enderturing_categories_watermark"
+# Staged sessions hold personal data: a failed run's are kept this long for a retry, then removed.
+STAGING_RETENTION_DAYS = 7
 
 
 def warehouse_connection(postgres_conn_id: str):
@@ -147,6 +151,8 @@ class EnderTuringExtractSessionsOperator(BaseOperator):
         run_dir = staging_dir_for(self.staging_root, context)
         shutil.rmtree(run_dir, ignore_errors=True)  # a retry starts from a clean staging area
         run_dir.mkdir(parents=True)
+        for stale in remove_stale_runs(run_dir.parents[1], STAGING_RETENTION_DAYS, time.time()):
+            log.info("removed the staging of an old failed run: %s", stale)
         settings = extract.SessionSettings(
             page_size=int(params["page_size"]),
             window_cap=int(params["window_cap"]),

@@ -21,6 +21,7 @@ from airflow.sdk.definitions.retry_policy import RetryAction, RetryRule
 
 from etlkit.common.alerting import alert_context, log_task_failure
 from etlkit.common.errors import BadInputError
+from etlkit.common.staging import remove_stale_runs
 from etlkit.jobs import metrics_store
 from etlkit.jobs.environment import (
     DEFAULT_METRICS_CONN_ID,
@@ -31,7 +32,7 @@ from etlkit.jobs.environment import (
 )
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.runtime import RuntimeIO, run_component
-from etlkit.jobs.staging import remove_stale_runs, run_directory
+from etlkit.jobs.staging import run_directory
 from etlkit.jobs.validation import JobDefinitionError, ValidatedJob, load_job
 
 log = logging.getLogger(__name__)

@@ -278,6 +278,41 @@ def test_detail_4xx_are_counted_and_fail_past_the_limit(fake_et, hook_for, tmp_p
         )
 
 
+def test_credentials_rejected_during_detail_calls_fail_the_task_at_once(fake_et, hook_for, tmp_path):
+    from etlkit.enderturing.errors import EnderTuringLoginError
+    from etlkit.enderturing.extract import ExtractReport
+
+    fake, _ = fake_et
+    hook = hook_for()
+    hook.get_dictionary("/labels")
+    fake.password = "rotated-upstream"
+    fake.revoke_tokens()
+    sessions = [{"id": s["id"], "reviewers": [], "comments_count": 0} for s in fake.dataset.sessions]
+    lenient = SessionSettings(detail_concurrency=4, max_detail_failures=len(sessions))
+    with pytest.raises(EnderTuringLoginError, match="login rejected"):
+        fetch_details(hook, sessions, lenient, tmp_path / "d.ndjson", ExtractReport())
+    assert len(fake.requests_to("^/login")) == 2  # the first login, then one rejected re-login
+    # Bounded by the concurrency (calls in flight, and one more each before the queue is cancelled),
+    # not by the 40 sessions; and no per-session failure was counted toward max_detail_failures.
+    assert len(fake.requests_to("/summary$")) <= 2 * lenient.detail_concurrency < len(sessions)
+
+
+def test_comment_counts_sent_as_text_are_read(fake_et, hook_for, tmp_path):
+    from etlkit.enderturing.extract import ExtractReport
+
+    fake, _ = fake_et
+    first, second, third = (s["id"] for s in fake.dataset.sessions[:3])
+    sessions = [
+        {"id": first, "reviewers": [], "comments_count": "2"},
+        {"id": second, "reviewers": [], "comments_count": "0"},
+        {"id": third, "reviewers": [], "comments_count": "several"},
+    ]
+    settings = SessionSettings(fetch_summaries=False, fetch_comments=True)
+    fetch_details(hook_for(), sessions, settings, tmp_path / "d.ndjson", ExtractReport())
+    asked = {e["path"].split("/")[2] for e in fake.requests_to("/comments$")}
+    assert asked == {first, third}  # an unreadable count is asked rather than assumed zero
+
+
 def test_warehouse_must_be_postgres(airflow_conn):
     from etlkit.common.errors import ConfigurationError
     from etlkit.operators.enderturing import warehouse_connection

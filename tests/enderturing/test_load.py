@@ -175,3 +175,28 @@ def test_parallel_transform_stages_the_same_rows_as_one_process(tmp_path, monkey
     assert len(parallel.spools) == 2 and single.row_counts == parallel.row_counts
     assert staged_lines(single) == staged_lines(parallel)
     assert single.row_counts["sessions"] == 300
+
+
+def test_integer_extremes_load_and_out_of_range_values_land_in_extra(warehouse, tmp_path):
+    from etlkit.enderturing.transform import Transformer
+
+    load.ensure_schema(warehouse, "enderturing")
+    session_id = str(uuid.uuid4())
+    session = {
+        "id": session_id,
+        "start_dt": "2024-06-26T10:00:00",
+        **{name: 2**31 - 1 for name in t.SESSION_INT},
+        "fcr": 2**31,
+        "tags": [{"id": 1, "match": [{"transcript_id": 2**63 - 1}, {"transcript_id": 2**63}]}],
+    }
+    with CopySpool(tmp_path) as spool:
+        Transformer(spool).session(session, "test")
+    load.load_tables(warehouse, "enderturing", [t.SESSIONS, t.SESSIONS_TAGS], [spool], load.SESSIONS_LOCK_KEY)
+    fcr, nps, extra = warehouse.execute(
+        "SELECT fcr, nps, extra FROM enderturing.sessions WHERE id = %s", (session_id,)
+    ).fetchone()
+    assert (fcr, nps, extra) == (None, 2**31 - 1, {"fcr": 2**31})
+    tags = warehouse.execute(
+        "SELECT transcript_id, extra FROM enderturing.sessions_tags ORDER BY match_no"
+    ).fetchall()
+    assert tags == [(2**63 - 1, {}), (None, {"transcript_id": 2**63})]

@@ -255,3 +255,33 @@ def test_comments_are_positional_and_keep_raw_replies():
         for r in sink.rows["sessions_comments"]
     ]
     assert rows == [(0, 1, 4, '[{"id":2}]', {}), (1, 3, None, "null", {"author_id": "x"})]
+
+
+def test_integers_beyond_the_column_type_go_to_extra_not_to_copy():
+    session = {
+        "id": SESSION_ID,
+        "fcr": 2**31,  # integer column: one past int32
+        "csi": "-2147483649",
+        "nps": 2**31 - 1,
+        "waiting_time": 1e20,
+        "tags": [{"id": 7, "match": [{"transcript_id": 2**40}, {"transcript_id": 2**63}]}],
+    }
+    sink, transformer = transformed("session", session, "test")
+    row = sink.rows["sessions"][0]
+    assert (row["fcr"], row["csi"], row["nps"], row["waiting_time"]) == (None, None, 2**31 - 1, None)
+    assert json.loads(row["extra"]) == {"fcr": 2**31, "csi": "-2147483649", "waiting_time": 1e20}
+    assert transformer.warnings["sessions.fcr: uncoercible"] == 1
+    tags = [(r["transcript_id"], json.loads(r["extra"])) for r in sink.rows["sessions_tags"]]
+    assert tags == [(2**40, {}), (None, {"transcript_id": 2**63})]  # transcript_id is bigint
+
+
+def test_integer_key_beyond_int32_is_a_clear_error():
+    with pytest.raises(BadInputError, match="key field 'id' is missing or invalid"):
+        transformed("session", {"id": SESSION_ID, "tags": [{"id": 2**31, "match": []}]}, "test")
+
+
+@pytest.mark.parametrize("point_id", [None, "five", 2**31])
+def test_point_score_without_a_usable_scorecard_point_id_is_a_clear_error(point_id):
+    sheets = [{"scorecard_id": 2, "point_scores": [{"scorecard_point_id": point_id, "score": 1}]}]
+    with pytest.raises(BadInputError, match=f"/sessions/{SESSION_ID}/scores: key field 'scorecard_point_id'"):
+        transformed("scores", SESSION_ID, sheets)

@@ -16,3 +16,11 @@ class EnderTuringRequestError(BadInputError):
     def is_client_error(self) -> bool:
         """A 4xx the spec counts as a per-session detail failure (a repeated 401 fails the task)."""
         return self.status is not None and 400 <= self.status < 500 and self.status != 401
+
+
+class EnderTuringLoginError(EnderTuringRequestError):
+    """The credentials were rejected: no later call can succeed, so it is never a per-session failure."""
+
+    @property
+    def is_client_error(self) -> bool:
+        return False

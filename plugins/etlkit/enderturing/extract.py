@@ -20,7 +20,7 @@ from etlkit.common.errors import BadInputError
 from etlkit.enderturing import staging
 from etlkit.enderturing.errors import EnderTuringRequestError
 from etlkit.enderturing.filters import Pass, Window, encode, expression
-from etlkit.enderturing.transform import Transformer
+from etlkit.enderturing.transform import Transformer, Uncoercible, to_int
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def fetch_details(
             calls.append((session["id"], "scores"))
         if settings.fetch_summaries:
             calls.append((session["id"], "summary"))
-        if settings.fetch_comments and (session["comments_count"] or 0) > 0:
+        if settings.fetch_comments and _may_have_comments(session["comments_count"]):
             calls.append((session["id"], "comments"))
 
     def call(session_id: str, endpoint: str) -> tuple[str, str, Any, EnderTuringRequestError | None]:
@@ -179,19 +179,36 @@ def fetch_details(
                 raise
             return session_id, endpoint, None, exc
 
-    with target.open("w", encoding="utf-8") as out, ThreadPoolExecutor(settings.detail_concurrency) as pool:
-        for session_id, endpoint, body, error in pool.map(lambda c: call(*c), calls):
-            report.detail_calls += 1
-            if error is not None:
-                report.detail_failures += 1
-                log.warning("detail call failed, rows kept as they are: %s", error)
-                if report.detail_failures > settings.max_detail_failures:
-                    raise BadInputError(
-                        f"{report.detail_failures} per-session calls failed (max_detail_failures="
-                        f"{settings.max_detail_failures}); last: {error}"
-                    )
-                continue
-            staging.write_ndjson(out, [{"session_id": session_id, "endpoint": endpoint, "body": body}])
+    pool = ThreadPoolExecutor(settings.detail_concurrency)
+    try:
+        with target.open("w", encoding="utf-8") as out:
+            _write_details(pool.map(lambda c: call(*c), calls), out, settings, report)
+    finally:
+        pool.shutdown(cancel_futures=True)  # a failure stops the queued calls instead of waiting for them
+
+
+def _write_details(
+    results: Iterator[tuple], out: Any, settings: SessionSettings, report: ExtractReport
+) -> None:
+    for session_id, endpoint, body, error in results:
+        report.detail_calls += 1
+        if error is not None:
+            report.detail_failures += 1
+            log.warning("detail call failed, rows kept as they are: %s", error)
+            if report.detail_failures > settings.max_detail_failures:
+                raise BadInputError(
+                    f"{report.detail_failures} per-session calls failed (max_detail_failures="
+                    f"{settings.max_detail_failures}); last: {error}"
+                )
+            continue
+        staging.write_ndjson(out, [{"session_id": session_id, "endpoint": endpoint, "body": body}])
+
+
+def _may_have_comments(comments_count: Any) -> bool:
+    try:
+        return (to_int(comments_count) or 0) > 0
+    except Uncoercible:
+        return True  # a count we cannot read: ask (the endpoint answers 404 or an empty list)
 
 
 def transform_sessions(staging_dir: Path, transformer: Transformer, part: int = 0, parts: int = 1) -> None:

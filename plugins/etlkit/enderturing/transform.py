@@ -46,7 +46,26 @@ class Uncoercible(ValueError):
 # ---- coercion -------------------------------------------------------------------------------
 
 
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def to_bigint(value: Any) -> int | None:
+    number = _integral(value)
+    if number is not None and not INT64[0] <= number <= INT64[1]:
+        raise Uncoercible(value)
+    return number
+
+
 def to_int(value: Any) -> int | None:
+    """An ``integer`` column's value: out of int32 range is uncoercible (kept in ``extra``), not a COPY error."""
+    number = _integral(value)
+    if number is not None and not INT32[0] <= number <= INT32[1]:
+        raise Uncoercible(value)
+    return number
+
+
+def _integral(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool):
@@ -164,8 +183,9 @@ def to_json(value: Any) -> str:
     return _ESCAPED_NUL.sub(r"\1", text) if "\\u0000" in text else text
 
 
-INT, FLOAT, NUMERIC, BOOL, TEXT, TS, UUID, JSON = (
+INT, BIGINT, FLOAT, NUMERIC, BOOL, TEXT, TS, UUID, JSON = (
     to_int,
+    to_bigint,
     to_float,
     to_numeric,
     to_bool,
@@ -412,7 +432,7 @@ class Transformer:
         "score": ("score", FLOAT),
         "matched_corpus_text": ("matched_corpus_text", TEXT),
         "is_agent": ("is_agent", BOOL),
-        "transcript_id": ("transcript_id", INT),
+        "transcript_id": ("transcript_id", BIGINT),
         "matched_query_text": ("matched_query_text", TEXT),
         "meta": ("meta", JSON),
     }
@@ -504,10 +524,7 @@ class Transformer:
             skip = {"session_id", "scorecard_id", "reviewer_id", "point_scores"}
             parent = {k: v for k, v in sheet.items() if k not in skip}
             for point in sheet.get("point_scores") or []:
-                if to_int(point.get("scorecard_point_id")) is None:
-                    raise BadInputError(
-                        f"/sessions/{session_id}/scores: point score without scorecard_point_id"
-                    )
+                self._key(INT, point, "scorecard_point_id", f"/sessions/{session_id}/scores")
                 values, extra = self._map(t.SESSIONS_SCORES, point, fields, frozenset({"id"}))
                 if parent:
                     extra["parent"] = parent

@@ -23,7 +23,7 @@ import requests
 from airflow.sdk import BaseHook
 
 from etlkit.common.errors import ConfigurationError, TransientError
-from etlkit.enderturing.errors import EnderTuringRequestError
+from etlkit.enderturing.errors import EnderTuringLoginError, EnderTuringRequestError
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class EnderTuringHook(BaseHook):
             log.warning("TLS certificate verification is OFF for connection %r", enderturing_conn_id)
         self._token: _Token | None = None
         self._login_lock = threading.Lock()
+        self._login_rejection: EnderTuringLoginError | None = None  # credentials do not heal mid-task
 
     # ---- authentication --------------------------------------------------------------------
 
@@ -118,22 +119,26 @@ class EnderTuringHook(BaseHook):
     def _relogin_after_401(self, used: _Token) -> _Token:
         """Only the first thread that saw the current token rejected logs in; the others reuse it."""
         if self._static_token:
-            raise EnderTuringRequestError("static token rejected with 401", status=401)
+            raise EnderTuringLoginError("static token rejected with 401", status=401)
         with self._login_lock:
             if self._token is used or self._token is None:
                 self._token = self._login()
             return self._token
 
     def _login(self) -> _Token:
+        if self._login_rejection is not None:
+            rejection = self._login_rejection
+            raise EnderTuringLoginError(str(rejection), status=rejection.status)
         response = self._send_with_retries(
             "POST", "/login/access-token", data={"username": self._username, "password": self._password}
         )
         if response.status_code in (400, 401, 403):
-            raise EnderTuringRequestError(
+            self._login_rejection = EnderTuringLoginError(
                 f"Ender Turing login rejected ({response.status_code}): check the credentials of "
                 f"connection {self.enderturing_conn_id!r}",
                 status=response.status_code,
             )
+            raise self._login_rejection
         body = self._json(response, "POST", "/login/access-token")
         try:
             header = f"{body['token_type']} {body['access_token']}"

@@ -30,7 +30,7 @@ with DAG(
     max_active_runs=1,
     tags=["enderturing", "warehouse", "postgres"],
     doc_md=__doc__ + "\n\nSee docs/enderturing.md for connections, Variables, params and backfill.",
-    default_args=pipeline_default_args("enderturing"),
+    default_args=pipeline_default_args("enderturing", retries=2),  # spec §6: 2 retries, exponential backoff
     params={
         "limit_sessions": Param(
             None, type=["null", "integer"], minimum=1, description="test mode: sessions per pass"

@@ -140,3 +140,14 @@ def test_staging_of_failed_runs_is_kept_a_week_then_removed(run_dag, et_airflow,
 
     assert dr.state == "success", task_states(dr)
     assert sorted(p.name for p in runs.iterdir()) == [recent.name]  # this run's own staging is gone too
+
+
+def test_dag_settings_of_the_spec_two_retries_no_catchup_one_run_at_a_time(dag_bag):
+    from etlkit.common.retry import PipelineRetryPolicy
+
+    dag = dag_bag.get_dag(DAG_ID)
+    assert (dag.catchup, dag.max_active_runs) == (False, 1)
+    for task in dag.tasks:
+        assert task.retries == 2, task.task_id
+        assert isinstance(task.retry_policy, PipelineRetryPolicy), task.task_id
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # a real interval: backfill works

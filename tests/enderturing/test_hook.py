@@ -91,6 +91,16 @@ def test_bad_credentials_fail_after_one_login_request(fake_et, hook_for):
     assert len(fake.journal) == 1
 
 
+def test_retry_after_beyond_the_cap_fails_without_waiting(fake_et, hook_for):
+    fake, _ = fake_et
+    fake.add_fault("^/labels$", 1, status=503, headers={"Retry-After": "3600"})
+    with pytest.raises(
+        EnderTuringRequestError, match="HTTP 503 asks to wait 3600s, more than retry_after_max_s=300s"
+    ):
+        hook_for().get_dictionary("/labels")
+    assert statuses(fake, "^/labels$") == [503]
+
+
 def test_429_waits_for_retry_after_then_succeeds(fake_et, hook_for):
     fake, _ = fake_et
     fake.add_fault("^/labels$", 1, status=429, headers={"Retry-After": "1"})

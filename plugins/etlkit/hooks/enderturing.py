@@ -172,8 +172,10 @@ class EnderTuringHook(BaseHook):
                 if response.status_code in (429, 503):
                     wait = retry_after_seconds(response.headers.get("Retry-After"))
             if wait is not None and wait > self.retry.retry_after_max_s:
-                raise TransientError(
-                    f"{method} {path}: Retry-After {wait:.0f}s exceeds {self.retry.retry_after_max_s}s"
+                # Spec §1.3: fail rather than hold a worker slot; no status, so never a per-session failure.
+                raise EnderTuringRequestError(
+                    f"{method} {path}: {problem} asks to wait {wait:.0f}s, more than "
+                    f"retry_after_max_s={self.retry.retry_after_max_s:.0f}s"
                 )
             if attempt == self.retry.max_attempts:
                 break

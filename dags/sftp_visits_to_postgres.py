@@ -28,7 +28,7 @@ A load-control log (`load_log`, view `load_log_monthly`) makes every file load a
 
 * Connections: `sftp_visits` (host key pinned in the extra `host_key`), `postgres_visits`.
 * Variable `sftp_visits_config` (JSON): directories, pattern, table names, batch size (see docs/visits.md).
-* Params: `reference_date` (R for the visit counters, `YYYY-MM-DD`), `file_pattern`, `dry_run`.
+* Params: `reference_date` (R for the visit counters, `YYYY-MM-DD`), `file_pattern` (narrows the Variable's pattern), `dry_run`.
 """
 
 with DAG(
@@ -49,7 +49,7 @@ with DAG(
         "file_pattern": Param(
             None,
             type=["null", "string"],
-            description="Regex of file names for this run (default: the Variable's)",
+            description="Regex narrowing this run to some of the files the Variable's pattern admits",
         ),
         "dry_run": Param(
             False, type="boolean", description="Parse and validate, commit nothing, touch nothing"

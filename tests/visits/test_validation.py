@@ -193,3 +193,11 @@ def test_listing_is_in_ascending_report_number_and_skips_young_and_foreign_files
     eligible, names = list_eligible(sftp, VisitsConfig(), now=1000)
     assert [f.name for f in eligible] == ["report_2.txt", "report_9.txt", "report_10.txt"]
     assert len(names) == len(listing)
+
+    # A run's file_pattern narrows the configured pattern; it cannot widen it to foreign files.
+    narrowed, _ = list_eligible(sftp, VisitsConfig(), r".*_1\d\.", now=1000)
+    assert [f.name for f in narrowed] == ["report_10.txt"]
+    widened, _ = list_eligible(sftp, VisitsConfig(), r"(?i)report_\d+\.txt.*", now=1000)
+    assert [f.name for f in widened] == ["report_2.txt", "report_9.txt", "report_10.txt"]
+    with pytest.raises(ConfigurationError, match=r"param file_pattern='report_\(' is not a regex"):
+        list_eligible(sftp, VisitsConfig(), "report_(", now=1000)

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from etlkit.common.errors import ConfigurationError
 from etlkit.common.metrics import RunMetrics
 from etlkit.visits import files
 from etlkit.visits.config import VisitsConfig
@@ -86,13 +87,19 @@ def report_sort_key(name: str) -> tuple[int, str]:
 
 
 def list_eligible(sftp, config: VisitsConfig, file_pattern: str | None = None, now: float | None = None):
-    """Regular files directly in the directory, matching the pattern, old enough; ascending ``<n>``."""
-    pattern = re.compile(file_pattern or config.file_pattern)
+    """Regular files directly in the directory, old enough, ascending ``<n>``, matching the configured
+    pattern and, when given, a run's ``file_pattern`` too (it narrows a run, never widens it)."""
+    patterns = [re.compile(config.file_pattern)]
+    if file_pattern:
+        try:
+            patterns.append(re.compile(file_pattern))
+        except re.error as exc:
+            raise ConfigurationError(f"param file_pattern={file_pattern!r} is not a regex: {exc}") from exc
     now = time.time() if now is None else now
     eligible, waiting, all_names = [], [], []
     for entry in sftp.listdir_attr(config.remote_dir):
         all_names.append(entry.filename)
-        if not stat.S_ISREG(entry.st_mode or 0) or not pattern.match(entry.filename):
+        if not stat.S_ISREG(entry.st_mode or 0) or not all(p.match(entry.filename) for p in patterns):
             continue
         if now - (entry.st_mtime or 0) < config.min_file_age_s:
             waiting.append(entry.filename)

@@ -19,12 +19,13 @@ from etlkit.operators.enderturing import (
 
 ENDERTURING_CONN_ID = "enderturing_default"
 WAREHOUSE_CONN_ID = "enderturing_warehouse"
+ET_CLOCK_TIMEZONE = "UTC"  # the tenant's clock (spec §6): days and windows follow it
 
 with DAG(
     dag_id="enderturing_to_warehouse",
     dag_display_name="Ender Turing → warehouse",
     description="Ender Turing dictionaries and the sessions of day D into PostgreSQL, idempotently",
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=ET_CLOCK_TIMEZONE),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,  # history is loaded with `airflow backfill create`
     max_active_runs=1,
@@ -57,6 +58,7 @@ with DAG(
         postgres_conn_id=WAREHOUSE_CONN_ID,
         changed_categories=refresh_dictionaries.output["changed_category_ids"],
         staging_root="{{ var.value.get('enderturing_staging_dir', '') }}",
+        et_timezone=ET_CLOCK_TIMEZONE,
     )
     load_sessions = EnderTuringLoadSessionsOperator(
         task_id="load_sessions",

@@ -151,3 +151,17 @@ def test_dag_settings_of_the_spec_two_retries_no_catchup_one_run_at_a_time(dag_b
         assert task.retries == 2, task.task_id
         assert isinstance(task.retry_policy, PipelineRetryPolicy), task.task_id
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # a real interval: backfill works
+
+
+@pytest.mark.parametrize(
+    ("interval_start", "clock", "day"),
+    [
+        (datetime(2024, 6, 26, 0, 0, tzinfo=UTC), "UTC", date(2024, 6, 26)),
+        # A tenant on Tallinn time: its day 26 starts at 21:00 UTC on the 25th.
+        (datetime(2024, 6, 25, 21, 0, tzinfo=UTC), "Europe/Tallinn", date(2024, 6, 26)),
+    ],
+)
+def test_day_d_is_the_interval_start_on_the_et_clock(interval_start, clock, day):
+    from etlkit.operators.enderturing import day_of_interval
+
+    assert day_of_interval(interval_start, clock) == day

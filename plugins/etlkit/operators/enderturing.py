@@ -7,9 +7,10 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from airflow.sdk import BaseHook, BaseOperator
 
@@ -133,10 +134,12 @@ class EnderTuringExtractSessionsOperator(BaseOperator):
         postgres_conn_id: str,
         changed_categories: Any,
         staging_root: str = "",
+        et_timezone: str = "UTC",
         detail_concurrency: int = 4,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self.et_timezone = et_timezone
         self.enderturing_conn_id = enderturing_conn_id
         self.postgres_conn_id = postgres_conn_id
         self.changed_categories = changed_categories
@@ -147,7 +150,7 @@ class EnderTuringExtractSessionsOperator(BaseOperator):
         from etlkit.hooks.enderturing import EnderTuringHook
 
         params = context["params"]
-        day: date = context["data_interval_start"].date()
+        day = day_of_interval(context["data_interval_start"], self.et_timezone)
         run_dir = staging_dir_for(self.staging_root, context)
         shutil.rmtree(run_dir, ignore_errors=True)  # a retry starts from a clean staging area
         run_dir.mkdir(parents=True)
@@ -189,6 +192,11 @@ class EnderTuringExtractSessionsOperator(BaseOperator):
             "detail_calls": report.detail_calls,
             "detail_failures": report.detail_failures,
         }
+
+
+def day_of_interval(data_interval_start: datetime, et_timezone: str) -> date:
+    """D: the interval's first day on the ET clock (Airflow hands the interval over in UTC)."""
+    return data_interval_start.astimezone(ZoneInfo(et_timezone)).date()
 
 
 def staging_dir_for(staging_root: str, context: dict) -> Path:

@@ -285,6 +285,3 @@ class VisitsStore:
             " ORDER BY load_id",
             (older_than_hours,),
         ).fetchall()
-
-    def monthly_report(self) -> list[tuple]:
-        return self.conn.execute(self._file_sql("monthly_report.sql")).fetchall()

@@ -200,3 +200,22 @@ def test_integer_extremes_load_and_out_of_range_values_land_in_extra(warehouse, 
         "SELECT transcript_id, extra FROM enderturing.sessions_tags ORDER BY match_no"
     ).fetchall()
     assert tags == [(2**63 - 1, {}), (None, {"transcript_id": 2**63})]
+
+
+def test_a_staged_key_missing_after_the_upsert_fails_the_load(warehouse, tmp_path, monkeypatch):
+    load.ensure_schema(warehouse, "enderturing")
+    spool = _spool_tags(tmp_path / "good", 3, 2)
+    [result] = load.load_tables(warehouse, "enderturing", [t.SESSIONS_TAGS], [spool], load.SESSIONS_LOCK_KEY)
+    assert (result.staged, result.inserted) == (6, 6)
+
+    # An upsert that silently writes nothing (the reference's defect 3): the check must catch it.
+    monkeypatch.setattr(load, "_upsert", lambda *args: (0, 0))
+    with pytest.raises(load.StagedKeysMissingError, match="sessions_tags: 4 staged keys missing"):
+        load.load_tables(
+            warehouse,
+            "enderturing",
+            [t.SESSIONS_TAGS],
+            [_spool_tags(tmp_path / "lost", 2, 2)],
+            load.SESSIONS_LOCK_KEY,
+        )
+    assert warehouse.execute("SELECT count(*) FROM enderturing.sessions_tags").fetchone()[0] == 6

@@ -1,9 +1,9 @@
 """Set-based loading of spooled tables into PostgreSQL (spec §5).
 
 Per table a fixed number of statements, whatever the row count: temp stage, COPY, optional child
-replacement and one ``INSERT … ON CONFLICT`` that only touches rows whose values differ. Every
-staged row is then inserted, updated or left equal: nothing to check afterwards. The caller owns
-the transaction.
+replacement, one ``INSERT … ON CONFLICT`` that only touches rows whose values differ, then one scan
+of the stage that checks every staged key is in the target and counts orphans. The caller owns the
+transaction.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
         stale_deleted = deleted.rowcount
 
     inserted, updated = _upsert(conn, table, target, stage, columns, key)
-    orphans = _count_orphans(conn, schema, table, stage)
+    orphans = _check_staged_rows(conn, schema, table, target, stage)
     result = TableLoad(
         table.name, staged, inserted, updated, stale_deleted, orphans, round(time.perf_counter() - started, 3)
     )
@@ -125,15 +125,32 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
     return result
 
 
-def _count_orphans(conn: Connection, schema: str, table: Table, stage: sql.Identifier) -> dict[str, int]:
-    """Soft relationship check on this batch's rows: logged as a warning, never fatal (spec §2.1)."""
-    if not table.refs:
-        return {}
-    missing = sql.SQL(", ").join(
-        _query("orphan_count.sql", column=sql.Identifier(column), parent=sql.Identifier(schema, parent))
+class StagedKeysMissingError(RuntimeError):
+    """After the upsert a staged key is not in the target: the transaction is rolled back."""
+
+
+def _check_staged_rows(
+    conn: Connection, schema: str, table: Table, target: sql.Identifier, stage: sql.Identifier
+) -> dict[str, int]:
+    """Every staged key must now be in the target; the soft relationships of the batch's rows are
+    counted in the same scan and logged as warnings, never fatal (spec §2.1). Returns the orphans."""
+    orphan_counts = sql.SQL("").join(
+        sql.SQL(", ")
+        + _query("orphan_count.sql", column=sql.Identifier(column), parent=sql.Identifier(schema, parent))
         for column, parent in table.refs
     )
-    counts = conn.execute(_query("orphans.sql", stage=stage, missing=missing)).fetchone()
+    statement = _query(
+        "staged_rows_check.sql",
+        target=target,
+        stage=stage,
+        key_match=_key_match(table),
+        orphan_counts=orphan_counts,
+    )
+    missing_keys, *counts = conn.execute(statement).fetchone()
+    if missing_keys:
+        raise StagedKeysMissingError(
+            f"{schema}.{table.name}: {missing_keys} staged keys missing after the upsert"
+        )
     orphans = {}
     for (column, parent), count in zip(table.refs, counts, strict=True):
         if count:

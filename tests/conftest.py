@@ -110,8 +110,11 @@ def run_dag(dag_bag):
 
     def run(dag_id: str, conf: dict | None = None, logical_date=None):
         assert dag_bag.get_dag(dag_id) is not None, f"DAG {dag_id!r} not found"
-        # dag.test() leaves the run's conf in the DAG's params: each run gets its own copy.
+        # dag.test() leaves the run's conf in the DAG's params: each run gets its own copy. Operators
+        # copy their params shallowly when deep-copied (BaseOperator.__deepcopy__), so those too.
         dag = copy.deepcopy(dag_bag.get_dag(dag_id))
+        for task in dag.tasks:
+            task.params = copy.deepcopy(task.params)
         kwargs = {"run_conf": conf or {}}
         if logical_date is not None:
             kwargs["logical_date"] = logical_date

@@ -170,6 +170,12 @@ def test_dry_run_leaves_loaded_data_counters_and_open_loads_as_they_were(visits)
     assert visits.remote_names() == ["report_2.txt"]
     assert sorted(p.name for p in visits.backup.iterdir()) == archives
 
+    # The next run without dry_run does all of it (the dry run's params do not carry over).
+    assert visits.run(reference_date="2025-02-01").state == "success"
+    assert visits.remote_names() == []
+    assert visits.scalar("SELECT count(*) FROM load_log WHERE finished_at IS NULL") == 0
+    assert visits.scalar("SELECT max(visitasanioactual) FROM visitor") == 0
+
 
 def test_rerun_with_no_files_changes_nothing_and_young_or_foreign_files_wait(visits, airflow_var):
     airflow_var("sftp_visits_config", visits.config(min_file_age_s=60))

@@ -4,11 +4,14 @@ configuration Variable the package reads is provided to the Airflow services."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 import yaml
 
+from etlkit.jobs.environment import resolve_run_context
+from etlkit.jobs.validation import load_job
 from tests.conftest import REPO_ROOT
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
@@ -110,3 +113,13 @@ def test_staging_shared_between_tasks_is_on_the_volume_every_worker_mounts():
     assert mounted == {"/opt/airflow/data"}
     staging = airflow_env("airflow-worker")["AIRFLOW_VAR_ENDERTURING_STAGING_DIR"]
     assert staging.startswith("/opt/airflow/data/"), staging
+
+
+def test_declarative_jobs_settings_resolve_to_roots_on_the_shared_volume():
+    settings = json.loads(airflow_env("airflow-worker")["AIRFLOW_VAR_DECLARATIVE_JOBS"])
+    job = load_job(REPO_ROOT / "dags" / "jobs" / "orders_daily_load.json")
+    context = resolve_run_context(job, settings, None, {"warehouse": "postgres"}.get, lambda conn_id: None)
+    assert context["environment"] == "DEMO"
+    assert context["connections"] == {"warehouse": "warehouse"}
+    for root in ("data_root", "staging_root"):
+        assert context[root].startswith("/opt/airflow/data/jobs"), (root, context[root])

@@ -60,3 +60,24 @@ def test_without_the_variable_logical_names_are_connection_ids():
         resolve(None)
     context = resolve_run_context(ORDERS, None, None, {"warehouse": "postgres"}.get, lambda conn_id: None)
     assert context["connections"] == {"warehouse": "warehouse"} and context["environment"] is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        # An environment at the top level instead of under "environments" (the old compose mistake).
+        (
+            {"default_environment": "DEV", "DEV": {"data_root": "/d"}},
+            r"Variable 'declarative_jobs': unknown keys \['DEV'\]",
+        ),
+        ({**SETTINGS, "staging": {"root": "/s", "retention": 3}}, r"staging: unknown keys \['retention'\]"),
+        (
+            {"environments": {"DEV": {"data_root": "/d", "connection": {"warehouse": "pg_dev"}}}},
+            r"environment 'DEV': unknown keys \['connection'\]",
+        ),
+        ({"environments": {"DEV": "pg_dev"}}, "environment 'DEV': expected an object, got str"),
+    ],
+)
+def test_misplaced_or_misspelt_settings_keys_are_configuration_errors(settings, message):
+    with pytest.raises(ConfigurationError, match=message):
+        resolve(settings)

@@ -40,6 +40,31 @@ def logical_connections(validated: ValidatedJob) -> dict[str, str]:
     return names
 
 
+SETTINGS_KEYS = frozenset({"default_environment", "metrics_conn_id", "staging", "environments"})
+STAGING_KEYS = frozenset({"root", "retention_days"})
+ENVIRONMENT_KEYS = frozenset({"data_root", "connections"})
+
+
+def check_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """The Variable's settings (``{}`` when unset); a misplaced or misspelt key is a ConfigurationError.
+
+    Without this an environment put at the top level, say, would silently fall back to the defaults.
+    """
+    settings = settings or {}
+    _reject_unknown_keys(settings, SETTINGS_KEYS, f"Variable {VARIABLE_KEY!r}")
+    _reject_unknown_keys(settings.get("staging") or {}, STAGING_KEYS, f"Variable {VARIABLE_KEY!r} staging")
+    for name, env in (settings.get("environments") or {}).items():
+        _reject_unknown_keys(env, ENVIRONMENT_KEYS, f"Variable {VARIABLE_KEY!r} environment {name!r}")
+    return settings
+
+
+def _reject_unknown_keys(mapping: dict[str, Any], known: frozenset[str], where: str) -> None:
+    if not isinstance(mapping, dict):
+        raise ConfigurationError(f"{where}: expected an object, got {type(mapping).__name__}")
+    if unknown := sorted(set(mapping) - known):
+        raise ConfigurationError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+
+
 def resolve_run_context(
     validated: ValidatedJob,
     settings: dict[str, Any] | None,
@@ -52,7 +77,7 @@ def resolve_run_context(
     ``conn_type_of(conn_id)`` gives the connection's type or None when it does not exist;
     ``file_root_of(conn_id)`` gives an fs connection's root path.
     """
-    settings = settings or {}
+    settings = check_settings(settings)
     environments = settings.get("environments") or {}
     environment = requested_environment or settings.get("default_environment")
     if environments:

@@ -26,6 +26,7 @@ from etlkit.jobs import metrics_store
 from etlkit.jobs.environment import (
     DEFAULT_METRICS_CONN_ID,
     VARIABLE_KEY,
+    check_settings,
     default_root,
     resolve_run_context,
     rooted_path,
@@ -258,7 +259,7 @@ class StagingHousekeepingOperator(BaseOperator):
     """Removes staged run outputs older than ``staging.retention_days`` (default 7) of the Variable."""
 
     def execute(self, context) -> dict[str, Any]:
-        staging = (_read_settings() or {}).get("staging") or {}
+        staging = check_settings(_read_settings()).get("staging") or {}
         root = staging.get("root") or str(default_root("staging"))
         retention_days = float(staging.get("retention_days", 7))
         removed = remove_stale_runs(root, retention_days, now=datetime.now(UTC).timestamp())

@@ -76,6 +76,10 @@ def test_without_the_variable_logical_names_are_connection_ids():
             r"environment 'DEV': unknown keys \['connection'\]",
         ),
         ({"environments": {"DEV": "pg_dev"}}, "environment 'DEV': expected an object, got str"),
+        (
+            {"staging": {"root": "s3://etl-staging/declarative", "conn_id": "aws_etl"}},
+            "staging: object storage is not supported",
+        ),
     ],
 )
 def test_misplaced_or_misspelt_settings_keys_are_configuration_errors(settings, message):

@@ -52,7 +52,13 @@ def check_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
     """
     settings = settings or {}
     _reject_unknown_keys(settings, SETTINGS_KEYS, f"Variable {VARIABLE_KEY!r}")
-    _reject_unknown_keys(settings.get("staging") or {}, STAGING_KEYS, f"Variable {VARIABLE_KEY!r} staging")
+    staging = settings.get("staging") or {}
+    if isinstance(staging, dict) and ("conn_id" in staging or "://" in str(staging.get("root", ""))):
+        raise ConfigurationError(
+            f"Variable {VARIABLE_KEY!r} staging: object storage is not supported; "
+            "use a filesystem path every worker shares, without conn_id"
+        )
+    _reject_unknown_keys(staging, STAGING_KEYS, f"Variable {VARIABLE_KEY!r} staging")
     for name, env in (settings.get("environments") or {}).items():
         _reject_unknown_keys(env, ENVIRONMENT_KEYS, f"Variable {VARIABLE_KEY!r} environment {name!r}")
     return settings

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 
+import psycopg
 import pytest
 
 from dev import jobs_data
-from tests.conftest import task_states
+from tests.conftest import REPO_ROOT, task_states
 from tests.jobs.conftest import DAY, component_rows, job_row, query
 from tests.jobs.test_examples_e2e import LOGICAL_DATE
 
@@ -89,7 +91,6 @@ def test_failed_component_is_recorded_and_downstream_marked_upstream_failed(jobs
 
 
 def test_transient_write_failure_retries_only_the_writer_and_loads_once(jobs_env, run_dag, monkeypatch):
-    import psycopg
     from airflow.ti_deps.deps.not_in_retry_period_dep import NotInRetryPeriodDep
 
     from etlkit.jobs import components
@@ -150,3 +151,56 @@ def test_metrics_database_down_data_still_loads_and_finalize_fails_visibly(
         (1006,),
     ]
     assert "could not write component metrics" in caplog.text
+
+
+def test_deterministic_database_error_fails_the_writer_at_try_one(jobs_env, run_dag, monkeypatch):
+    from airflow.ti_deps.deps.not_in_retry_period_dep import NotInRetryPeriodDep
+
+    from etlkit.jobs import components
+
+    # Were the error retried, the wait would be skipped and the second try would load the rows.
+    monkeypatch.setattr(NotInRetryPeriodDep, "_get_dep_statuses", lambda *args, **kwargs: iter(()))
+    real_write_sql, calls = components.write_sql, []
+
+    def value_does_not_fit_once(connection, config, columns, chunks, component_id):
+        calls.append(component_id)
+        if len(calls) == 1:
+            connection.execute("SELECT 'not a number'::int")  # the server's DataError
+        real_write_sql(connection, config, columns, chunks, component_id)
+
+    monkeypatch.setattr(components, "write_sql", value_does_not_fit_once)
+    jobs_data.write_orders_export(jobs_env["data_root"], DAY)
+
+    dag_run = run_dag("orders_daily_load", logical_date=LOGICAL_DATE)
+
+    assert task_states(dag_run)["load_orders"] == "failed"
+    assert calls == ["load_orders"]
+    tries = query(
+        jobs_env["dsn"],
+        "SELECT try_number, status FROM declarative_component_runs WHERE component_id = 'load_orders'",
+    )
+    assert tries == [(1, "failed")]
+    assert query(jobs_env["dsn"], "SELECT count(*) FROM sales.orders") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), False),
+        (csv.Error("unexpected end of data"), False),
+        (psycopg.errors.UniqueViolation("duplicate key"), False),
+        (psycopg.errors.UndefinedTable("relation does not exist"), False),
+        (psycopg.errors.LockNotAvailable("lock timeout"), True),
+        (psycopg.OperationalError("server closed the connection"), True),
+        (OSError("No space left on device"), True),
+    ],
+)
+def test_job_retry_policy_fails_deterministic_errors_and_retries_the_rest(error, retried):
+    from airflow.sdk.definitions.retry_policy import RetryAction
+
+    from etlkit.jobs.validation import load_job
+    from etlkit.operators.jobs import _default_args
+
+    policy = _default_args(load_job(REPO_ROOT / "dags" / "jobs" / "orders_daily_load.json"))["retry_policy"]
+    decision = policy.evaluate(error, try_number=1, max_tries=4)
+    assert (decision.action != RetryAction.FAIL) is retried, decision

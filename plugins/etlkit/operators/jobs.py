@@ -8,6 +8,7 @@ files; XCom carries only the run context and metric summaries.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import shutil
@@ -292,15 +293,31 @@ def _record_unprepared_run(validated: ValidatedJob, context, settings: dict, req
         log.warning("could not record the failed run in the metrics tables: %s", error)
 
 
+# Errors a retry cannot fix: the same data and SQL fail the same way (values that do not fit a
+# column or a constraint, SQL that names missing objects, undecodable or malformed files).
+# Lock timeouts and deadlocks are OperationalErrors and still retry.
+DETERMINISTIC_ERRORS = (
+    BadInputError,
+    "psycopg.errors.DataError",
+    "psycopg.errors.IntegrityError",
+    "psycopg.errors.ProgrammingError",
+    UnicodeDecodeError,
+    csv.Error,
+)
+
+
 def _default_args(validated: ValidatedJob) -> dict[str, Any]:
     job = validated.job
-    # The job file owns its retry settings: anything not marked bad input takes Airflow's standard
-    # retry with the job's delay and backoff. Deterministic errors fail at once (AirflowFailException,
-    # and BadInputError should one escape a task).
+    # The job file owns its retry settings: anything not listed in DETERMINISTIC_ERRORS takes
+    # Airflow's standard retry with the job's delay and backoff (AirflowFailException always fails).
     return {
         "retry_policy": ExceptionRetryPolicy(
             rules=[
-                RetryRule(exception=BadInputError, action=RetryAction.FAIL, reason="bad input, not retried")
+                RetryRule(
+                    exception=list(DETERMINISTIC_ERRORS),
+                    action=RetryAction.FAIL,
+                    reason="deterministic error, not retried",
+                )
             ]
         ),
         "owner": job.owner,

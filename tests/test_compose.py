@@ -123,3 +123,17 @@ def test_declarative_jobs_settings_resolve_to_roots_on_the_shared_volume():
     assert context["connections"] == {"warehouse": "warehouse"}
     for root in ("data_root", "staging_root"):
         assert context[root].startswith("/opt/airflow/data/jobs"), (root, context[root])
+
+
+def test_sentry_events_leave_local_variables_out(monkeypatch):
+    import sentry_sdk
+    from airflow.sdk.execution_time.sentry.configured import ConfiguredSentry
+
+    key = "AIRFLOW__SENTRY__INCLUDE_LOCAL_VARIABLES"
+    assert {airflow_env(service).get(key) for service in AIRFLOW_SERVICES} == {"False"}
+    monkeypatch.setenv("AIRFLOW__SENTRY__SENTRY_ON", "True")
+    monkeypatch.setenv(key, airflow_env("airflow-worker")[key])
+    init_options = {}
+    monkeypatch.setattr(sentry_sdk, "init", lambda **options: init_options.update(options))
+    ConfiguredSentry().prepare_to_enrich_errors("")
+    assert init_options["include_local_variables"] is False

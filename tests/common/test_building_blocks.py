@@ -39,9 +39,13 @@ def test_policy_round_trips_serialization():
     assert retry_default_args("visits", retries=2)["retries"] == 2
 
 
-def test_unknown_retry_override_keys_are_an_error():
+@pytest.mark.parametrize(
+    "overrides",
+    [{"pipelines": {"p": {"retry_dely": 1}}}, {"retires": 1}, {"pipeline": {"p": {"retries": 1}}}],
+)
+def test_unknown_retry_override_keys_are_an_error(overrides):
     with pytest.raises(ValueError, match="unknown keys"):
-        RetrySettings.from_overrides({"pipelines": {"p": {"retry_dely": 1}}}, "p")
+        RetrySettings.from_overrides(overrides, "p")
 
 
 def test_failure_alert_is_one_structured_line_with_pipeline_context(caplog):

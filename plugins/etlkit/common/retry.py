@@ -44,7 +44,7 @@ class RetrySettings:
         cls, overrides: dict[str, Any], pipeline: str | None = None, base: RetrySettings | None = None
     ) -> RetrySettings:
         known = {f.name for f in fields(cls)}
-        merged = {k: v for k, v in overrides.items() if k in known}
+        merged = {k: v for k, v in overrides.items() if k != "pipelines"}
         merged.update((overrides.get("pipelines") or {}).get(pipeline or "", {}))
         unknown = set(merged) - known
         if unknown:

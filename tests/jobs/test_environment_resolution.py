@@ -37,7 +37,6 @@ def test_default_and_requested_environments():
         "/data/test",
     )
     assert context["job_file_sha256"] == ORDERS.sha256
-    assert "password" not in str(context)
 
 
 def test_unknown_connection_id_names_environment_logical_name_and_id():

@@ -204,3 +204,29 @@ def test_job_retry_policy_fails_deterministic_errors_and_retries_the_rest(error,
     policy = _default_args(load_job(REPO_ROOT / "dags" / "jobs" / "orders_daily_load.json"))["retry_policy"]
     decision = policy.evaluate(error, try_number=1, max_tries=4)
     assert (decision.action != RetryAction.FAIL) is retried, decision
+
+
+def test_connection_password_reaches_no_log_xcom_or_metrics_row(
+    jobs_env, jobs_db, run_dag, airflow_conn, caplog
+):
+    from dev import pgdb
+    from tests.jobs.test_examples_e2e import assert_small_xcoms_without_row_values
+
+    password = "pw-that-must-not-leak-7f3a"  # trust auth on the test server accepts any password
+    for conn_id in ("jobs_warehouse_dev", "jobs_metrics"):
+        airflow_conn(conn_id, {**pgdb.postgres_connection(jobs_db), "password": password})
+    jobs_data.write_orders_export(jobs_env["data_root"], DAY)
+
+    with caplog.at_level(logging.DEBUG):
+        dag_run = run_dag("orders_daily_load", logical_date=LOGICAL_DATE)
+
+    assert dag_run.state == "success", task_states(dag_run)
+    assert "jobs_warehouse_dev" in caplog.text, "the resolved connection id is logged"
+    assert password not in caplog.text
+    assert_small_xcoms_without_row_values(dag_run, forbidden=[password])
+    stored = query(
+        jobs_env["dsn"],
+        "SELECT (SELECT json_agg(j)::text FROM declarative_job_runs j), "
+        "(SELECT json_agg(c)::text FROM declarative_component_runs c)",
+    )
+    assert "jobs_warehouse_dev" in stored[0][0] and password not in str(stored)

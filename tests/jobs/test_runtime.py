@@ -15,7 +15,7 @@ from etlkit.common.errors import BadInputError
 from etlkit.jobs import components as component_module
 from etlkit.jobs.columns import Column
 from etlkit.jobs.environment import rooted_path
-from etlkit.jobs.expressions import compile_condition
+from etlkit.jobs.expressions import ExpressionError, compile_condition
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.runtime import RuntimeIO, run_job
 from etlkit.jobs.validation import validate_job_text
@@ -287,6 +287,13 @@ def test_nulls_follow_three_valued_logic():
     for condition in ("quantity > 0", "not (quantity > 0)"):
         assert compile_condition(condition, schema)([None]) is False
     assert compile_condition("quantity is null or quantity > 0", schema)([None]) is True
+
+
+def test_a_very_long_operator_chain_is_an_expression_error_not_a_recursion_error():
+    schema = {"x": Column("x", "integer")}
+    assert compile_condition(" + ".join(["x"] * 150) + " > 0", schema)([1]) is True
+    with pytest.raises(ExpressionError, match="deeper than 200 operations"):
+        compile_condition(" + ".join(["x"] * 500) + " > 0", schema)
 
 
 def test_expressions_never_reach_eval_exec_or_compile(monkeypatch, tmp_path):

@@ -21,6 +21,7 @@ from etlkit.jobs.columns import NUMERIC_TYPES, Column
 
 MAX_LENGTH = 4000
 MAX_DEPTH = 50
+MAX_TREE_DEPTH = 200
 FUNCTIONS = ("coalesce", "concat", "lower", "upper", "trim", "round")
 _COMPARISONS = ("==", "!=", "<=", ">=", "<", ">")
 _KEYWORDS = {"and", "or", "not", "is", "null", "in", "true", "false", "contains", "starts_with", "ends_with"}
@@ -318,7 +319,30 @@ class _Parser:
 
 
 def parse(text: str) -> Node:
-    return _Parser(text).parse()
+    node = _Parser(text).parse()
+    if _tree_depth(node) > MAX_TREE_DEPTH:
+        # Compilation and evaluation recurse over the tree, so a very long operator chain
+        # (``a + a + … + a``) would otherwise end in a RecursionError.
+        raise ExpressionError(f"expression deeper than {MAX_TREE_DEPTH} operations; split it", 0)
+    return node
+
+
+def _children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, Call):
+        return node.args
+    operand = getattr(node, "operand", None)
+    return (operand,) if operand is not None else ()
+
+
+def _tree_depth(root: Node) -> int:
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in _children(node))
+    return deepest
 
 
 # ---- type checking and compilation ------------------------------------------------------------

@@ -76,6 +76,18 @@ def _bad_cron(job):
     job["schedule"] = "61 4 * * *"
 
 
+def _bad_date_format(job):
+    components(job)["convert"]["config"]["rules"][3]["format"] = "%Y-%m-%Q"
+
+
+def _format_on_a_timestamp(job):
+    components(job)["convert"]["config"]["rules"][3].update(to="timestamp", format="%Y-%m-%d")
+
+
+def _bad_rule_timezone(job):
+    components(job)["convert"]["config"]["rules"][3]["timezone"] = "Europe/Parris"
+
+
 # name -> (mutation, JSON path, expected text); structural cases also fail the JSON Schema.
 INVALID = {
     "unknown_type": (
@@ -101,6 +113,22 @@ INVALID = {
     ),
     "template": (_template_elsewhere, "$.components[1].config.condition", "'{{' is only allowed in path"),
     "bad_cron": (_bad_cron, "$.schedule", "'61 4 * * *' is not a 5-field cron"),
+    # Each would otherwise reject or fail every row at run time instead of failing validation.
+    "bad_date_format": (
+        _bad_date_format,
+        "$.components[2].config.rules[3]",
+        "format '%Y-%m-%Q' is not a usable strptime format",
+    ),
+    "format_on_timestamp": (
+        _format_on_a_timestamp,
+        "$.components[2].config.rules[3]",
+        "format applies only to 'to: date'",
+    ),
+    "bad_rule_timezone": (
+        _bad_rule_timezone,
+        "$.components[2].config.rules[3]",
+        "'Europe/Parris' is not an IANA time zone",
+    ),
 }
 STRUCTURAL = ("unknown_type", "missing_field", "unknown_key", "bad_literal")
 

@@ -31,6 +31,24 @@ def _check_decimal(type_name: str | None, precision: int | None, scale: int | No
             raise ValueError("scale must not exceed precision")
 
 
+def _check_timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone") from None
+    return name
+
+
+def _check_date_format(fmt: str) -> str:
+    """A format that cannot parse what it formats (a bad directive) would reject every row."""
+    sample = dt.datetime(2001, 2, 3, 4, 5, 6)
+    try:
+        dt.datetime.strptime(sample.strftime(fmt), fmt)
+    except ValueError as error:
+        raise ValueError(f"format {fmt!r} is not a usable strptime format: {error}") from None
+    return fmt
+
+
 class ColumnSpec(Strict):
     name: COLUMN_NAME = Field(title="Name", description="Column name in the job's port schemas.")
     type: TypeName = Field("string", title="Type", description="Column type.")
@@ -152,6 +170,11 @@ class ConversionRule(Strict):
     @model_validator(mode="after")
     def _decimal(self) -> ConversionRule:
         _check_decimal(self.to, self.precision, self.scale)
+        if self.format is not None:
+            if self.to != "date":
+                raise ValueError("format applies only to 'to: date' (timestamps are ISO-8601)")
+            _check_date_format(self.format)
+        _check_timezone(self.timezone)
         return self
 
 
@@ -456,11 +479,7 @@ class Job(Strict):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, name: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{name!r} is not an IANA time zone") from None
-        return name
+        return _check_timezone(name)
 
     @model_validator(mode="after")
     def _start_date(self) -> Job:

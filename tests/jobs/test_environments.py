@@ -99,12 +99,12 @@ def test_transient_write_failure_retries_only_the_writer_and_loads_once(jobs_env
     monkeypatch.setattr(NotInRetryPeriodDep, "_get_dep_statuses", lambda *args, **kwargs: iter(()))
     real_write_sql, calls = components.write_sql, []
 
-    def warehouse_down_once(connection, config, columns, chunks, component_id):
+    def warehouse_down_once(connection, config, columns, chunks, component_id, **options):
         calls.append(component_id)
         if len(calls) == 1:
             next(chunks)
             raise psycopg.OperationalError("connection to server was lost")
-        real_write_sql(connection, config, columns, chunks, component_id)
+        real_write_sql(connection, config, columns, chunks, component_id, **options)
 
     monkeypatch.setattr(components, "write_sql", warehouse_down_once)
     jobs_data.write_orders_export(jobs_env["data_root"], DAY)
@@ -162,11 +162,11 @@ def test_deterministic_database_error_fails_the_writer_at_try_one(jobs_env, run_
     monkeypatch.setattr(NotInRetryPeriodDep, "_get_dep_statuses", lambda *args, **kwargs: iter(()))
     real_write_sql, calls = components.write_sql, []
 
-    def value_does_not_fit_once(connection, config, columns, chunks, component_id):
+    def value_does_not_fit_once(connection, config, columns, chunks, component_id, **options):
         calls.append(component_id)
         if len(calls) == 1:
             connection.execute("SELECT 'not a number'::int")  # the server's DataError
-        real_write_sql(connection, config, columns, chunks, component_id)
+        real_write_sql(connection, config, columns, chunks, component_id, **options)
 
     monkeypatch.setattr(components, "write_sql", value_does_not_fit_once)
     jobs_data.write_orders_export(jobs_env["data_root"], DAY)
@@ -230,3 +230,35 @@ def test_connection_password_reaches_no_log_xcom_or_metrics_row(
         "(SELECT json_agg(c)::text FROM declarative_component_runs c)",
     )
     assert "jobs_warehouse_dev" in stored[0][0] and password not in str(stored)
+
+
+def test_append_whose_commit_acknowledgement_was_lost_is_retried_without_duplicates(
+    jobs_env, run_dag, monkeypatch
+):
+    from airflow.ti_deps.deps.not_in_retry_period_dep import NotInRetryPeriodDep
+
+    from etlkit.jobs import components
+
+    monkeypatch.setattr(NotInRetryPeriodDep, "_get_dep_statuses", lambda *args, **kwargs: iter(()))
+    real_write_sql, calls = components.write_sql, []
+
+    def committed_then_connection_lost(*args, **options):
+        calls.append(args[-1])
+        real_write_sql(*args, **options)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(components, "write_sql", committed_then_connection_lost)
+    jobs_data.write_events(jobs_env["data_root"], DAY)
+
+    dag_run = run_dag("app_events_ingest", logical_date=LOGICAL_DATE)
+
+    assert dag_run.state == "success", task_states(dag_run)
+    assert calls == ["load_events", "load_events"], "the writer was retried"
+    assert query(jobs_env["dsn"], "SELECT event_id FROM analytics.payment_events ORDER BY 1") == [(1,), (3,)]
+    tries = query(
+        jobs_env["dsn"],
+        "SELECT try_number, status, rows_out FROM declarative_component_runs "
+        "WHERE component_id = 'load_events' ORDER BY try_number",
+    )
+    assert tries == [(1, "failed", {"target": 2}), (2, "success", {"target": 2})]

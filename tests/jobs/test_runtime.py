@@ -17,7 +17,7 @@ from etlkit.jobs.columns import Column
 from etlkit.jobs.environment import rooted_path
 from etlkit.jobs.expressions import ExpressionError, compile_condition
 from etlkit.jobs.metrics import ComponentMetrics
-from etlkit.jobs.runtime import RuntimeIO, run_job
+from etlkit.jobs.runtime import RuntimeIO, run_component, run_job
 from etlkit.jobs.validation import validate_job_text
 from tests.jobs.conftest import query
 
@@ -409,12 +409,12 @@ def test_write_sql_failure_midway_leaves_no_partial_rows_and_rerun_is_clean(
     config = {"key_columns": ["order_id"]} if mode == "upsert" else {}
     real_write_sql = component_module.write_sql
 
-    def crash_after_first_chunk(connection, config, columns, chunks, component_id):
+    def crash_after_first_chunk(connection, config, columns, chunks, component_id, **options):
         def failing():
             yield next(chunks)
             raise psycopg.OperationalError("server closed the connection unexpectedly")
 
-        real_write_sql(connection, config, columns, failing(), component_id)
+        real_write_sql(connection, config, columns, failing(), component_id, **options)
 
     monkeypatch.setattr(component_module, "write_sql", crash_after_first_chunk)
     with pytest.raises(psycopg.OperationalError):
@@ -424,6 +424,66 @@ def test_write_sql_failure_midway_leaves_no_partial_rows_and_rerun_is_clean(
     results, _ = run(tmp_path, sql_job(mode, **config), jobs_dsn)
     assert [r[0] for r in orders(jobs_dsn)] == [1, 2, 3, 4, 5]
     assert results["load"].rows_out == {"target": 5}
+
+
+def test_append_retried_after_its_commit_writes_nothing_twice_and_reports_the_same_counts(
+    tmp_path, jobs_dsn, monkeypatch
+):
+    # No key on the target, as with event tables: nothing but the append log stops a second append.
+    with psycopg.connect(jobs_dsn, autocommit=True) as admin:
+        admin.execute("DROP TABLE IF EXISTS sales.order_log")
+        admin.execute("CREATE TABLE sales.order_log (order_id bigint, status text)")
+
+    def logged() -> list[int]:
+        return [r[0] for r in query(jobs_dsn, "SELECT order_id FROM sales.order_log ORDER BY 1")]
+
+    write_orders(tmp_path, "1,a", "2,b", "3,c")
+    spec = sql_job("append", table="sales.order_log")
+    validated = validate_job_text(json.dumps(spec), tmp_path / "sql_append.json")
+    io = make_io(tmp_path, jobs_dsn)
+    real_write_sql = component_module.write_sql
+
+    def acknowledgement_lost(*args, **options):
+        real_write_sql(*args, **options)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(component_module, "write_sql", acknowledgement_lost)
+    with pytest.raises(psycopg.OperationalError):
+        run_job(validated, io)
+    assert logged() == [1, 2, 3], "the first try committed"
+
+    monkeypatch.setattr(component_module, "write_sql", real_write_sql)
+    retry = ComponentMetrics("load", "write_sql", try_number=2)
+    run_component(validated, "load", io, retry)
+    assert logged() == [1, 2, 3]
+    assert (retry.rows_in, retry.rows_out) == ({"in": 3}, {"target": 3})
+
+    run_component(validated, "conv", io, ComponentMetrics("conv", "type_conversion"))  # upstream re-run
+    run_component(validated, "load", io, ComponentMetrics("load", "write_sql"))
+    assert logged() == [1, 1, 2, 2, 3, 3], "new upstream output is appended"
+    log_rows = "SELECT component_id, rows FROM sales.etlkit_append_log WHERE target_table = 'sales.order_log'"
+    assert query(jobs_dsn, log_rows) == [("load", 3)] * 2
+
+
+def test_append_without_create_rights_on_the_schema_names_the_log_table(tmp_path, jobs_dsn):
+    role = "etlkit_append_only"
+    with psycopg.connect(jobs_dsn, autocommit=True) as admin:
+        admin.execute("DROP TABLE IF EXISTS sales.etlkit_append_log")
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT USAGE ON SCHEMA sales TO {role}")
+        admin.execute(f"GRANT SELECT, INSERT ON sales.orders TO {role}")
+    write_orders(tmp_path, "1,a")
+    try:
+        with pytest.raises(
+            BadInputError, match=r"sales\.etlkit_append_log .* include/sql/jobs/append_log\.sql"
+        ):
+            run(tmp_path, sql_job("append"), f"{jobs_dsn} user={role}")
+        assert orders(jobs_dsn) == []
+    finally:
+        with psycopg.connect(jobs_dsn, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
 
 
 def test_housekeeping_removes_only_stale_staged_runs(tmp_path):

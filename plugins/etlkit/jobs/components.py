@@ -654,8 +654,16 @@ def write_sql_rows(run) -> None:
             yield rows
             run.count_target(len(rows))
 
+    append_key = run.input_key() if run.config.mode == "append" else None
     with run.io.sql_connection(run.config.conn) as connection:
-        write_sql(connection, run.config, [schema[n] for n in names], counted(), run.component.id)
+        write_sql(
+            connection,
+            run.config,
+            [schema[n] for n in names],
+            counted(),
+            run.component.id,
+            append_key=append_key,
+        )
 
 
 RUNNERS = {

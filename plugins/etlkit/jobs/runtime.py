@@ -9,6 +9,8 @@ propagates unchanged so that the task is retried.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from etlkit.common.errors import BadInputError
 from etlkit.jobs.columns import Schema
 from etlkit.jobs.components import RUNNERS
 from etlkit.jobs.metrics import ComponentMetrics
-from etlkit.jobs.staging import PortWriter, StagingError, clear_component_output, read_port
+from etlkit.jobs.staging import PortWriter, StagingError, clear_component_output, output_id, read_port
 from etlkit.jobs.validation import ValidatedJob
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,19 @@ class ComponentRun:
                 yield rows
         except StagingError as error:
             raise BadInputError(str(error)) from None
+
+    def input_key(self) -> str:
+        """Digest of this component and the staged outputs it reads: the same on a retry of this
+        component alone, new once an upstream component ran again."""
+        try:
+            ids = sorted(
+                output_id(self.io.run_dir / ref.source / ref.port)
+                for refs in self.validated.inputs[self.component.id].values()
+                for ref in refs
+            )
+        except StagingError as error:
+            raise BadInputError(str(error)) from None
+        return hashlib.sha256(json.dumps([self.component.id, ids]).encode()).hexdigest()
 
     def emit(self, port: str, rows: list[list]) -> None:
         if not self.validated.inputs[self.component.id]:

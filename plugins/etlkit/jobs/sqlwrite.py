@@ -7,14 +7,18 @@ errors propagate as they are so that Airflow retries the task.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
-from psycopg import sql
+from psycopg import errors, sql
 
 from etlkit.common.errors import BadInputError
 from etlkit.common.sql import load_sql
 
+log = logging.getLogger(__name__)
+
 STAGE_TABLE = "_etlkit_stage"
+APPEND_LOG_TABLE = "etlkit_append_log"
 ORDINAL_COLUMN = "_etlkit_ordinal"
 
 
@@ -44,18 +48,38 @@ def _precheck(connection, schema: str, table: str, names: list[str], config, com
             )
 
 
-def write_sql(connection, config, columns, chunks: Iterator[list[list]], component_id: str) -> None:
+def write_sql(
+    connection,
+    config,
+    columns,
+    chunks: Iterator[list[list]],
+    component_id: str,
+    *,
+    append_key: str | None = None,
+) -> None:
+    """Writes ``chunks`` to ``config.table`` in one transaction.
+
+    With ``append_key`` (append mode), the append is recorded in the schema's append log in the
+    same transaction, and a later call with the same key reads its input but writes nothing.
+    """
     schema, table = config.table.split(".")
     target = sql.Identifier(schema, table)
     names = [c.name for c in columns]
     column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
     stage = sql.Identifier(STAGE_TABLE)
+    append_log = sql.Identifier(schema, APPEND_LOG_TABLE)
+    if append_key is not None:
+        _ensure_append_log(connection, schema, component_id)
     with connection.transaction():
         if config.statement_timeout_seconds:
             connection.execute(
                 "SELECT set_config('statement_timeout', %s, true)", [f"{config.statement_timeout_seconds}s"]
             )
         _precheck(connection, schema, table, names, config, component_id)
+        if append_key is not None and _already_appended(
+            connection, append_log, append_key, chunks, component_id
+        ):
+            return
         connection.execute(
             sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                 stage, column_list, target
@@ -75,11 +99,50 @@ def write_sql(connection, config, columns, chunks: Iterator[list[list]], compone
             return
         if config.mode == "replace":
             connection.execute(sql.SQL("TRUNCATE {}").format(target))
-        connection.execute(
+        inserted = connection.execute(
             sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}").format(
                 target, column_list, column_list, stage, sql.Identifier(ORDINAL_COLUMN)
             )
-        )
+        ).rowcount
+        if append_key is not None:
+            connection.execute(
+                sql.SQL(
+                    "INSERT INTO {} (append_key, component_id, target_table, rows) VALUES (%s, %s, %s, %s)"
+                ).format(append_log),
+                [append_key, component_id, config.table, inserted],
+            )
+
+
+def _ensure_append_log(connection, schema: str, component_id: str) -> None:
+    append_log = sql.Identifier(schema, APPEND_LOG_TABLE)
+    if connection.execute("SELECT to_regclass(%s)", [append_log.as_string(connection)]).fetchone()[0]:
+        return  # checked first: CREATE … IF NOT EXISTS needs CREATE on the schema even when it exists
+    try:
+        with connection.transaction():
+            connection.execute(sql.SQL(load_sql("jobs", "append_log.sql")).format(append_log=append_log))
+    except (errors.UniqueViolation, errors.DuplicateTable):
+        pass  # created concurrently by another writer into the same schema
+    except errors.InsufficientPrivilege:
+        raise BadInputError(
+            f"{component_id}: append mode records each append in {schema}.{APPEND_LOG_TABLE} so that a retry "
+            f"never appends twice, and may not create it: grant CREATE on schema {schema}, or create the table "
+            f"with include/sql/jobs/append_log.sql ({{append_log}} = {schema}.{APPEND_LOG_TABLE}) and grant "
+            "SELECT, INSERT on it"
+        ) from None
+
+
+def _already_appended(connection, append_log, append_key: str, chunks, component_id: str) -> bool:
+    row = connection.execute(
+        sql.SQL("SELECT rows, committed_at FROM {} WHERE append_key = %s").format(append_log), [append_key]
+    ).fetchone()
+    if row is None:
+        return False
+    for _ in chunks:  # read the input anyway, so this try reports the same counts as the one that wrote
+        pass
+    log.warning(
+        "%s: these rows were appended by an earlier try (%s rows at %s); nothing written", component_id, *row
+    )
+    return True
 
 
 def _upsert(connection, config, names: list[str], target, stage, component_id: str) -> None:

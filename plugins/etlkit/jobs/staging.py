@@ -1,7 +1,7 @@
 """Run-scoped staging of port outputs: typed JSON-lines chunks plus a manifest written last.
 
 Layout: ``<run_dir>/<component_id>/<port>/data.jsonl`` (one line per chunk, a JSON array of
-rows) and ``_manifest.json`` (row count, chunks, schema fingerprint). The manifest marks the
+rows) and ``_manifest.json`` (output id, row count, chunks, schema fingerprint). The manifest marks the
 output complete; a task first removes its own partial output from an earlier try.
 """
 
@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -63,6 +64,9 @@ class PortWriter:
     def commit(self) -> None:
         self._file.close()
         manifest = {
+            # Identifies this instance of the output: a writer retried over the same staged input
+            # sees the same id; a re-run upstream component writes a new one.
+            "output_id": uuid.uuid4().hex,
             "rows": self.rows,
             "chunks": self.chunks,
             "fingerprint": schema_fingerprint(self.schema),
@@ -78,14 +82,26 @@ def clear_component_output(run_dir: Path, component_id: str) -> None:
     shutil.rmtree(run_dir / component_id, ignore_errors=True)
 
 
-def read_port(directory: Path, schema: Schema) -> Iterator[list[list]]:
-    """The staged chunks of one port output, decoded to Python values."""
+def _manifest(directory: Path) -> dict:
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
         raise StagingError(
             f"staged output {directory} is incomplete or missing; clear the run from the sources"
         )
     manifest = json.loads(manifest_path.read_text())
+    # Outputs staged before ids existed: the manifest's write time stands in for the id.
+    manifest.setdefault("output_id", f"{directory}@{manifest_path.stat().st_mtime_ns}")
+    return manifest
+
+
+def output_id(directory: Path) -> str:
+    """The id of the committed output in ``directory`` (see ``PortWriter.commit``)."""
+    return _manifest(directory)["output_id"]
+
+
+def read_port(directory: Path, schema: Schema) -> Iterator[list[list]]:
+    """The staged chunks of one port output, decoded to Python values."""
+    manifest = _manifest(directory)
     if manifest["fingerprint"] != schema_fingerprint(schema):
         raise StagingError(
             f"staged output {directory} has schema {manifest['fingerprint']!r}, expected "

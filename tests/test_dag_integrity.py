@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 import importlib.util
+import io
+import os
 import socket
 from pathlib import Path
 
@@ -42,26 +44,74 @@ def test_every_dag_follows_the_conventions(dag_bag):
     assert problems == []
 
 
-@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
-def test_dag_file_does_no_io_at_import(path, monkeypatch):
-    """Importing a DAG file must not open sockets or read Variables (it runs at every parse)."""
+def guard_import_io(monkeypatch, name: str) -> None:
+    """Make sockets, database connections, Variable and Connection reads and file writes fail."""
+    import psycopg
+    from airflow.sdk import BaseHook, Variable
 
     def refuse(*args, **kwargs):
-        raise AssertionError(f"{path.name} does network I/O at import: {args!r}")
+        raise AssertionError(f"{name} does I/O at import: {args!r}")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    from airflow.sdk import Variable
-
+    monkeypatch.setattr(psycopg, "connect", refuse)  # libpq opens its sockets in C
+    monkeypatch.setattr(psycopg.Connection, "connect", classmethod(refuse))
     monkeypatch.setattr(Variable, "get", staticmethod(refuse))
-    real_open = builtins.open
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(refuse))
+    real_open, real_os_open = io.open, os.open
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
     def guarded_open(file, mode="r", *args, **kwargs):
         if any(flag in mode for flag in "wax+"):
-            raise AssertionError(f"{path.name} writes {file} at import")
+            raise AssertionError(f"{name} writes {file} at import")
         return real_open(file, mode, *args, **kwargs)
 
+    def guarded_os_open(file, flags, *args, **kwargs):
+        if flags & write_flags:
+            raise AssertionError(f"{name} writes {file} at import")
+        return real_os_open(file, flags, *args, **kwargs)
+
+    # pathlib and io call io.open; builtins.open is the same function object.
     monkeypatch.setattr(builtins, "open", guarded_open)
-    spec = importlib.util.spec_from_file_location(f"integrity_{path.stem}", path)
+    monkeypatch.setattr(io, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
+    for creator in ("mkdir", "makedirs"):
+        monkeypatch.setattr(os, creator, refuse)
+
+
+def import_file(path: Path, module_name: str) -> None:
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_dag_file_does_no_io_at_import(path, monkeypatch):
+    """Importing a DAG file must not do I/O (it runs at every parse)."""
+    guard_import_io(monkeypatch, path.name)
+    import_file(path, f"integrity_{path.stem}")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "open(TARGET, 'w')",
+        "Path(TARGET).write_text('x')",
+        "Path(TARGET).parent.joinpath('made').mkdir()",
+        "os.makedirs(TARGET + '.d')",
+        "socket.create_connection(('127.0.0.1', 9))",
+        "psycopg.connect('host=127.0.0.1 dbname=postgres')",
+        "Variable.get('anything')",
+        "BaseHook.get_connection('anything')",
+    ],
+)
+def test_the_import_guard_catches_each_kind_of_io(statement, tmp_path, monkeypatch):
+    dag_file = tmp_path / "io_at_import.py"
+    dag_file.write_text(
+        "import os, socket\nfrom pathlib import Path\nimport psycopg\n"
+        "from airflow.sdk import BaseHook, Variable\n"
+        f"TARGET = {str(tmp_path / 'written')!r}\n{statement}\n"
+    )
+    guard_import_io(monkeypatch, dag_file.name)
+    with pytest.raises(AssertionError, match="io_at_import.py (does I/O|writes)"):
+        import_file(dag_file, "integrity_io_at_import")

@@ -69,7 +69,7 @@ stored high-water mark, Variable `movies_etl_state`); full mode builds `movies_<
 alias in one `_aliases` request. See docs/movies.md.
 """,
     default_args={
-        **pipeline_default_args("movies", retry_delay_s=30, max_retry_delay_s=600),
+        **pipeline_default_args("movies", retries=5, retry_delay_s=30, max_retry_delay_s=600),  # spec §8
         "execution_timeout": timedelta(minutes=10),
     },
 ) as dag:

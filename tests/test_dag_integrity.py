@@ -44,6 +44,29 @@ def test_every_dag_follows_the_conventions(dag_bag):
     assert problems == []
 
 
+def test_every_pipeline_retry_policy_grants_exactly_the_task_retries(dag_bag, monkeypatch):
+    """Airflow stops at the task's retries whatever the policy says, and the policy stops at its own
+    count: a mismatch makes the UI's "try n of m" (and the DAG's documented retries) untrue."""
+    from airflow.sdk.definitions.retry_policy import RetryAction
+
+    from etlkit.common.errors import TransientError
+    from etlkit.common.retry import PipelineRetryPolicy
+
+    monkeypatch.delenv("AIRFLOW_VAR_ETL_RETRY_POLICY", raising=False)
+    checked = 0
+    for dag in dag_bag.dags.values():
+        for task in dag.tasks:
+            if not isinstance(task.retry_policy, PipelineRetryPolicy) or task.retries == 0:
+                continue
+            last, beyond = (
+                task.retry_policy.evaluate(TransientError("503"), try_number, task.retries).action
+                for try_number in (task.retries, task.retries + 1)
+            )
+            assert (last, beyond) == (RetryAction.RETRY, RetryAction.FAIL), (dag.dag_id, task.task_id)
+            checked += 1
+    assert checked > 10
+
+
 def guard_import_io(monkeypatch, name: str) -> None:
     """Make sockets, database connections, Variable and Connection reads and file writes fail."""
     import psycopg

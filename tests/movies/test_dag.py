@@ -416,3 +416,20 @@ def test_crash_after_the_alias_swap_reruns_publish_idempotently(
     assert new_index != old_index and set(server.cluster.indices) == {old_index, new_index}
     assert read_state()["index"] == new_index
     assert indexed_documents(server) == expected_documents(generated_source)
+
+
+def test_dag_retry_settings_of_the_spec(dag_bag, monkeypatch):
+    """§8: five task retries, 30 s doubling up to 10 min (the suite's fast-retry Variable removed)."""
+    from datetime import timedelta
+
+    from airflow.sdk.definitions.retry_policy import RetryAction
+
+    from etlkit.common.errors import TransientError
+
+    monkeypatch.delenv("AIRFLOW_VAR_ETL_RETRY_POLICY", raising=False)
+    dag = dag_bag.get_dag(DAG_ID)
+    for task in dag.tasks:
+        assert task.retries == 5, task.task_id
+    decisions = [dag.get_task("sync").retry_policy.evaluate(TransientError("503"), n, 5) for n in range(1, 7)]
+    assert [d.action for d in decisions] == [RetryAction.RETRY] * 5 + [RetryAction.FAIL]
+    assert [d.retry_delay for d in decisions[:5]] == [timedelta(seconds=s) for s in (30, 60, 120, 240, 480)]

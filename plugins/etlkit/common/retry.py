@@ -3,8 +3,9 @@
 Retry counts and delays are defaults in code, overridable at run time by the JSON Variable
 ``etl_retry_policy`` (``{"retries": 3, "retry_delay_s": 60, "backoff": 2.0,
 "max_retry_delay_s": 1800}``, optionally per pipeline under ``{"pipelines": {"visits": {...}}}``).
-The Variable is read by the worker when a task fails, never at DAG parse time. The DAG's own
-``retries`` is the ceiling (``MAX_RETRIES``); the Variable can lower it, not raise it.
+The Variable is read by the worker when a task fails, never at DAG parse time. A task's
+``retries`` equal the code default and bound every decision, so the Variable can lower the count,
+not raise it; ``MAX_RETRIES`` caps any setting.
 """
 
 from __future__ import annotations
@@ -137,7 +138,9 @@ def retry_default_args(pipeline: str, **defaults: Any) -> dict[str, Any]:
     ``RetrySettings`` (the Variable still overrides them at run time)."""
     settings = RetrySettings(**defaults)
     return {
-        "retries": max(settings.retries, 1) if defaults.get("retries") is not None else MAX_RETRIES,
+        # The task's retries bound every retry decision, so they equal the policy's: the UI's
+        # "try n of m" is then true, and the Variable can lower the count but not raise it.
+        "retries": settings.retries,
         "retry_delay": timedelta(seconds=settings.retry_delay_s),
         "retry_exponential_backoff": settings.backoff,
         "max_retry_delay": timedelta(seconds=settings.max_retry_delay_s),

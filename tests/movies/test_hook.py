@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from etlkit.common.errors import ConfigurationError
 from etlkit.hooks.elasticsearch import ElasticsearchClientHook, redact_url
 from tests.movies.conftest import es_connection
 
@@ -67,6 +68,27 @@ def test_api_key_and_tls_options(airflow_conn):
         )
         assert node.config.verify_certs is True  # TLS verified by default
         assert client._headers["authorization"] == "ApiKey k3y"
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme"),
+    [
+        ("https://elastic:pw@search.example.org:9243", "https"),  # an https:// URI is TLS, never plain http
+        ("http://search.example.org:9200", "http"),
+        ("elasticsearch://search.example.org:9200/https", "https"),
+        ("elasticsearch://search.example.org:9200", "http"),
+        ("https://search.example.org:9243?scheme=http", "http"),  # the explicit extra wins
+    ],
+)
+def test_scheme_comes_from_the_extra_the_schema_or_the_uri(monkeypatch, uri, scheme):
+    monkeypatch.setenv("AIRFLOW_CONN_ES_SCHEME", uri)
+    assert ElasticsearchClientHook("es_scheme")._settings()["url"].split("://")[0] == scheme
+
+
+def test_an_unknown_scheme_extra_is_a_configuration_error(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_ES_SCHEME", "https://search.example.org:9243?scheme=ftp")
+    with pytest.raises(ConfigurationError, match="scheme 'ftp' is not http or https"):
+        ElasticsearchClientHook("es_scheme")._settings()
 
 
 def test_urls_are_logged_without_userinfo():

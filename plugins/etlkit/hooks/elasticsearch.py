@@ -1,7 +1,7 @@
 """Elasticsearch hook: the official Python client (9.x) built from an Airflow connection.
 
 The provider's ``ElasticsearchPythonHook`` ignores Airflow connections, hence this thin hook.
-Connection: host, port, schema ``http``/``https`` (or ``conn_type``-independent extra ``scheme``), optional
+Connection: host, port, scheme from the extra ``scheme``, the schema field or an ``https://`` URI, optional
 login/password; extras ``api_key``, ``ca_certs``, ``verify_certs`` (default true), ``compatible_with``.
 
 A 9.x client announces ``compatible-with=9``, which an 8.x server rejects. The hook pins the major at the
@@ -63,6 +63,9 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+HTTP_SCHEMES = ("http", "https")
+
+
 class ElasticsearchClientHook(BaseHook):
     """Builds a fresh ``elasticsearch.Elasticsearch`` per call of ``get_client``; the caller closes it."""
 
@@ -78,7 +81,7 @@ class ElasticsearchClientHook(BaseHook):
     def _settings(self) -> dict[str, Any]:
         conn = self.get_connection(self.es_conn_id)
         extra = conn.extra_dejson or {}
-        scheme = extra.get("scheme") or (conn.schema if conn.schema in {"http", "https"} else "http")
+        scheme = self._scheme(conn, extra)
         if not conn.host:
             raise ConfigurationError(f"connection {self.es_conn_id!r} has no host")
         port = conn.port or 9200
@@ -95,6 +98,20 @@ class ElasticsearchClientHook(BaseHook):
             "verify_certs": bool(verify),
             "compatible_with": int(compat) if compat not in (None, "") else None,
         }
+
+    def _scheme(self, conn, extra: dict[str, Any]) -> str:
+        """The ``scheme`` extra, else an http(s) schema field, else the URI's scheme (an
+        ``https://…`` connection has conn_type ``https``); plain http only when nothing says otherwise."""
+        if (scheme := extra.get("scheme")) is not None:
+            if scheme not in HTTP_SCHEMES:
+                raise ConfigurationError(
+                    f"connection {self.es_conn_id!r}: scheme {scheme!r} is not http or https"
+                )
+            return scheme
+        for candidate in (conn.schema, conn.conn_type):
+            if candidate in HTTP_SCHEMES:
+                return candidate
+        return "http"
 
     def _probe_major(self, settings: dict[str, Any]) -> int:
         """``GET /`` with plain JSON headers, which every major accepts."""

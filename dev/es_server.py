@@ -39,6 +39,7 @@ SUPPORTED_TYPES = {
     "nested",
     "object",
 }
+MAX_RESULT_WINDOW = 10_000  # index.max_result_window default
 _COMPAT_RE = re.compile(r"compatible-with=(\d+)")
 _INVALID_NAME_CHARS = set(' "*\\<|,>/?#:')
 _SHARDS = {"total": 1, "successful": 1, "failed": 0}
@@ -526,6 +527,14 @@ class Cluster:
             body, allowed={"query", "size", "sort", "search_after", "_source", "track_total_hits"}
         )
         size = int(body.get("size", 10))
+        if size > MAX_RESULT_WINDOW:  # real ES refuses this even with search_after
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                f"Result window is too large, from + size must be less than or equal to: [{MAX_RESULT_WINDOW}] "
+                f"but was [{size}]. This limit can be set by changing the [index.max_result_window] index "
+                "level setting.",
+            )
         with_source = body.get("_source", True)
         if not isinstance(with_source, bool):
             raise EsError(400, "parsing_exception", "only _source true/false is supported")

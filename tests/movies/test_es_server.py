@@ -202,6 +202,20 @@ def test_refresh_visibility_count_get_and_search(client, movies):
     assert client.count(index=movies)["count"] == 26
 
 
+def test_a_page_beyond_the_result_window_is_refused_and_id_streaming_stays_within_it(client, movies):
+    from etlkit.movies.target import stream_index_ids
+
+    ids = [f"id-{n:02d}" for n in range(3)]
+    client.bulk(
+        operations=[x for i in ids for x in ({"index": {"_id": i}}, {**DOC, "id": i})],
+        index=movies,
+        refresh=True,
+    )
+    with pytest.raises(elasticsearch.BadRequestError, match="Result window is too large"):
+        client.search(index=movies, sort=[{"id": "asc"}], size=10_001, search_after=["id-00"])
+    assert list(stream_index_ids(client, movies, page_size=50_000)) == ids  # a large batch_size param
+
+
 def test_aliases_are_atomic_and_resolve_for_reads_and_writes(client, movies):
     client.indices.create(index="movies_2", **index_body())
     client.indices.update_aliases(actions=[{"add": {"index": movies, "alias": "movies"}}])

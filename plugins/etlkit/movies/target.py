@@ -13,6 +13,8 @@ from etlkit.movies.index import index_body, is_physical_index, mappings_equal
 from etlkit.movies.state import TARGET_ALIAS, TARGET_LEGACY, TARGET_MISSING
 
 log = logging.getLogger(__name__)
+# Elasticsearch refuses a page larger than index.max_result_window (10,000 by default), search_after or not.
+MAX_RESULT_WINDOW = 10_000
 
 
 class AliasOverSeveralIndices(ConfigurationError):
@@ -105,6 +107,7 @@ def sweep_old_indices(client: Any, alias: str, keep: set[str]) -> list[str]:
 
 def stream_index_ids(client: Any, target: str, page_size: int) -> Iterator[str]:
     """Every document id, ascending, paged with ``search_after`` (constant memory)."""
+    page_size = min(page_size, MAX_RESULT_WINDOW)
     after: list[Any] | None = None
     while True:
         kwargs: dict[str, Any] = {"search_after": after} if after is not None else {}

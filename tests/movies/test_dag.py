@@ -177,7 +177,27 @@ def test_deleted_film_leaves_the_index_on_reconcile(
     indexed = indexed_documents(movies_connections)
     assert str(film_id) not in indexed
     assert indexed == expected_documents(generated_source)
-    assert read_state()["last_reconciled_at"] is not None
+
+
+def test_reconcile_restores_a_document_missing_from_the_index_and_records_when(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    from etlkit.hooks.elasticsearch import ElasticsearchClientHook
+
+    run_ok(run_dag)
+    reconciled_before = read_state()["last_reconciled_at"]
+    film_id = generated_source.execute("SELECT id FROM content.film_work ORDER BY id LIMIT 1").fetchone()[0]
+    with ElasticsearchClientHook("movies_elasticsearch").get_client() as client:
+        # lost outside the pipeline (the ES subset serves deletes through _bulk only)
+        client.bulk(operations=[{"delete": {"_index": "movies", "_id": str(film_id)}}], refresh=True)
+    assert str(film_id) not in indexed_documents(movies_connections)
+
+    run_ok(run_dag)  # incremental: the film did not change, so nothing brings it back
+    assert str(film_id) not in indexed_documents(movies_connections)
+
+    run_ok(run_dag, conf={"reconcile": True})
+    assert indexed_documents(movies_connections) == expected_documents(generated_source)
+    assert read_state()["last_reconciled_at"] > reconciled_before
 
 
 def test_elasticsearch_down_retries_then_fails_and_next_run_catches_up(

@@ -24,6 +24,7 @@ from etlkit.movies.reconcile import StreamOrderError, diff_sorted_ids
 from etlkit.movies.settings import MoviesSettings, default_settings
 from etlkit.movies.state import MoviesState, decide_mode, lower_bound
 from etlkit.movies.transform import FilmRow, TransformStats, build_document, document_json
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.movies
 
@@ -110,10 +111,20 @@ def test_index_body_is_the_contract():
     filters = body["settings"]["analysis"]["analyzer"]["ru_en"]["filter"]
     assert filters.index("english_possessive_stemmer") == filters.index("english_stemmer") + 1
     assert body["mappings"]["dynamic"] == "strict"
-    assert mappings_equal(json.loads(json.dumps(body["mappings"])))
+    assert mappings_equal(body["mappings"])
     changed = index_body()["mappings"]
     changed["properties"]["genre"]["type"] = "text"
     assert not mappings_equal(changed)
+
+
+SPEC = REPO_ROOT.parent / "shared" / "specs" / "movies-elasticsearch.md"
+
+
+@pytest.mark.skipif(not SPEC.is_file(), reason="the spec is not on this machine")
+def test_index_body_is_the_body_of_the_spec():
+    section = SPEC.read_text().split("## 2.", 1)[1]
+    spec_body = json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+    assert index_body() == spec_body
 
 
 def test_change_column_resolution_both_conventions():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
+from types import SimpleNamespace
 
 import pytest
 
+from dev.sshd import free_port
 from etlkit.common.errors import ConfigurationError
 from etlkit.sierra.protocol import (
     SYNC_CHANGES,
@@ -74,7 +77,10 @@ def test_batch_delivered_rules():
     assert batch_delivered(full, SyncRequest(SYNC_FULL, 10, 110))
     assert not batch_delivered(full, SyncRequest(SYNC_FULL, 10, 100))
     changes = PostedBatch(SYNC_CHANGES, 3, None, 9, T0)
-    assert batch_delivered(changes, SyncRequest(SYNC_CHANGES, since=T0.astimezone(UTC)))
+    # the same instant written with another offset is the same watermark
+    assert batch_delivered(
+        changes, SyncRequest(SYNC_CHANGES, since=T0.astimezone(timezone(timedelta(hours=2))))
+    )
     assert not batch_delivered(changes, SyncRequest(SYNC_CHANGES, since=T0 - timedelta(seconds=1)))
 
 
@@ -88,3 +94,49 @@ def test_backoff_and_http_classification():
     import requests
 
     assert is_retryable_http_error(requests.ConnectTimeout()) and not is_retryable_http_error(ValueError())
+
+
+@pytest.mark.parametrize("retry_after", [-1.0, float("nan"), float("inf")])
+def test_an_unusable_retry_after_falls_back_to_the_backoff(retry_after):
+    backoff = Backoff(attempts=5, base_seconds=2, max_seconds=5)
+    assert 1.6 <= backoff.delay(1, retry_after=retry_after) <= 2.4
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("120", 120.0),
+        ("-5", 0.0),
+        ("soon", None),
+        ("nan", None),
+        (format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True), 90.0),
+        (format_datetime(datetime(2000, 1, 1, tzinfo=UTC), usegmt=True), 0.0),  # already past
+    ],
+)
+def test_retry_after_header_as_seconds_or_http_date(header, expected):
+    from etlkit.hooks.signum import _retry_after
+
+    seconds = _retry_after(SimpleNamespace(headers={"Retry-After": header}))
+    if expected is None:
+        assert seconds is None
+    else:
+        assert seconds == pytest.approx(expected, abs=2)
+    assert _retry_after(SimpleNamespace(headers={})) is None
+
+
+@pytest.mark.parametrize(
+    ("dsn", "retryable"),
+    [
+        ("host=127.0.0.1 dbname=etlkit_no_such_database user=postgres", False),
+        ("host=127.0.0.1 dbname=postgres user=etlkit_no_such_role", False),
+        (f"host=127.0.0.1 port={free_port()} dbname=postgres", True),  # refused: the server may come back
+    ],
+)
+def test_connect_failures_retry_only_when_the_server_may_come_back(dsn, retryable):
+    import psycopg
+
+    from etlkit.sierra.retrying import is_retryable_db_error
+
+    with pytest.raises(psycopg.OperationalError) as raised:
+        psycopg.connect(dsn, connect_timeout=5)
+    assert is_retryable_db_error(raised.value) is retryable

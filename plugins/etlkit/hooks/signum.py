@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +22,18 @@ SYNC_ENDPOINT = "sync"
 
 
 def _retry_after(response) -> float | None:
-    try:
-        return float(response.headers["Retry-After"])
-    except (KeyError, ValueError):
+    """Seconds from ``Retry-After`` (delta-seconds or an HTTP-date); None when absent or unusable."""
+    value = response.headers.get("Retry-After")
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _detail(response) -> str:

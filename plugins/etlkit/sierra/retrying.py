@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,15 +45,26 @@ def is_retryable_http_error(exc: BaseException) -> bool:
     return is_transient(exc)
 
 
+# Connect-time refusals that no retry can fix. psycopg reports connect errors without a SQLSTATE,
+# so the server's FATAL message is all there is; retrying them would also hammer a lockout policy.
+PERMANENT_CONNECT_FAILURES = re.compile(
+    r"FATAL:\s+(?:password authentication failed|database .* does not exist|role .* does not exist"
+    r"|no pg_hba\.conf entry|permission denied|role .* is not permitted to log in"
+    r"|.*authentication failed)",
+    re.IGNORECASE,
+)
+
+
 def is_retryable_db_error(exc: BaseException) -> bool:
-    """Connection failures (class 08, or no server answer at all) and the SQLSTATEs above."""
+    """Connection failures (class 08, or no server answer at all) and the SQLSTATEs above;
+    never a connection the server refused for credentials, a missing database or a missing role."""
     import psycopg
 
     if not isinstance(exc, psycopg.Error):
         return False
     state = exc.sqlstate
     if state is None:
-        return isinstance(exc, psycopg.OperationalError)
+        return isinstance(exc, psycopg.OperationalError) and not PERMANENT_CONNECT_FAILURES.search(str(exc))
     return state.startswith("08") or state in RETRYABLE_SQLSTATES
 
 
@@ -63,7 +76,7 @@ class Backoff:
     jitter: float = 0.2
 
     def delay(self, failed_attempt: int, retry_after: float | None = None) -> float:
-        if retry_after is not None:
+        if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
             return min(retry_after, self.max_seconds)
         nominal = self.base_seconds * 2 ** (failed_attempt - 1)
         return min(nominal * random.uniform(1 - self.jitter, 1 + self.jitter), self.max_seconds)

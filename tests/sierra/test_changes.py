@@ -50,6 +50,27 @@ def test_clamped_window_warns_with_counts_and_posts_from_the_floor(run_task, bac
     assert "1 bib and 2 item records" in warning and clamp_case.isoformat() in warning
 
 
+def test_clamp_is_counted_once_when_the_extraction_is_retried(run_task, backend, clamp_case, monkeypatch):
+    from etlkit.sierra.extract import SierraSnapshot
+
+    real_copy_rows, calls = SierraSnapshot.copy_rows, []
+
+    def connection_lost_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return real_copy_rows(self, *args, **kwargs)
+
+    monkeypatch.setattr(SierraSnapshot, "copy_rows", connection_lost_once)
+    summary = run_task(max_sync_delta_minutes=60, clamp_policy="warn")
+
+    assert len(calls) == 2, "the extraction was retried"
+    clamped = [value for name, value in run_task.metrics if name == "sierra_sync.changes_clamped_records"]
+    assert clamped == [3]
+    assert summary["clamped"]["item_records"] == 2
+    assert data_ids(posted_files(backend)[0]) == [item_id(3)]
+
+
 def test_clamped_window_with_fail_policy_posts_nothing(run_task, sierra, backend, clamp_case):
     with pytest.raises(AirflowFailException, match="clamp_policy is 'fail'"):
         run_task(max_sync_delta_minutes=60, clamp_policy="fail")

@@ -165,12 +165,15 @@ class SierraSync:
     # -- Sierra ------------------------------------------------------------------------------
     def extract(self, request: SyncRequest) -> Extracted:
         path = self.workdir / "data.tsv.gz"
-        return call_with_retries(
+        extracted = call_with_retries(
             lambda: self._extract_once(request, path),
             what="Sierra extraction",
             backoff=self.backoff,
             retryable=is_retryable_db_error,
         )
+        if extracted.clamp is not None:  # counted once, for the attempt that succeeded
+            self._count_clamp(extracted.clamp)
+        return extracted
 
     def _extract_once(self, request: SyncRequest, path: Path) -> Extracted:
         settings = self.settings
@@ -225,15 +228,18 @@ class SierraSync:
             clamp.item_records,
             clamp.oldest_skipped.isoformat() if clamp.oldest_skipped else None,
         )
-        self.summary.clamped = clamp.as_summary()
-        self.metric("sierra_sync.changes_clamped_records", clamp.bib_records + clamp.item_records)
-        self.metric("sierra_sync.changes_clamped_seconds", clamp.seconds)
         if self.settings.clamp_policy == "fail":
+            self._count_clamp(clamp)
             raise ClampRefused(
                 f"changes window clamped by {clamp.seconds:.0f} s ({clamp.bib_records} bib and "
                 f"{clamp.item_records} item records skipped) and clamp_policy is 'fail'; raise "
                 "max_sync_delta_minutes for one run, set clamp_policy 'warn' or force a full resync"
             )
+
+    def _count_clamp(self, clamp: ClampReport) -> None:
+        self.summary.clamped = clamp.as_summary()
+        self.metric("sierra_sync.changes_clamped_records", clamp.bib_records + clamp.item_records)
+        self.metric("sierra_sync.changes_clamped_seconds", clamp.seconds)
 
     def _report_itype_fallbacks(self, stats: BatchStats) -> None:
         if not stats.null_itypes:

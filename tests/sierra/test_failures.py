@@ -141,6 +141,15 @@ def test_api_key_in_connection_extra_is_sent(run_task, sierra, backend, backend_
     assert summary["full_sync_completed"]
 
 
+def test_a_login_on_the_backend_connection_fails_before_any_request(
+    run_task, sierra, backend, backend_server, airflow_conn
+):
+    airflow_conn("signum_backend", {**backend_server.connection(API_KEY), "login": "sierra"})
+    with pytest.raises(AirflowFailException, match="has a login"):
+        run_task()
+    assert backend.requests == []
+
+
 def test_missing_api_key_fails_before_any_request(run_task, sierra, backend, backend_server, airflow_conn):
     airflow_conn("signum_backend", backend_server.connection(None))
     with pytest.raises(AirflowFailException, match="no API key"):

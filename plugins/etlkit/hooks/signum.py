@@ -48,8 +48,8 @@ def _detail(response) -> str:
 class SignumBackendHook(HttpHook):
     """``GET /sync`` and multipart ``POST /sync``; non-2xx raise ``BackendHttpError`` with the status.
 
-    The key is the connection password (or extra ``x-api-key``). Leave the login empty: a login
-    makes HttpHook add Basic auth. Every other unknown extra key would be sent as a header.
+    The key is the connection password (or extra ``x-api-key``). A login is refused: it would make
+    HttpHook add Basic auth with the key. Every other unknown extra key would be sent as a header.
     """
 
     hook_name = "Signum backend"
@@ -65,6 +65,11 @@ class SignumBackendHook(HttpHook):
     def api_key(self) -> str:
         if self._api_key is None:
             connection = self.get_connection(self.http_conn_id)
+            if connection.login:
+                raise ConfigurationError(
+                    f"connection {self.http_conn_id!r} has a login: leave it empty, or HttpHook sends the API "
+                    "key as a Basic-auth password too"
+                )
             key = connection.password or connection.extra_dejson.get(API_KEY_HEADER)
             if not key:
                 raise ConfigurationError(

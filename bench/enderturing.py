@@ -10,6 +10,7 @@ transform, then per row one SELECT and one UPDATE or INSERT — run on the first
 ``--baseline-sessions`` sessions only (it is too slow for the whole set); its rate is per row, so
 the ratio compares rates. The two alternate over ``--rounds`` rounds, each into empty tables, and
 the median ratio is reported. Each phase runs in its own subprocess so its peak RSS is its own.
+Last, for scale, the floor: the same transform, then plain COPY into the empty target tables.
 """
 
 from __future__ import annotations
@@ -80,6 +81,31 @@ def load_bulk(directory: Path, database: str, workers: int) -> dict:
         "table_seconds": {r.table: r.seconds for r in results},
         "changed": sum(r.inserted + r.updated for r in results),
     }
+
+
+def copy_floor(directory: Path, database: str, workers: int) -> dict:
+    """For scale, not a loader: the same transform, then each table's rows COPYed straight into its
+    empty target (no stage, no upsert, no checks). No correct loader of this data can be faster."""
+    import psycopg
+    from psycopg import sql
+
+    from etlkit.enderturing import extract, load, staging
+    from etlkit.enderturing.tables import SESSION_TABLES
+
+    started = time.perf_counter()
+    batch = extract.spool_sessions(directory, directory / staging.SPOOL_DIR, workers)
+    transformed = time.perf_counter()
+    rows = {}
+    with psycopg.connect(pgdb.dsn(database)) as conn:
+        for table in SESSION_TABLES:
+            paths = [path for spool in batch.spools if (path := spool.rows_path(table)).exists()]
+            statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(SCHEMA, table.name), sql.SQL(", ").join(map(sql.Identifier, table.columns))
+            )
+            rows[table.name] = load._copy_files(conn, statement, paths) if paths else 0
+    finished = time.perf_counter()
+    staging.remove_tree(directory / staging.SPOOL_DIR)
+    return {"seconds": finished - started, "load_seconds": finished - transformed, "rows": rows}
 
 
 def load_dictionaries(conn, schema: str) -> None:
@@ -209,6 +235,8 @@ def main() -> None:
             result = {}
         elif name == "bulk":
             result = load_bulk(Path(directory), rest[0], int(rest[1]))
+        elif name == "floor":
+            result = copy_floor(Path(directory), rest[0], int(rest[1]))
         else:
             result = load_row_by_row(Path(directory), rest[0], int(rest[1]))
         print(json.dumps(result))
@@ -234,6 +262,8 @@ def main() -> None:
                 rounds.append((first, first_rss, base, base_rss))
                 print_round(len(rounds), first, base)
             again, again_rss = run_phase("bulk", str(staged), database, str(args.workers))
+            reset_schemas(database)
+            floor, _ = run_phase("floor", str(staged), database, str(args.workers))
     finally:
         pgdb.drop_database(database)
 
@@ -270,6 +300,12 @@ def main() -> None:
     print(
         f"database part alone (COPY + upsert, as if the transform took no time): median "
         f"{median(total / r[0]['load_seconds'] for r in rounds):,.0f} rows/s = {median(ceilings):.1f}x the baseline"
+    )
+    base_rate = median(base_rates)
+    print(
+        f"floor, for scale: COPY straight into the empty target tables (no stage, no upsert, no checks) "
+        f"{floor['load_seconds']:.1f}s = {total / floor['load_seconds'] / base_rate:.1f}x the baseline; "
+        f"with the transform {floor['seconds']:.1f}s = {rate(floor) / base_rate:.1f}x"
     )
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 

@@ -12,6 +12,7 @@ Run standalone for the demo or the benchmark: ``python -m dev.es_server --port 9
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import copy
 import fnmatch
@@ -213,6 +214,25 @@ class Cluster:
         self.failing_ids: dict[str, list[int]] = {}  # id -> [status, remaining times]
         self.down = False
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=5000)
+        self.credentials: tuple[str, str] | None = None  # set: Basic auth required, as with ES security on
+        self.max_content_length = 100 * 1024 * 1024  # http.max_content_length: larger bodies get a bare 413
+
+    def require_basic_auth(self, user: str, password: str) -> None:
+        """Answer 401 ``security_exception`` to requests without these credentials, like ES security."""
+        with self.lock:
+            self.credentials = (user, password)
+
+    def check_authorization(self, header: str | None) -> None:
+        with self.lock:
+            credentials = self.credentials
+        if credentials is None:
+            return
+        expected = "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+        if header != expected:
+            user = "unknown"
+            if header and header.startswith("Basic "):
+                user = base64.b64decode(header[6:]).decode(errors="replace").partition(":")[0]
+            raise EsError(401, "security_exception", f"unable to authenticate user [{user}] for REST request")
 
     # -- fault switches -------------------------------------------------------------------------------
     def fail_next(self, endpoint: str, count: int = 1, status: int = 500) -> None:
@@ -235,6 +255,7 @@ class Cluster:
     def reset(self) -> None:
         with self.lock:
             self.clear_faults()
+            self.credentials = None
             self.indices.clear()
             self.aliases.clear()
             self.requests.clear()
@@ -754,6 +775,11 @@ class Handler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in url.path.split("/") if p]
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         length = int(self.headers.get("Content-Length") or 0)
+        if length > self.cluster.max_content_length:
+            self.rfile.read(length)  # drained, so closing does not reset the connection under the reply
+            self.close_connection = True
+            self._send(413, None)
+            return
         raw = self.rfile.read(length) if length else b""
         endpoint = _endpoint(self.command, parts)
         self.cluster.requests.append(
@@ -767,6 +793,7 @@ class Handler(BaseHTTPRequestHandler):
             }
         )
         try:
+            self.cluster.check_authorization(self.headers.get("Authorization"))
             self._check_media_types()
             injected = self.cluster.take_failure(endpoint)
             if injected:

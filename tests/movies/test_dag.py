@@ -453,3 +453,51 @@ def test_dag_retry_settings_of_the_spec(dag_bag, monkeypatch):
     decisions = [dag.get_task("sync").retry_policy.evaluate(TransientError("503"), n, 5) for n in range(1, 7)]
     assert [d.action for d in decisions] == [RetryAction.RETRY] * 5 + [RetryAction.FAIL]
     assert [d.retry_delay for d in decisions[:5]] == [timedelta(seconds=s) for s in (30, 60, 120, 240, 480)]
+
+
+def test_refused_credentials_fail_at_once_and_the_password_stays_out_of_the_logs(
+    run_dag, airflow_conn, source_db, generated_source, es_server, clean_state, caplog
+):
+    es_server.cluster.require_basic_auth("elastic", "right-pass-42")
+    airflow_conn("movies_postgres", pgdb.postgres_connection(source_db))
+    airflow_conn(
+        "movies_elasticsearch", {**es_connection(es_server), "login": "elastic", "password": "wr0ng-pass-17"}
+    )
+
+    failed = run_movies(run_dag)
+
+    assert failed.state == "failed"
+    assert task_states(failed)["plan"] == "failed"
+    assert try_numbers(failed)["plan"] == 1  # not retried: a retry meets the same 401
+    assert "refused a request of connection 'movies_elasticsearch' with 401" in caplog.text
+    assert "login/password or api_key" in caplog.text
+    assert "wr0ng-pass-17" not in caplog.text
+    assert read_state() is None and not es_server.cluster.indices
+
+    airflow_conn(
+        "movies_elasticsearch", {**es_connection(es_server), "login": "elastic", "password": "right-pass-42"}
+    )
+    run_ok(run_dag)
+    assert indexed_documents(es_server) == expected_documents(generated_source)
+
+
+def test_a_bulk_request_over_the_server_limit_fails_at_once_naming_the_param(
+    run_dag, movies_connections, generated_source, clean_state, caplog
+):
+    server = movies_connections
+    run_ok(run_dag)
+    state_before = read_state()
+    generated_source.execute("UPDATE content.film_work SET modified = now()")
+    server.cluster.max_content_length = 8_000  # well below the 80 films in one chunk
+
+    failed = run_movies(run_dag)
+
+    assert failed.state == "failed"
+    assert task_states(failed)["sync"] == "failed"
+    assert try_numbers(failed)["sync"] == 1
+    assert "with 413" in caplog.text and "lower bulk_chunk_bytes" in caplog.text
+    assert read_state() == state_before
+
+    run_ok(run_dag, {"bulk_chunk_bytes": 6_000})  # the remedy the message names
+    assert indexed_documents(server) == expected_documents(generated_source)
+    assert read_state()["hwm"] > state_before["hwm"]

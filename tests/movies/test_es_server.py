@@ -269,3 +269,30 @@ def test_fault_switches(server, client, movies):
         client.info()
     server.come_up()
     assert client.info()["cluster_name"] == "etlkit"
+
+
+def test_security_and_content_length_switches(server, movies):
+    server.cluster.require_basic_auth("elastic", "right")
+    kwargs = (
+        {"transport_class": compat_transport_class(server.cluster.major)} if server.cluster.major == 8 else {}
+    )
+    with elasticsearch.Elasticsearch(
+        server.url, max_retries=0, basic_auth=("elastic", "wrong"), **kwargs
+    ) as es:
+        with pytest.raises(elasticsearch.AuthenticationException) as refused:
+            es.count(index=movies)
+        assert refused.value.meta.status == 401
+        assert "unable to authenticate user [elastic]" in str(refused.value)
+    with elasticsearch.Elasticsearch(
+        server.url, max_retries=0, basic_auth=("elastic", "right"), **kwargs
+    ) as es:
+        assert es.count(index=movies)["count"] == 0
+        server.cluster.max_content_length = 100
+        with pytest.raises(elasticsearch.ApiError) as too_large:
+            es.bulk(operations=[{"index": {"_id": "a"}}, DOC], index=movies)
+        assert too_large.value.meta.status == 413
+    # The server hung up after the 413, as ES does; a new connection is served.
+    with elasticsearch.Elasticsearch(
+        server.url, max_retries=0, basic_auth=("elastic", "right"), **kwargs
+    ) as es:
+        assert es.count(index=movies)["count"] == 0

@@ -93,3 +93,37 @@ def test_an_unknown_scheme_extra_is_a_configuration_error(monkeypatch):
 
 def test_urls_are_logged_without_userinfo():
     assert redact_url("https://user:pw@es.example.org:9200/path?q=1") == "https://es.example.org:9200/path"
+
+
+@pytest.mark.parametrize(
+    ("status", "fails_fast"),
+    [
+        (400, True),
+        (401, True),
+        (403, True),
+        (413, True),
+        (404, False),
+        (409, False),
+        (429, False),
+        (503, False),
+    ],
+)
+def test_a_request_refused_for_good_is_bad_input_and_the_rest_propagate(es_factory, status, fails_fast):
+    import elasticsearch
+
+    from etlkit.hooks.elasticsearch import ElasticsearchRefusedError, refusals_fail_fast
+
+    server = es_factory(9)
+    server.cluster.fail_next("count", status=status)
+    expected = ElasticsearchRefusedError if fails_fast else elasticsearch.ApiError
+    with (
+        elasticsearch.Elasticsearch(server.url, max_retries=0) as client,
+        pytest.raises(expected) as caught,
+        refusals_fail_fast("es_test"),
+    ):
+        client.count(index="movies")
+    if fails_fast:
+        assert f"connection 'es_test' with {status}" in str(caught.value)
+        assert caught.value.__cause__.meta.status == status
+    else:
+        assert caught.value.meta.status == status

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from etlkit.common.errors import ConfigurationError
+from etlkit.common.errors import BadInputError, ConfigurationError
 
 try:
     from airflow.sdk import BaseHook
@@ -64,6 +66,38 @@ def redact_url(url: str) -> str:
 
 
 HTTP_SCHEMES = ("http", "https")
+# Request-level 4xx that a later try may not meet: a missing index can be created by then, a conflict
+# or a timeout can clear. Every other 4xx (credentials, privileges, a malformed or oversized request)
+# comes back the same on every retry.
+RETRYABLE_CLIENT_STATUSES = frozenset({404, 408, 409, 429})
+_REFUSAL_HINTS = {
+    401: "check the connection's login/password or api_key",
+    403: "the connection's user lacks a privilege on the index or cluster",
+    413: "the request is larger than the server's http.max_content_length: lower bulk_chunk_bytes",
+}
+
+
+class ElasticsearchRefusedError(BadInputError):
+    """Elasticsearch answered a request with a 4xx that retrying cannot change."""
+
+
+@contextmanager
+def refusals_fail_fast(conn_id: str) -> Iterator[None]:
+    """Turn a request refused for good (see ``RETRYABLE_CLIENT_STATUSES``) into
+    ``ElasticsearchRefusedError``, so the task fails at once instead of using its retries."""
+    from elasticsearch import ApiError
+
+    try:
+        yield
+    except ApiError as exc:
+        status = exc.meta.status
+        if not 400 <= status < 500 or status in RETRYABLE_CLIENT_STATUSES:
+            raise
+        hint = _REFUSAL_HINTS.get(status, "retrying cannot change the answer")
+        raise ElasticsearchRefusedError(
+            f"Elasticsearch refused a request of connection {conn_id!r} with {status} ({hint}): "
+            f"{str(exc.message)[:300]}"
+        ) from exc
 
 
 class ElasticsearchClientHook(BaseHook):

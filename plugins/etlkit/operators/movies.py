@@ -91,8 +91,10 @@ class MoviesBaseOperator(BaseOperator):
         return stack.enter_context(closing(MoviesPostgresHook(postgres_conn_id=self.pg_conn_id).get_conn()))
 
     def open_es(self, stack: ExitStack):
-        from etlkit.hooks.elasticsearch import ElasticsearchClientHook
+        from etlkit.hooks.elasticsearch import ElasticsearchClientHook, refusals_fail_fast
 
+        # Entered first, left last: it sees every error of the block, the client's probe included.
+        stack.enter_context(refusals_fail_fast(self.es_conn_id))
         return stack.enter_context(ElasticsearchClientHook(es_conn_id=self.es_conn_id).get_client())
 
     @staticmethod

@@ -501,3 +501,73 @@ def test_a_bulk_request_over_the_server_limit_fails_at_once_naming_the_param(
     run_ok(run_dag, {"bulk_chunk_bytes": 6_000})  # the remedy the message names
     assert indexed_documents(server) == expected_documents(generated_source)
     assert read_state()["hwm"] > state_before["hwm"]
+
+
+def test_an_alias_over_several_indices_fails_plan_at_once_and_touches_nothing(
+    run_dag, movies_connections, generated_source, clean_state, caplog
+):
+    server = movies_connections
+    run_ok(run_dag)
+    (physical,), state_before = server.cluster.aliases["movies"], read_state()
+    with es_client() as client:
+        client.indices.create(index="movies_20000101000000", **index_body())
+        client.indices.update_aliases(
+            actions=[{"add": {"index": "movies_20000101000000", "alias": "movies"}}]
+        )
+
+    failed = run_movies(run_dag)
+
+    assert failed.state == "failed"
+    assert task_states(failed)["plan"] == "failed"
+    assert try_numbers(failed)["plan"] == 1
+    assert "alias 'movies' points to several indices" in caplog.text
+    assert server.cluster.aliases["movies"] == {physical, "movies_20000101000000"}
+    assert read_state() == state_before
+
+
+def test_target_mappings_that_differ_from_the_contract_switch_to_full_mode(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    server = movies_connections
+    run_ok(run_dag)
+    (contract_index,) = server.cluster.aliases["movies"]
+    drifted = index_body()
+    drifted["mappings"]["properties"]["title"] = {"type": "keyword"}  # someone changed the index by hand
+    with es_client() as client:
+        client.indices.create(index="movies_20000101000000", **drifted)
+        client.indices.update_aliases(
+            actions=[
+                {"remove": {"index": contract_index, "alias": "movies"}},
+                {"add": {"index": "movies_20000101000000", "alias": "movies"}},
+            ]
+        )
+    time.sleep(1.1)  # physical index names have one-second resolution
+
+    dag_run = run_ok(run_dag)
+
+    assert sync_metrics(dag_run)["extra"]["mode"] == "full"
+    assert sync_metrics(dag_run)["extra"]["reason"] == "target mappings differ from the contract"
+    (rebuilt,) = server.cluster.aliases["movies"]
+    assert rebuilt not in {contract_index, "movies_20000101000000"}
+    assert server.cluster.indices[rebuilt].mappings == index_body()["mappings"]
+    assert indexed_documents(server) == expected_documents(generated_source)
+
+
+def test_throttled_items_are_retried_inside_the_task_and_the_run_succeeds(
+    run_dag, movies_connections, generated_source, clean_state
+):
+    server = movies_connections
+    run_ok(run_dag)
+    film_id = str(generated_source.execute("SELECT id FROM content.film_work LIMIT 1").fetchone()[0])
+    generated_source.execute(
+        "UPDATE content.film_work SET title = 'Throttled twice', modified = now() WHERE id = %s", [film_id]
+    )
+    server.cluster.fail_ids({film_id: 429}, times=2)
+    server.cluster.requests.clear()
+
+    dag_run = run_ok(run_dag)
+
+    assert try_numbers(dag_run)["sync"] == 1  # the helper's bounded 429 retry, not Airflow's
+    assert [r["endpoint"] for r in server.cluster.requests].count("bulk") == 3
+    assert indexed_documents(server)[film_id]["title"] == "Throttled twice"
+    assert read_state()["hwm"] == max_change_key(generated_source)

@@ -130,3 +130,20 @@ def test_repeated_property_rows_give_one_row_with_the_lowest_id(sierra, extract)
     assert by_id[item]["barcode"] == "LOWER ID"
     assert (by_id[item]["best_title"], by_id[item]["material_name"]) == ("Lower id title", "Video")
     assert by_id[item_id(5)]["best_title"] == "Lower id title"  # item 5's greatest bib is 103 too
+
+
+def test_itype_fallbacks_warn_with_the_count_and_the_first_20_item_ids(sierra, run_task, backend, caplog):
+    build_catalogue(sierra, items=30)
+    nulls = [item_id(n) for n in range(1, 24)]
+    sierra.execute(
+        "UPDATE sierra_view.item_record SET itype_code_num = NULL WHERE record_id = ANY(%s)", [nulls]
+    )
+    backend.batch_size = 50  # one batch, one warning
+
+    summary = run_task(itype_null_fallback=7)
+
+    assert summary["itype_fallbacks"] == 23
+    assert f"23 items have a NULL itype, written as 7; first ids: {nulls[:20]}" in caplog.text
+    assert ("sierra_sync.itype_fallbacks", 23) in run_task.metrics
+    assert {backend.items[i]["itype_code_num"] for i in nulls} == {7}
+    assert len(backend.items) == 30  # substituted, never dropped

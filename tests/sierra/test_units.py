@@ -44,13 +44,15 @@ def test_settings_defaults_unknown_keys_and_invalid_values(caplog):
     assert parse_settings({"itype_null_fallback": 0}).itype_null_fallback == 0
 
 
-def test_sync_response_validation():
+def test_sync_response_validation(caplog):
     full = parse_sync_response({"sync_mode": SYNC_FULL, "batch_size": 80000, "last_synced_id": 0, "x": 1})
     assert (full.batch_size, full.last_synced_id) == (80000, 0)
     changes = parse_sync_response({"sync_mode": SYNC_CHANGES, "timestamp": "2025-03-14T08:15:30.25+00:00"})
     assert changes.since == T0
+    assert "UTC offset" not in caplog.text
     naive = parse_sync_response({"sync_mode": SYNC_CHANGES, "timestamp": "2025-03-14T08:15:30.25"})
-    assert naive.since == T0  # no offset: read as UTC
+    assert naive.since == T0  # no offset: read as UTC, with a warning
+    assert "timestamp '2025-03-14T08:15:30.25' has no UTC offset; reading it as UTC" in caplog.text
     with pytest.raises(InvalidSyncResponse, match="sync_mode"):
         parse_sync_response({"sync_type": SYNC_FULL, "batch_size": 1, "last_synced_id": 0})
     with pytest.raises(InvalidSyncResponse, match="last_synced_id"):

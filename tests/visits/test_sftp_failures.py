@@ -58,8 +58,10 @@ def test_auth_refused_fails_clearly(one_report, sshd, airflow_conn, tmp_path, ca
     dag_run = one_report.run()
 
     assert dag_run.state == "failed"
-    assert tries(dag_run, "list_remote_files")[0] == "failed"
-    assert_untouched(one_report, caplog, "Authentication failed")
+    assert tries(dag_run, "list_remote_files") == ("failed", 1)  # not retried: the answer cannot change
+    assert_untouched(
+        one_report, caplog, "the server refused the credentials of 'root' (Authentication failed.)"
+    )
 
 
 def test_wrong_host_key_fails_before_any_download_without_retry(

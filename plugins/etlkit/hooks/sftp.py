@@ -53,6 +53,14 @@ class VerifiedSFTPHook(SFTPHook):
                 f"connection {self.ssh_conn_id}: the host key of {exc.hostname} does not match the pinned "
                 f"host_key (got {exc.key.get_name()} {exc.key.get_base64()[:16]}...): refusing to connect"
             ) from exc
+        except paramiko.AuthenticationException as exc:
+            if "timeout" in str(exc).lower():
+                raise  # the server did not answer in time: an SSHException, retried
+            # Refused credentials come back the same on every retry.
+            raise ConfigurationError(
+                f"connection {self.ssh_conn_id}: the server refused the credentials of {self.username!r} "
+                f"({exc}); check the connection's key_file/private_key or password"
+            ) from exc
         try:
             yield client
         finally:

@@ -571,3 +571,35 @@ def test_throttled_items_are_retried_inside_the_task_and_the_run_succeeds(
     assert [r["endpoint"] for r in server.cluster.requests].count("bulk") == 3
     assert indexed_documents(server)[film_id]["title"] == "Throttled twice"
     assert read_state()["hwm"] == max_change_key(generated_source)
+
+
+def test_a_film_deleted_between_two_tries_of_a_full_sync_is_not_published(
+    run_dag, movies_connections, generated_source, clean_state, monkeypatch
+):
+    import psycopg
+
+    from etlkit.operators import movies as operators
+
+    server = movies_connections
+    real_stream = operators.stream_film_rows
+    calls: list[str] = []
+
+    def stream_then_delete_the_first_film(conn, *args, **kwargs):
+        for n, row in enumerate(real_stream(conn, *args, **kwargs)):
+            if not calls and n == 0:
+                calls.append(row.id)
+            elif calls and len(calls) == 1 and n == 30:
+                with psycopg.connect(pgdb.dsn(generated_source.info.dbname), autocommit=True) as other:
+                    other.execute("DELETE FROM content.film_work WHERE id = %s", [calls[0]])
+                calls.append("deleted")
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            yield row
+
+    monkeypatch.setattr(operators, "stream_film_rows", stream_then_delete_the_first_film)
+    dag_run = run_ok(run_dag, {"bulk_chunk_docs": 10})
+
+    assert try_numbers(dag_run)["sync"] == 2
+    assert sync_metrics(dag_run)["extra"]["mode"] == "full"
+    indexed = indexed_documents(server)
+    assert str(calls[0]) not in indexed  # the first try indexed it; the published index must not hold it
+    assert indexed == expected_documents(generated_source)

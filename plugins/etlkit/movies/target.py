@@ -56,6 +56,12 @@ def create_physical_index(client: Any, name: str) -> None:
     log.info("created index %s with the contract's settings and strict mappings", name)
 
 
+def recreate_physical_index(client: Any, name: str) -> None:
+    """Drop and create a not yet published index, so a retried full sync starts from nothing."""
+    client.indices.delete(index=name, ignore_unavailable=True)
+    create_physical_index(client, name)
+
+
 def alias_members(client: Any, alias: str) -> list[str]:
     try:
         return sorted(client.indices.get_alias(name=alias).body)

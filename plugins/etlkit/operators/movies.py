@@ -36,6 +36,7 @@ from etlkit.movies.state import (
 )
 from etlkit.movies.target import (
     create_physical_index,
+    recreate_physical_index,
     resolve_target,
     stream_index_ids,
     swap_alias,
@@ -207,6 +208,9 @@ class MoviesSyncOperator(MoviesBaseOperator):
         ):
             pg = self.open_pg(stack)
             es = self.open_es(stack)
+            if plan["mode"] == "full" and context["ti"].try_number > 1:
+                # An earlier try's documents include films deleted since: start the new index afresh.
+                recreate_physical_index(es, plan["write_index"])
             rows = stream_film_rows(pg, query, params, settings.batch_size)
             pairs = film_documents(rows, stats, progress)
             if plan["mode"] != "full":

@@ -28,18 +28,66 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-SUPPORTED_TYPES = {
-    "keyword",
-    "text",
-    "float",
-    "double",
-    "integer",
-    "long",
-    "boolean",
-    "date",
-    "nested",
-    "object",
+_NUMERIC_PARAMS = {"type", "index", "doc_values", "store", "null_value", "coerce", "ignore_malformed", "meta"}
+# Field types of the subset and the mapping parameters Elasticsearch accepts on each.
+MAPPING_PARAMS: dict[str, set[str]] = {
+    "keyword": {
+        "type",
+        "index",
+        "doc_values",
+        "store",
+        "null_value",
+        "ignore_above",
+        "normalizer",
+        "fields",
+        "meta",
+    },
+    "text": {
+        "type",
+        "index",
+        "store",
+        "norms",
+        "analyzer",
+        "search_analyzer",
+        "search_quote_analyzer",
+        "fields",
+        "index_options",
+        "position_increment_gap",
+        "fielddata",
+        "similarity",
+        "meta",
+    },
+    "float": _NUMERIC_PARAMS,
+    "double": _NUMERIC_PARAMS,
+    "integer": _NUMERIC_PARAMS,
+    "long": _NUMERIC_PARAMS,
+    "boolean": {"type", "index", "doc_values", "store", "null_value", "meta"},
+    "date": {"type", "index", "doc_values", "store", "null_value", "format", "ignore_malformed", "meta"},
+    "nested": {"type", "properties", "dynamic", "include_in_parent", "include_in_root"},
+    "object": {"type", "properties", "dynamic", "enabled"},
 }
+SUPPORTED_TYPES = set(MAPPING_PARAMS)
+# Built-in analysis components the subset knows (a small part of Elasticsearch's list).
+BUILTIN_ANALYZERS = {"standard", "simple", "whitespace", "stop", "keyword", "english", "russian"}
+BUILTIN_TOKENIZERS = {"standard", "whitespace", "keyword", "letter", "classic"}
+BUILTIN_FILTERS = {"lowercase", "uppercase", "asciifolding", "trim", "unique", "stop", "porter_stem"}
+FILTER_TYPES = {"stop", "stemmer", "lowercase", "asciifolding", "synonym", "length", "unique"}
+STEMMER_LANGUAGES = {
+    "english",
+    "light_english",
+    "minimal_english",
+    "possessive_english",
+    "porter2",
+    "lovins",
+    "russian",
+    "light_russian",
+    "german",
+    "french",
+    "spanish",
+    "finnish",
+    "swedish",
+}
+STOPWORD_LISTS = {"_none_", "_english_", "_russian_", "_german_", "_french_", "_spanish_", "_finnish_"}
 MAX_RESULT_WINDOW = 10_000  # index.max_result_window default
 _COMPAT_RE = re.compile(r"compatible-with=(\d+)")
 _INVALID_NAME_CHARS = set(' "*\\<|,>/?#:')
@@ -74,17 +122,68 @@ class Index:
 # Mapping validation
 
 
-def _check_mapping_definition(properties: dict[str, Any], path: str = "") -> None:
+def _check_analysis(analysis: dict[str, Any]) -> set[str]:
+    """Refuse what Elasticsearch refuses in ``settings.analysis``; returns the analyzers it defines."""
+    filters = analysis.get("filter") or {}
+    for name, spec in filters.items():
+        kind = spec.get("type")
+        if kind not in FILTER_TYPES:
+            raise EsError(400, "illegal_argument_exception", f"Unknown filter type [{kind}] for [{name}]")
+        if kind == "stemmer" and spec.get("language", "english") not in STEMMER_LANGUAGES:
+            raise EsError(
+                400, "illegal_argument_exception", f"Unknown Stemmer language [{spec.get('language')}]"
+            )
+        stopwords = spec.get("stopwords")
+        if kind == "stop" and isinstance(stopwords, str) and stopwords not in STOPWORD_LISTS:
+            raise EsError(400, "illegal_argument_exception", f"unknown stopwords list [{stopwords}]")
+    tokenizers = set(analysis.get("tokenizer") or {}) | BUILTIN_TOKENIZERS
+    for name, spec in (analysis.get("analyzer") or {}).items():
+        if spec.get("type", "custom") != "custom":
+            continue
+        tokenizer = spec.get("tokenizer")
+        if tokenizer not in tokenizers:
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                f"Custom Analyzer [{name}] failed to find tokenizer under name [{tokenizer}]",
+            )
+        for filter_name in spec.get("filter") or []:
+            if filter_name not in filters and filter_name not in BUILTIN_FILTERS:
+                raise EsError(
+                    400,
+                    "illegal_argument_exception",
+                    f"Custom Analyzer [{name}] failed to find filter under name [{filter_name}]",
+                )
+    return set(analysis.get("analyzer") or {}) | BUILTIN_ANALYZERS
+
+
+def _check_mapping_definition(properties: dict[str, Any], analyzers: set[str], path: str = "") -> None:
     for name, spec in properties.items():
+        field_path = f"{path}{name}"
         kind = spec.get("type", "object" if "properties" in spec else None)
         if kind not in SUPPORTED_TYPES:
             raise EsError(
                 400,
                 "mapper_parsing_exception",
-                f"No handler for type [{kind}] declared on field [{path}{name}]",
+                f"No handler for type [{kind}] declared on field [{field_path}]",
             )
+        unknown = sorted(set(spec) - MAPPING_PARAMS[kind])
+        if unknown:
+            raise EsError(
+                400,
+                "mapper_parsing_exception",
+                f"unknown parameter [{unknown[0]}] on mapper [{field_path}] of type [{kind}]",
+            )
+        for key in ("analyzer", "search_analyzer", "search_quote_analyzer"):
+            if key in spec and spec[key] not in analyzers:
+                raise EsError(
+                    400,
+                    "mapper_parsing_exception",
+                    f"Failed to parse mapping: analyzer [{spec[key]}] has not been configured in mappings",
+                )
         if kind in {"nested", "object"}:
-            _check_mapping_definition(spec.get("properties", {}), f"{path}{name}.")
+            _check_mapping_definition(spec.get("properties", {}), analyzers, f"{field_path}.")
+        _check_mapping_definition(spec.get("fields", {}), analyzers, f"{field_path}.")
 
 
 def _is_number(value: Any) -> bool:
@@ -328,9 +427,10 @@ class Cluster:
             if unknown:
                 raise EsError(400, "parse_exception", f"unknown key [{sorted(unknown)[0]}] for create index")
             mappings = copy.deepcopy(body.get("mappings") or {})
-            _check_mapping_definition(mappings.get("properties", {}))
             settings = copy.deepcopy(body.get("settings") or {})
             settings = {**settings.pop("index", {}), **settings}
+            analyzers = _check_analysis(settings.get("analysis") or {})
+            _check_mapping_definition(mappings.get("properties", {}), analyzers)
             validator = compile_mapping(mappings.get("properties", {}), str(mappings.get("dynamic", "true")))
             self.indices[name] = Index(name, settings, mappings, validate=validator)
             for alias in body.get("aliases") or {}:

@@ -6,6 +6,8 @@ accepts anything: strict mappings, type checks, per-item bulk results, refresh v
 
 from __future__ import annotations
 
+import re
+
 import elasticsearch
 import pytest
 import requests
@@ -296,3 +298,48 @@ def test_security_and_content_length_switches(server, movies):
         server.url, max_retries=0, basic_auth=("elastic", "right"), **kwargs
     ) as es:
         assert es.count(index=movies)["count"] == 0
+
+
+def _drifted_body(change):
+    body = index_body()
+    change(body)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda b: b["mappings"]["properties"]["title"].update(analyser="ru_en"),
+            "unknown parameter [analyser] on mapper [title] of type [text]",
+        ),
+        (
+            lambda b: b["mappings"]["properties"]["title"]["fields"]["raw"].update(ignore_abov=256),
+            "unknown parameter [ignore_abov] on mapper [title.raw] of type [keyword]",
+        ),
+        (
+            lambda b: b["mappings"]["properties"]["actors"]["properties"]["name"].update(analyzer="ru_eng"),
+            "analyzer [ru_eng] has not been configured",
+        ),
+        (
+            lambda b: b["settings"]["analysis"]["analyzer"]["ru_en"]["filter"].append("russian_stemer"),
+            "failed to find filter under name [russian_stemer]",
+        ),
+        (
+            lambda b: b["settings"]["analysis"]["filter"]["russian_stemmer"].update(language="rusian"),
+            "Unknown Stemmer language [rusian]",
+        ),
+        (
+            lambda b: b["settings"]["analysis"]["filter"]["english_stop"].update(stopwords="_englsh_"),
+            "unknown stopwords list [_englsh_]",
+        ),
+        (
+            lambda b: b["settings"]["analysis"]["analyzer"]["ru_en"].update(tokenizer="standart"),
+            "failed to find tokenizer under name [standart]",
+        ),
+    ],
+)
+def test_index_bodies_real_elasticsearch_refuses_are_refused(client, change, message):
+    with pytest.raises(elasticsearch.BadRequestError, match=re.escape(message)):
+        client.indices.create(index="movies_2", **_drifted_body(change))
+    assert not client.indices.exists(index="movies_2")

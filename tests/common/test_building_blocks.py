@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk.definitions.retry_policy import RetryAction
 
-from etlkit.common.alerting import alert_context, failure_record, log_task_failure
+from etlkit.common.alerting import alert_context, current_alert_context, failure_record, log_task_failure
 from etlkit.common.errors import BadInputError, TransientError
 from etlkit.common.metrics import RunMetrics
 from etlkit.common.retry import PipelineRetryPolicy, RetrySettings, retry_default_args
@@ -50,11 +50,10 @@ def test_unknown_retry_override_keys_are_an_error(overrides):
 
 def test_failure_alert_is_one_structured_line_with_pipeline_context(caplog):
     ti = SimpleNamespace(dag_id="d", task_id="t", map_index=3, run_id="r1", try_number=2)
-    context = {"ti": ti, "exception": TransientError("boom")}
-    with pytest.raises(TransientError), alert_context(file="report_7.txt"):
+    with pytest.raises(TransientError) as raised, alert_context(file="report_7.txt"), alert_context(batch=2):
         raise TransientError("boom")
     with caplog.at_level(logging.ERROR, logger="etlkit.alerts"):
-        log_task_failure(context)
+        log_task_failure({"ti": ti, "exception": raised.value})
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("ETL_ALERT "))
     assert json.loads(line.removeprefix("ETL_ALERT ")) == {
         "event": "task_failed",
@@ -65,9 +64,23 @@ def test_failure_alert_is_one_structured_line_with_pipeline_context(caplog):
         "try_number": 2,
         "error_type": "TransientError",
         "error": "boom",
-        "pipeline_context": {"file": "report_7.txt"},
+        "pipeline_context": {"file": "report_7.txt", "batch": 2},  # the innermost block's
     }
     assert failure_record({})["dag_id"] is None
+
+
+def test_the_alert_context_travels_with_the_exception_and_never_outlives_its_block():
+    with pytest.raises(ValueError) as raised, alert_context(file="a.txt"):
+        raise ValueError("bad")
+    assert current_alert_context() == {}  # a later task in the same process starts clean
+    # An operator re-raising it (AirflowFailException(...) from exc) keeps the context.
+    try:
+        raise RuntimeError("wrapped") from raised.value
+    except RuntimeError as wrapped:
+        assert failure_record({"exception": wrapped})["pipeline_context"] == {"file": "a.txt"}
+    assert failure_record({"exception": KeyError("elsewhere")})["pipeline_context"] == {}
+    with alert_context(day="2024-06-26"):
+        assert failure_record({})["pipeline_context"] == {"day": "2024-06-26"}
 
 
 def test_metrics_add_and_xcom_shape():

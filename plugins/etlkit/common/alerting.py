@@ -21,18 +21,40 @@ log = logging.getLogger("etlkit.alerts")
 _pipeline_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("etlkit_alert_context")
 
 
+_CONTEXT_ATTRIBUTE = "etlkit_alert_context"
+
+
 @contextmanager
 def alert_context(**values: Any) -> Iterator[None]:
-    """Attach ``values`` to any failure alert raised inside the block (and left for the callback)."""
-    current = _pipeline_context.get({})
-    _pipeline_context.set({**current, **values})
-    yield
-    # Deliberately not reset on exception: the failure callback runs after the task body.
-    _pipeline_context.set(current)
+    """Attach ``values`` to any failure alert raised inside the block.
+
+    An exception leaving the block carries the context with it (the innermost block's, the most
+    detailed), because the failure callback runs after the task body has unwound every block.
+    """
+    token = _pipeline_context.set({**_pipeline_context.get({}), **values})
+    try:
+        yield
+    except BaseException as exc:
+        if not hasattr(exc, _CONTEXT_ATTRIBUTE):
+            setattr(exc, _CONTEXT_ATTRIBUTE, dict(_pipeline_context.get()))
+        raise
+    finally:
+        _pipeline_context.reset(token)
 
 
 def current_alert_context() -> dict[str, Any]:
     return dict(_pipeline_context.get({}))
+
+
+def _context_of(exception: BaseException | None) -> dict[str, Any]:
+    """The context the exception, or one it was raised from, left its block with."""
+    seen: set[int] = set()
+    while exception is not None and id(exception) not in seen:
+        seen.add(id(exception))
+        if hasattr(exception, _CONTEXT_ATTRIBUTE):
+            return dict(getattr(exception, _CONTEXT_ATTRIBUTE))
+        exception = exception.__cause__ or exception.__context__
+    return current_alert_context()
 
 
 def failure_record(context: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +69,7 @@ def failure_record(context: dict[str, Any]) -> dict[str, Any]:
         "try_number": getattr(ti, "try_number", None),
         "error_type": type(exception).__name__ if exception else None,
         "error": str(exception)[:2000] if exception else None,
-        "pipeline_context": current_alert_context(),
+        "pipeline_context": _context_of(exception),
     }
 
 

@@ -557,3 +557,112 @@ def test_large_json_array_is_parsed_incrementally_and_gzip_csv_is_read(tmp_path)
         and lines[-1] == "7,seven"
         and len(lines) == 6001
     )
+
+
+def test_infinite_floats_are_conversion_failures():
+    from etlkit.jobs.conversion import ConversionFailed, to_float
+
+    assert to_float("1e300") == 1e300
+    for value in ("1e400", "-1e400", Decimal("1e400"), float("inf"), float("nan"), 10**400):
+        with pytest.raises(ConversionFailed):
+            to_float(value)
+
+
+def test_concat_writes_canonical_text_and_mixed_coalesce_gives_its_declared_type():
+    from etlkit.jobs.expressions import compile_expression
+
+    schema = {"flag": Column("flag", "boolean"), "n": Column("n", "integer"), "x": Column("x", "float")}
+    concat = compile_expression("concat('flag=', flag)", schema)
+    assert concat.evaluate([True, None, None]) == "flag=true"
+    coalesced = compile_expression("coalesce(n, x)", schema)
+    assert coalesced.type == "float"
+    value = coalesced.evaluate([None, 3, 2.5])
+    assert value == 3.0 and type(value) is float
+
+
+def test_json_numbers_keep_every_decimal_digit_and_strings_are_not_numbers(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "amounts.jsonl").write_text(
+        '{"id": 1, "amount": 123456789012345678901234567890.12, "rate": 0.1}\n'
+        '{"id": 2, "amount": "5.00", "rate": 1}\n'
+        '{"id": 3, "amount": 1, "rate": "0.5"}\n'
+    )
+    spec = job(
+        "amounts",
+        {
+            "id": "read",
+            "type": "read_json",
+            "config": {
+                "path": "amounts.jsonl",
+                "on_bad_records": "drop",
+                "columns": [
+                    {"name": "id", "type": "integer"},
+                    {"name": "amount", "type": "decimal", "precision": 38, "scale": 2},
+                    {"name": "rate", "type": "float"},
+                ],
+            },
+            "routes": {"out": ["total"]},
+        },
+        {
+            "id": "total",
+            "type": "aggregation",
+            "config": {"aggregates": [{"name": "sum", "function": "sum", "column": "amount"}]},
+            "routes": {"out": ["out"]},
+        },
+        {"id": "out", "type": "write_json", "config": {"path": "total.jsonl"}},
+    )
+    results, data = run(tmp_path, spec)
+    assert (data / "total.jsonl").read_text() == '{"sum":123456789012345678901234567890.12}\n'
+    assert results["read"].rows_dropped == 2 and results["read"].reject_reasons == {"bad_record": 2}
+
+
+def test_decimal_sums_beyond_28_digits_are_exact(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "big.csv").write_text("amount\n" + "99999999999999999999999999999999.99\n" * 3)
+    spec = job(
+        "big",
+        csv_reader("big.csv", ["amount"], ["typed"]),
+        {
+            "id": "typed",
+            "type": "type_conversion",
+            "config": {"rules": [{"column": "amount", "to": "decimal", "precision": 38, "scale": 2}]},
+            "routes": {"out": ["total"]},
+        },
+        {
+            "id": "total",
+            "type": "aggregation",
+            "config": {
+                "aggregates": [
+                    {"name": "sum", "function": "sum", "column": "amount"},
+                    {"name": "avg", "function": "avg", "column": "amount"},
+                ]
+            },
+            "routes": {"out": ["out"]},
+        },
+        csv_writer("out", "total.csv"),
+    )
+    run(tmp_path, spec)
+    assert (data / "total.csv").read_text().splitlines()[1] == (
+        "299999999999999999999999999999999.97,99999999999999999999999999999999.99"
+    )
+
+
+def test_read_sql_without_params_keeps_a_literal_percent(tmp_path, jobs_dsn):
+    spec = job(
+        "percent",
+        {
+            "id": "read",
+            "type": "read_sql",
+            "config": {
+                "conn": "warehouse",
+                "query": "SELECT 'a%' AS pattern WHERE 'abc' LIKE 'a%'",
+                "columns": [{"name": "pattern"}],
+            },
+            "routes": {"out": ["out"]},
+        },
+        csv_writer("out", "percent.csv"),
+    )
+    _, data = run(tmp_path, spec, jobs_dsn)
+    assert (data / "percent.csv").read_text() == "pattern\na%\n"

@@ -16,7 +16,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -155,14 +155,14 @@ def _json_records(handle, array: bool) -> Iterator[Any]:
     if not array:
         for line in handle:
             if line.strip():
-                yield json.loads(line)
+                yield json.loads(line, parse_float=Decimal)
         return
     yield from _json_array_records(handle)
 
 
 def _json_array_records(handle) -> Iterator[Any]:
     """Elements of a top-level JSON array, parsed incrementally from 64 KiB reads."""
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_float=Decimal)
     buffer, position, eof = "", 0, False
 
     def fill() -> None:
@@ -231,8 +231,8 @@ def _json_typed(value: Any, column) -> Any:
             return date.fromisoformat(value)
         except ValueError:
             raise ConversionFailed(f"{value!r} is not an ISO date") from None
-    if kind == "integer" and isinstance(value, str):
-        raise ConversionFailed(f"{value!r} is not an integer")
+    if kind in ("integer", "float", "decimal") and isinstance(value, str):
+        raise ConversionFailed(f"{value!r} is not a JSON number")
     if kind == "boolean" and not isinstance(value, bool):
         raise ConversionFailed(f"{value!r} is not a boolean")
     return convert(value, kind, column.precision, column.scale)
@@ -309,7 +309,8 @@ def read_sql(run) -> None:
         params = None
     else:
         query = sql.SQL(config.query)
-        params = {name: run.io.render(value) for name, value in config.params.items()}
+        # No params, no placeholder parsing: a literal % in the query stays as written.
+        params = {name: run.io.render(value) for name, value in config.params.items()} or None
     with run.io.sql_connection(config.conn) as connection, connection.transaction():
         connection.execute("SET TRANSACTION READ ONLY")
         with connection.cursor(name=f"etlkit_{run.component.id}") as cursor:
@@ -515,6 +516,12 @@ class _Aggregate:
 
 
 def aggregate(run) -> None:
+    # Sums of decimal(38, s) columns need more than the default 28 digits; 80 is exact for them.
+    with localcontext(Context(prec=80)):
+        _aggregate(run)
+
+
+def _aggregate(run) -> None:
     config = run.config
     names = [c.name for c in run.in_schema()]
     out_schema = run.out_schema("out")

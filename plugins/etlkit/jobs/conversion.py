@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import zoneinfo
 from collections.abc import Callable
@@ -44,13 +45,19 @@ def to_float(value: Any) -> float:
     if isinstance(value, str):
         if not _FLOAT.fullmatch(value):
             raise ConversionFailed(f"{value!r} is not a number")
-        return float(value)
-    if isinstance(value, int | float | Decimal):
         number = float(value)
+    elif isinstance(value, int | float | Decimal):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConversionFailed(f"{value!r} is out of the float range") from None
         if isinstance(value, int) and int(number) != value:
             raise ConversionFailed(f"{value!r} does not fit a float exactly")
-        return number
-    raise ConversionFailed(f"{value!r} is not a number")
+    else:
+        raise ConversionFailed(f"{value!r} is not a number")
+    if not math.isfinite(number):
+        raise ConversionFailed(f"{value!r} is not a finite float")
+    return number
 
 
 _DECIMAL_CONTEXT = Context(prec=80)

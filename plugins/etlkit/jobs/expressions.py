@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from etlkit.jobs.columns import NUMERIC_TYPES, Column
+from etlkit.jobs.conversion import canonical_text
 
 MAX_LENGTH = 4000
 MAX_DEPTH = 50
@@ -532,10 +533,20 @@ class _Compiler:
                 _arithmetic_type(*sorted(kinds)[:2], "+") if len(kinds) > 1 else (kinds or {"null"}).pop()
             )
             funcs = [a.evaluate for a in args]
-            return Compiled(lambda row: next((v for f in funcs if (v := f(row)) is not None), None), result)
+            cast = {"float": float, "decimal": Decimal}.get(result) if len(kinds) > 1 else None
+            if cast is None:
+                return Compiled(
+                    lambda row: next((v for f in funcs if (v := f(row)) is not None), None), result
+                )
+            # Mixed numeric arguments: the value takes the declared result type, whichever argument gave it.
+            return Compiled(
+                lambda row: next((cast(v) for f in funcs if (v := f(row)) is not None), None), result
+            )
         if name == "concat":
             funcs = [a.evaluate for a in args]
-            return Compiled(lambda row: "".join(str(v) for f in funcs if (v := f(row)) is not None), "string")
+            return Compiled(
+                lambda row: "".join(canonical_text(v) for f in funcs if (v := f(row)) is not None), "string"
+            )
         if name in ("lower", "upper", "trim"):
             if len(args) != 1:
                 raise ExpressionError(f"{name} takes one argument", node.position)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from email.utils import format_datetime
-from types import SimpleNamespace
 
 import pytest
 
@@ -102,35 +100,6 @@ def test_backoff_and_http_classification():
 def test_an_unusable_retry_after_falls_back_to_the_backoff(retry_after):
     backoff = Backoff(attempts=5, base_seconds=2, max_seconds=5)
     assert 1.6 <= backoff.delay(1, retry_after=retry_after) <= 2.4
-
-
-def _http_date_in(seconds):
-    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
-
-
-# An HTTP date is built when the test runs, not at collection: the suite takes minutes.
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("120", 120.0),
-        ("-5", 0.0),
-        ("soon", None),
-        ("nan", None),
-        (lambda: _http_date_in(90), 90.0),
-        (format_datetime(datetime(2000, 1, 1, tzinfo=UTC), usegmt=True), 0.0),  # already past
-    ],
-    ids=["seconds", "negative", "word", "nan", "http-date-ahead", "http-date-past"],
-)
-def test_retry_after_header_as_seconds_or_http_date(header, expected):
-    from etlkit.hooks.signum import _retry_after
-
-    header = header() if callable(header) else header
-    seconds = _retry_after(SimpleNamespace(headers={"Retry-After": header}))
-    if expected is None:
-        assert seconds is None
-    else:
-        assert seconds == pytest.approx(expected, abs=2)
-    assert _retry_after(SimpleNamespace(headers={})) is None
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ never into logs or URLs.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import threading
@@ -23,6 +22,7 @@ import requests
 from airflow.sdk import BaseHook
 
 from etlkit.common.errors import ConfigurationError, TransientError
+from etlkit.common.http import retry_after_seconds
 from etlkit.enderturing.errors import EnderTuringLoginError, EnderTuringRequestError
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,6 @@ class RequestRetrySettings:
 class _Token:
     header: str
     expires_at: float  # time.monotonic() based; inf for a static token
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
 
 
 class EnderTuringHook(BaseHook):
@@ -162,7 +152,11 @@ class EnderTuringHook(BaseHook):
                     f"{method} {path}: TLS certificate verification failed ({exc}); set extra ca_bundle, "
                     "or verify_ssl false for development only"
                 ) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 problem, wait = f"{type(exc).__name__}", None
             else:
                 if response.status_code != 429 and response.status_code < 500:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +11,12 @@ from airflow.sdk.log import mask_secret
 from requests_toolbelt import MultipartEncoder
 
 from etlkit.common.errors import ConfigurationError
+from etlkit.common.http import retry_after_seconds
 from etlkit.sierra.protocol import UPLOAD_CONTENT_TYPE, UPLOAD_FILENAME, InvalidSyncResponse
 from etlkit.sierra.retrying import BackendHttpError
 
 API_KEY_HEADER = "x-api-key"
 SYNC_ENDPOINT = "sync"
-
-
-def _retry_after(response) -> float | None:
-    """Seconds from ``Retry-After`` (delta-seconds or an HTTP-date); None when absent or unusable."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _detail(response) -> str:
@@ -90,7 +73,10 @@ class SignumBackendHook(HttpHook):
         )
         if not 200 <= response.status_code < 300:
             raise BackendHttpError(
-                f"{method} /sync", response.status_code, _detail(response), _retry_after(response)
+                f"{method} /sync",
+                response.status_code,
+                _detail(response),
+                retry_after_seconds(response.headers.get("Retry-After")),
             )
         return response
 

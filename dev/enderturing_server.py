@@ -43,7 +43,7 @@ class Fault:
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
-    action: str = "status"  # status | drop | delay | not_json
+    action: str = "status"  # status | drop | truncate (the body cut short) | delay | not_json
     delay_s: float = 0.0
 
 
@@ -224,6 +224,15 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             entry["fault"] = fault.action
             if fault.action == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            if fault.action == "truncate":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "4096")
+                self.end_headers()
+                self.wfile.write(b'{"items": [')
                 self.close_connection = True
                 self.connection.shutdown(2)
                 return

@@ -30,6 +30,15 @@ def test_policy_fails_bad_input_fast_and_retries_transient(airflow_var):
     assert policy.evaluate(ConnectionError("down"), 3, 6).action == RetryAction.FAIL  # retries exhausted
 
 
+def test_a_connection_dropped_mid_response_is_transient():
+    import requests
+
+    from etlkit.common.retry import is_transient
+
+    assert is_transient(requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"))
+    assert not is_transient(requests.exceptions.InvalidURL("no host"))
+
+
 def test_policy_round_trips_serialization():
     policy = PipelineRetryPolicy("visits", retries=2, retry_delay_s=300)
     assert PipelineRetryPolicy.deserialize(policy.serialize()).defaults == {

@@ -128,10 +128,13 @@ def test_dropped_connection_and_read_timeout_are_retried(fake_et, hook_for):
     fake, _ = fake_et
     fake.add_fault("^/labels$", 1, action="drop")
     fake.add_fault("^/users$", 1, action="delay", delay_s=1.5)
+    fake.add_fault("^/tags$", 1, action="truncate")  # dropped in the middle of the body
     hook = hook_for(timeout_s=0.5)
     assert hook.get_dictionary("/labels")
     assert hook.get_dictionary("/users", 999)
+    assert hook.get_dictionary("/tags")
     assert len(fake.requests_to("^/labels$")) == 2 and len(fake.requests_to("^/users$")) == 2
+    assert len(fake.requests_to("^/tags$")) == 2
 
 
 @pytest.mark.parametrize("status", [400, 403, 422])

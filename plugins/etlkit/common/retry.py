@@ -93,7 +93,8 @@ def transient_exception_types() -> tuple[type[BaseException], ...]:
     try:
         import requests
 
-        types += [requests.ConnectionError, requests.Timeout]
+        # ChunkedEncodingError: the connection dropped in the middle of a response body.
+        types += [requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError]
     except ImportError:
         pass
     return tuple(types)

@@ -165,3 +165,21 @@ def test_day_d_is_the_interval_start_on_the_et_clock(interval_start, clock, day)
     from etlkit.operators.enderturing import day_of_interval
 
     assert day_of_interval(interval_start, clock) == day
+
+
+@pytest.mark.parametrize(
+    ("run_after", "clock", "day"),
+    [
+        (datetime(2024, 6, 27, 0, 30, tzinfo=UTC), "UTC", date(2024, 6, 26)),
+        (datetime(2024, 6, 26, 22, 30, tzinfo=UTC), "Europe/Tallinn", date(2024, 6, 26)),  # 01:30 on the 27th
+    ],
+)
+def test_a_run_triggered_without_a_logical_date_takes_the_last_complete_day(run_after, clock, day):
+    """`airflow dags trigger` without -l: Airflow 3 gives such a run no data interval at all."""
+    from types import SimpleNamespace
+
+    from etlkit.operators.enderturing import day_of_run
+
+    assert day_of_run({"dag_run": SimpleNamespace(run_after=run_after)}, clock) == day
+    interval_start = datetime(2024, 6, 20, tzinfo=UTC)
+    assert day_of_run({"data_interval_start": interval_start, "dag_run": None}, clock) == date(2024, 6, 20)

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -150,7 +150,7 @@ class EnderTuringExtractSessionsOperator(BaseOperator):
         from etlkit.hooks.enderturing import EnderTuringHook
 
         params = context["params"]
-        day = day_of_interval(context["data_interval_start"], self.et_timezone)
+        day = day_of_run(context, self.et_timezone)
         run_dir = staging_dir_for(self.staging_root, context)
         shutil.rmtree(run_dir, ignore_errors=True)  # a retry starts from a clean staging area
         run_dir.mkdir(parents=True)
@@ -197,6 +197,15 @@ class EnderTuringExtractSessionsOperator(BaseOperator):
 def day_of_interval(data_interval_start: datetime, et_timezone: str) -> date:
     """D: the interval's first day on the ET clock (Airflow hands the interval over in UTC)."""
     return data_interval_start.astimezone(ZoneInfo(et_timezone)).date()
+
+
+def day_of_run(context: dict, et_timezone: str) -> date:
+    """D of this run. A run triggered without a logical date has no data interval in Airflow 3:
+    it takes the last complete day before it was triggered, as a manual run with one does."""
+    start = context.get("data_interval_start")
+    if start is not None:
+        return day_of_interval(start, et_timezone)
+    return context["dag_run"].run_after.astimezone(ZoneInfo(et_timezone)).date() - timedelta(days=1)
 
 
 def staging_dir_for(staging_root: str, context: dict) -> Path:

@@ -231,3 +231,10 @@ def test_sierra_statement_timeout_is_not_retried(run_task, sierra, backend):
         run_task(statement_timeout_seconds=0.001)
     assert run_task.sleeps == [] and post_attempts(backend) == 0
     assert sierra_sessions(sierra) == 0
+
+
+def test_a_missing_sierra_connection_fails_before_any_request(run_task, sierra, backend, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_SIERRA_DNA")
+    with pytest.raises(AirflowFailException, match="sierra_dna"):
+        run_task()
+    assert backend.requests == []

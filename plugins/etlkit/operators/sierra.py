@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 from airflow.sdk import BaseOperator, Variable
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from etlkit.common.errors import BadInputError
 from etlkit.sierra.retrying import BackendHttpError, RetriesExhausted
@@ -17,7 +17,7 @@ from etlkit.sierra.settings import SETTINGS_VARIABLE, parse_settings
 
 # Errors the sync has already retried as far as the spec allows, or that no retry can fix:
 # the task fails at once instead of re-running the whole sync (the next tick is the outer retry).
-FINAL_ERRORS = (BadInputError, BackendHttpError, RetriesExhausted, psycopg.Error)
+FINAL_ERRORS = (BadInputError, BackendHttpError, RetriesExhausted, psycopg.Error, AirflowNotFoundException)
 
 
 def _emit_metric(name: str, value: float) -> None:
@@ -73,6 +73,7 @@ class SierraSignumSyncOperator(BaseOperator):
             )
             backend.api_key()  # fail fast without a key; registers it with the secret masker
             sierra = SierraHook(settings.sierra_conn_id)
+            sierra.get_connection(settings.sierra_conn_id)  # a missing connection fails before any request
             with tempfile.TemporaryDirectory(prefix="sierra-sync-") as workdir:
                 sync = SierraSync(sierra, backend, settings, Path(workdir), metric=_emit_metric)
                 dry_run = Path(self.dry_run_dir) if self.dry_run_dir else None

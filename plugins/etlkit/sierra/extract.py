@@ -278,7 +278,7 @@ def open_snapshot(
 
     ``connect`` opens further connections for a batch copied in parts.
     """
-    timeout_ms = int(statement_timeout_seconds * 1000)
+    timeout_ms = max(1, round(statement_timeout_seconds * 1000))  # 0 would mean no timeout at all
     try:
         _begin_read_only(conn)
         with conn.transaction():

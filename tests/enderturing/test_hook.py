@@ -333,3 +333,34 @@ def test_warehouse_must_be_postgres(airflow_conn):
     airflow_conn("not_postgres", {"conn_type": "mysql", "host": "127.0.0.1", "login": "x"})
     with pytest.raises(ConfigurationError, match="must be PostgreSQL"):
         warehouse_connection("not_postgres")
+
+
+def test_detail_calls_are_submitted_a_bounded_number_ahead_and_answered_in_order():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from etlkit.enderturing.extract import bounded_map
+
+    release_first = threading.Event()
+    pulled: list[int] = []
+
+    def items():
+        for n in range(100):
+            pulled.append(n)
+            yield n
+
+    def call(n: int) -> int:
+        if n == 0:
+            release_first.wait(5)  # one slow call at the head of the queue
+        return n * 2
+
+    with ThreadPoolExecutor(2) as pool:
+        results = bounded_map(pool, call, items(), ahead=8)
+        consumer = threading.Thread(target=lambda: pulled.append(("first", next(results))))
+        consumer.start()
+        consumer.join(0.5)
+        assert len(pulled) <= 9  # not the whole list while the first answer is outstanding
+        release_first.set()
+        consumer.join(5)
+        assert pulled[-1] == ("first", 0)
+        assert list(results) == [n * 2 for n in range(1, 100)]

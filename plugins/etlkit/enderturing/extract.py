@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from etlkit.common.errors import BadInputError
 from etlkit.enderturing import staging
@@ -23,6 +23,8 @@ from etlkit.enderturing.filters import Pass, Window, encode, expression
 from etlkit.enderturing.transform import Transformer, Uncoercible, to_int
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 DICTIONARY_ENDPOINTS = (
     ("/agents", 999, "agents"),
@@ -162,14 +164,15 @@ def fetch_details(
     A 404 is an empty answer; another 4xx leaves that session's rows for that endpoint untouched
     and is counted (the task fails past ``max_detail_failures``); anything else fails the task.
     """
-    calls = []
-    for session in sessions:
-        if session["reviewers"]:
-            calls.append((session["id"], "scores"))
-        if settings.fetch_summaries:
-            calls.append((session["id"], "summary"))
-        if settings.fetch_comments and _may_have_comments(session["comments_count"]):
-            calls.append((session["id"], "comments"))
+
+    def calls() -> Iterator[tuple[str, str]]:
+        for session in sessions:
+            if session["reviewers"]:
+                yield session["id"], "scores"
+            if settings.fetch_summaries:
+                yield session["id"], "summary"
+            if settings.fetch_comments and _may_have_comments(session["comments_count"]):
+                yield session["id"], "comments"
 
     def call(session_id: str, endpoint: str) -> tuple[str, str, Any, EnderTuringRequestError | None]:
         try:
@@ -182,9 +185,28 @@ def fetch_details(
     pool = ThreadPoolExecutor(settings.detail_concurrency)
     try:
         with target.open("w", encoding="utf-8") as out:
-            _write_details(pool.map(lambda c: call(*c), calls), out, settings, report)
+            results = bounded_map(
+                pool, lambda c: call(*c), calls(), DETAILS_AHEAD * settings.detail_concurrency
+            )
+            _write_details(results, out, settings, report)
     finally:
         pool.shutdown(cancel_futures=True)  # a failure stops the queued calls instead of waiting for them
+
+
+# Calls submitted ahead per worker: enough to keep every worker busy while answers are written.
+DETAILS_AHEAD = 4
+
+
+def bounded_map(pool: Executor, function: Callable[[T], R], items: Iterable[T], ahead: int) -> Iterator[R]:
+    """``pool.map`` in order, with at most ``ahead`` calls submitted and not yet consumed: a slow
+    call holds back a few finished answers, never the whole batch's (``Executor.map`` submits all)."""
+    in_flight: deque[Future[R]] = deque()
+    for item in items:
+        if len(in_flight) >= ahead:
+            yield in_flight.popleft().result()
+        in_flight.append(pool.submit(function, item))
+    while in_flight:
+        yield in_flight.popleft().result()
 
 
 def _write_details(

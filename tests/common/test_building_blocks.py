@@ -103,3 +103,15 @@ def test_metrics_add_and_xcom_shape():
         "bytes_read": 10,
         "extra": {"files": 2},
     }
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ['{"value": "2024-06-26T10:00:00+00:00"}', "2024-06-26T10:00:00+00:00", '"2024-06-26T10:00:00+00:00"'],
+    ids=["as-written", "set-by-hand", "json-string"],
+)
+def test_a_watermark_set_by_hand_as_a_bare_timestamp_is_read(airflow_var, stored):
+    from etlkit.common.state import VariableWatermark
+
+    airflow_var("some_watermark", stored)
+    assert VariableWatermark("some_watermark").read() == "2024-06-26T10:00:00+00:00"

@@ -24,6 +24,18 @@ class WatermarkRewindError(ValueError):
     pass
 
 
+def stored_value(raw: Any, default: Any = None) -> Any:
+    """The value of a stored ``{"value": ...}``. A bare value, as an operator sets one by hand (an
+    ISO timestamp, plain or as a JSON string), is taken as it is."""
+    if isinstance(raw, dict):
+        return raw.get("value", default)
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw
+    return parsed.get("value", default) if isinstance(parsed, dict) else parsed
+
+
 class VariableWatermark:
     def __init__(self, key: str):
         self.key = key
@@ -34,7 +46,7 @@ class VariableWatermark:
         raw = Variable.get(self.key, default=None)
         if raw is None:
             return default
-        return (raw if isinstance(raw, dict) else json.loads(raw)).get("value", default)
+        return stored_value(raw, default)
 
     def advance(self, value: Any, *, allow_rewind: bool = False) -> None:
         from airflow.sdk import Variable

@@ -95,6 +95,7 @@ class EnderTuringDictionariesOperator(BaseOperator):
         from etlkit.hooks.enderturing import EnderTuringHook
 
         warehouse_connection(self.postgres_conn_id).close()
+        category_watermark = VariableWatermark(CATEGORY_WATERMARK).read()  # read before any load
         dictionaries = extract.fetch_dictionaries(EnderTuringHook(self.enderturing_conn_id))
         with tempfile.TemporaryDirectory(prefix="enderturing-dict-") as tmp:
             with staging.CopySpool(Path(tmp)) as spool:
@@ -103,9 +104,7 @@ class EnderTuringDictionariesOperator(BaseOperator):
             tables = _load_spooled(
                 self.postgres_conn_id, self.schema, [spool], DICTIONARY_TABLES, load.DICTIONARIES_LOCK_KEY
             )
-        changed, candidate = extract.changed_categories(
-            dictionaries["categories"], VariableWatermark(CATEGORY_WATERMARK).read()
-        )
+        changed, candidate = extract.changed_categories(dictionaries["categories"], category_watermark)
         RunMetrics(
             PIPELINE,
             rows_read=sum(len(items) for items in dictionaries.values()),

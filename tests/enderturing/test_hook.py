@@ -218,12 +218,12 @@ def test_pagination_reads_every_page_even_when_the_server_caps_limit(fake_et, ho
     assert len(distinct) == 1234
 
 
-@pytest.mark.parametrize("overload", [None, 1000])
-def test_split_guard_keeps_listings_below_the_cap(fake_et, hook_for, tmp_path, overload):
+@pytest.mark.parametrize(("overload", "limit"), [(None, None), (1000, None), (None, 5000)])
+def test_split_guard_keeps_listings_below_the_cap(fake_et, hook_for, tmp_path, overload, limit):
     fake, _ = fake_et
     _big_morning(fake, 2500)
     fake.overload_threshold = overload
-    settings = SessionSettings(page_size=500, window_cap=1000)
+    settings = SessionSettings(page_size=500, window_cap=1000, limit_sessions=limit)  # a limit above the cap
     distinct, report = list_sessions(hook_for(), [Pass("main", (DAY,))], settings, tmp_path)
     assert sorted(s["id"] for s in distinct) == sorted(s["id"] for s in fake.dataset.sessions)
     assert sum(report.windows["main"].values()) == 2500  # each session once: no window overlaps

@@ -133,7 +133,11 @@ def fetch_window(
                     filters, settings.effective_page_size, remaining
                 ):
                     seen = total if total is not None else count + len(items)
-                    if seen >= settings.window_cap and remaining is None:
+                    # A test-mode limit below the cap stops paging before the cap; any other
+                    # listing at the cap splits, whatever the limit.
+                    if seen >= settings.window_cap and (
+                        remaining is None or remaining >= settings.window_cap
+                    ):
                         too_big = True
                         break
                     count += staging.write_ndjson(out, items)

@@ -183,3 +183,23 @@ def test_a_run_triggered_without_a_logical_date_takes_the_last_complete_day(run_
     assert day_of_run({"dag_run": SimpleNamespace(run_after=run_after)}, clock) == day
     interval_start = datetime(2024, 6, 20, tzinfo=UTC)
     assert day_of_run({"data_interval_start": interval_start, "dag_run": None}, clock) == date(2024, 6, 20)
+
+
+@pytest.mark.parametrize(
+    ("run_type", "resync_passes"), [("backfill", False), ("scheduled", True), ("manual", True)]
+)
+def test_a_backfill_run_skips_the_resync_passes_and_leaves_the_watermark(
+    run_dag, et_airflow, warehouse, monkeypatch, run_type, resync_passes
+):
+    """dag.test() makes manual runs only: the run type the operators read is the one of the case."""
+    from etlkit.operators import enderturing as operators
+
+    fake = et_airflow
+    monkeypatch.setattr(operators, "_run_type", lambda context: run_type)
+
+    dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)  # run_resync left at true
+
+    assert dr.state == "success", task_states(dr)
+    filters = [e["query"].split("filters=")[1] for e in fake.requests_to(r"^/sessions$")]
+    assert any("is_scored" in f for f in filters) is resync_passes
+    assert (watermark_value() is not None) is resync_passes

@@ -203,3 +203,21 @@ def test_a_backfill_run_skips_the_resync_passes_and_leaves_the_watermark(
     filters = [e["query"].split("filters=")[1] for e in fake.requests_to(r"^/sessions$")]
     assert any("is_scored" in f for f in filters) is resync_passes
     assert (watermark_value() is not None) is resync_passes
+
+
+def test_a_persistently_failing_summary_call_fails_the_run_with_nothing_loaded(
+    run_dag, et_airflow, warehouse
+):
+    fake = et_airflow
+    victim = fake.dataset.sessions[3]["id"]
+    fake.add_fault(rf"^/sessions/{victim}/summary$", 1000, status=500)
+
+    dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
+
+    assert dr.state == "failed"
+    assert task_states(dr)["extract_sessions"] == "failed"
+    assert len(fake.requests_to(rf"^/sessions/{victim}/summary$")) == 4  # the hook's attempts, then fail
+    assert session_counts(table_counts(warehouse)) == dict.fromkeys(
+        session_counts(table_counts(warehouse)), 0
+    )
+    assert watermark_value() is None

@@ -262,3 +262,35 @@ def test_append_whose_commit_acknowledgement_was_lost_is_retried_without_duplica
         "WHERE component_id = 'load_events' ORDER BY try_number",
     )
     assert tries == [(1, "failed", {"target": 2}), (2, "success", {"target": 2})]
+
+
+def test_a_try_that_ended_without_recording_its_result_is_closed_as_failed_by_finalize(
+    jobs_env, run_dag, monkeypatch
+):
+    """A killed task (SIGKILL, out of memory, lost worker) leaves its 'running' row behind."""
+    from etlkit.jobs import components
+    from etlkit.jobs.metrics_store import LOST_TRY_ERROR
+    from etlkit.operators.jobs import DeclarativeComponentOperator
+
+    real_store = DeclarativeComponentOperator._store
+
+    def killed_before_the_end(run_context, context, summary):
+        if summary["component_id"] == "load_orders" and summary["status"] != "running":
+            return  # the process died before it could write its end
+        real_store(run_context, context, summary)
+
+    def crash(*args, **kwargs):
+        raise psycopg.errors.DataError("value too long")  # deterministic: no retry
+
+    monkeypatch.setattr(DeclarativeComponentOperator, "_store", staticmethod(killed_before_the_end))
+    monkeypatch.setattr(components, "write_sql", crash)
+    jobs_data.write_orders_export(jobs_env["data_root"], DAY)
+
+    dag_run = run_dag("orders_daily_load", logical_date=LOGICAL_DATE)
+
+    assert dag_run.state == "failed"
+    rows = component_rows(jobs_env["dsn"], "orders_daily_load")
+    assert (rows["load_orders"]["status"], rows["load_orders"]["error"]) == ("failed", LOST_TRY_ERROR)
+    assert rows["load_orders"]["finished_at"] >= rows["load_orders"]["started_at"]
+    assert rows["read_orders"]["status"] == "success"
+    assert job_row(jobs_env["dsn"], "orders_daily_load")["status"] == "failed"

@@ -38,6 +38,19 @@ def upsert_component_run(
         connection.execute(load_sql("jobs", "upsert_component_run.sql"), row)
 
 
+LOST_TRY_ERROR = "the task ended without recording a result (killed, out of memory or its worker lost)"
+
+
+def close_lost_component_runs(connection, dag_id: str, run_id: str) -> list[tuple[str, int]]:
+    """Mark the tries still ``running`` as failed; returns their (component_id, try_number)."""
+    with connection.transaction():
+        cursor = connection.execute(
+            load_sql("jobs", "close_lost_component_runs.sql"),
+            {"dag_id": dag_id, "run_id": run_id, "error": LOST_TRY_ERROR},
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+
 def latest_component_runs(connection, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
     cursor = connection.execute(
         load_sql("jobs", "latest_component_runs.sql"), {"dag_id": dag_id, "run_id": run_id}

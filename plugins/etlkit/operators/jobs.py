@@ -235,6 +235,12 @@ class FinalizeJobRunOperator(BaseOperator):
                     metrics_store.upsert_component_run(
                         connection, dag_id, run_id, run_context["environment"], summary
                     )
+            for component_id, try_number in metrics_store.close_lost_component_runs(
+                connection, dag_id, run_id
+            ):
+                log.warning(
+                    "%s try %s ended without recording a result: marked failed", component_id, try_number
+                )
             latest = metrics_store.latest_component_runs(connection, dag_id, run_id)
             for component_id in validated.order:
                 if component_id not in latest:

@@ -220,3 +220,37 @@ def test_a_persistently_failing_summary_call_fails_the_run_with_nothing_loaded(
     counts = session_counts(table_counts(warehouse))
     assert len(counts) == 8 and set(counts.values()) == {0}  # the eight session tables, all empty
     assert watermark_value() is None
+
+
+def test_comments_are_fetched_when_asked_and_replaced_on_the_next_run(run_dag, et_airflow, warehouse):
+    fake = et_airflow
+    commented = [s for s in fake.dataset.sessions if s["start_dt"].startswith("2024-06-26")][:3]
+    for n, session in enumerate(commented):
+        session["comments_count"] = 2
+        fake.dataset.comments[session["id"]] = [
+            {"id": 10 * n + 1, "author_id": 1, "text": f"first on {n}", "comments": []},
+            {"id": 10 * n + 2, "author_id": 2, "text": "a reply\tafter a tab", "comments": [{"id": 99}]},
+        ]
+    conf = {**SHORT_RESYNC, "fetch_comments": True}
+
+    assert run_dag(DAG_ID, conf=conf, logical_date=LOGICAL_DATE).state == "success"
+
+    asked = {e["path"].split("/")[2] for e in fake.requests_to("/comments$")}
+    assert asked == {s["id"] for s in commented}  # sessions whose count says 0 are not asked
+    rows = warehouse.execute(
+        "SELECT session_id::text, comment_no, comment_id, author_id, text FROM sessions_comments ORDER BY 1, 2"
+    ).fetchall()
+    assert len(rows) == 6
+    first = commented[0]["id"]
+    assert [r[1:] for r in rows if r[0] == first] == [
+        (0, 1, 1, "first on 0"),
+        (1, 2, 2, "a reply\tafter a tab"),
+    ]
+
+    fake.dataset.comments[first] = fake.dataset.comments[first][:1]  # a comment deleted upstream
+    assert run_dag(DAG_ID, conf=conf, logical_date=LOGICAL_DATE).state == "success"
+    assert warehouse.execute("SELECT count(*) FROM sessions_comments").fetchone()[0] == 5
+    remaining = warehouse.execute(
+        "SELECT comment_no, text FROM sessions_comments WHERE session_id = %s", [first]
+    ).fetchall()
+    assert remaining == [(0, "first on 0")]

@@ -254,3 +254,44 @@ def test_comments_are_fetched_when_asked_and_replaced_on_the_next_run(run_dag, e
         "SELECT comment_no, text FROM sessions_comments WHERE session_id = %s", [first]
     ).fetchall()
     assert remaining == [(0, "first on 0")]
+
+
+def test_children_removed_upstream_are_deleted_and_an_absent_tags_key_keeps_the_tags(
+    run_dag, et_airflow, warehouse
+):
+    fake = et_airflow
+    day_sessions = [s for s in fake.dataset.sessions if s["start_dt"].startswith("2024-06-26")]
+    changed, untouched = day_sessions[0], day_sessions[1]
+    match = {
+        "score": 0.5,
+        "matched_corpus_text": "x",
+        "is_agent": True,
+        "transcript_id": 7,
+        "matched_query_text": "q",
+    }
+    changed["categories"] = [{"id": 1, "is_verified": False}, {"id": 2, "is_verified": True}]
+    changed["reviewers"] = [
+        {"id": 3, "last_reviewed_at": "2024-06-27T10:00:00"},
+        {"id": 4, "last_reviewed_at": "2024-06-27T11:00:00"},
+    ]
+    changed["tags"] = [{"id": 5, "match": [match, {**match, "score": 0.9}]}]
+    untouched["tags"] = [{"id": 6, "match": [match]}]
+    assert run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE).state == "success"
+
+    changed["categories"] = [{"id": 1, "is_verified": True}]  # one removed, one switched in place
+    changed["reviewers"] = changed["reviewers"][:1]
+    changed["tags"] = [{"id": 5, "match": [match]}]  # the second match is gone
+    del untouched["tags"]  # the API left the key out: nothing to say about its tags
+    assert run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE).state == "success"
+
+    def rows(sql: str, session: dict) -> list[tuple]:
+        return warehouse.execute(sql, [session["id"]]).fetchall()
+
+    assert rows(
+        "SELECT category_id, is_verified FROM sessions_categories WHERE session_id = %s", changed
+    ) == [(1, True)]
+    assert rows("SELECT reviewer_id FROM sessions_reviewers WHERE session_id = %s", changed) == [(3,)]
+    assert rows("SELECT tag_id, match_no, score FROM sessions_tags WHERE session_id = %s", changed) == [
+        (5, 0, 0.5)
+    ]
+    assert rows("SELECT tag_id, match_no FROM sessions_tags WHERE session_id = %s", untouched) == [(6, 0)]

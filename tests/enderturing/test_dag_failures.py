@@ -295,3 +295,16 @@ def test_children_removed_upstream_are_deleted_and_an_absent_tags_key_keeps_the_
         (5, 0, 0.5)
     ]
     assert rows("SELECT tag_id, match_no FROM sessions_tags WHERE session_id = %s", untouched) == [(6, 0)]
+
+
+def test_a_warehouse_connection_that_is_not_postgres_fails_before_any_api_call(
+    run_dag, et_airflow, warehouse, airflow_conn
+):
+    fake = et_airflow
+    airflow_conn("enderturing_warehouse", {"conn_type": "mysql", "host": "127.0.0.1", "login": "etl"})
+
+    dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
+
+    assert dr.state == "failed"
+    assert task_states(dr)["ensure_schema"] == "failed"
+    assert fake.journal == []  # not even a login

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,30 @@ from tests.sierra.fixtures import LINKS, build_catalogue, expected_rows, stored_
 pytestmark = pytest.mark.sierra
 
 
+def xcom_values(dag_run) -> list:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=DAG_ID, run_id=dag_run.run_id).all()
+        values = [row.value for row in rows]
+    assert values, "the sync task returns its summary as XCom"
+    return values
+
+
+def test_without_the_settings_variable_the_defaults_apply(run_dag, sierra, backend, sync_env, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_VAR_SIERRA_SYNC_SETTINGS")
+    build_catalogue(sierra)
+    sierra.execute("UPDATE sierra_view.item_record SET itype_code_num = 1 WHERE itype_code_num IS NULL")
+
+    dr = run_dag(DAG_ID)
+
+    assert dr.state == "success", task_states(dr)
+    assert backend.sync_mode == "SYNC_CHANGES" and len(backend.items) == 25
+    (summary,) = [v for v in xcom_values(dr) if isinstance(v, dict) and "batches" in v]
+    assert summary["batches"] == 3  # up to max_batches_per_run (10) batches: the whole full sync
+
+
 # Each batch on one connection, then cut into up to three parts copied side by side.
 PARALLEL_EXTRACTION = {"extract_parallelism": 3, "extract_min_items_per_part": 2}
 
@@ -24,9 +51,12 @@ def test_full_sync_then_item_and_bib_changes(run_dag, sierra, backend, sync_env,
     sync_env(itype_null_fallback=0, **extraction)
     build_catalogue(sierra)
     caplog.set_level(logging.DEBUG)
+    temp_dirs_before = set(Path(tempfile.gettempdir()).glob("sierra-sync-*"))
 
     dr = run_dag(DAG_ID)
     assert dr.state == "success", task_states(dr)
+    assert set(Path(tempfile.gettempdir()).glob("sierra-sync-*")) == temp_dirs_before  # the work dir is gone
+    assert API_KEY not in json.dumps(xcom_values(dr), default=str)
     files = posted_files(backend)
     assert [len(data_ids(f)) for f in files] == [10, 10, 5]
     assert backend.sync_mode == "SYNC_CHANGES"

@@ -238,3 +238,16 @@ def test_a_missing_sierra_connection_fails_before_any_request(run_task, sierra, 
     with pytest.raises(AirflowFailException, match="sierra_dna"):
         run_task()
     assert backend.requests == []
+
+
+def test_a_sierra_connection_without_a_port_fails_before_any_request(
+    run_task, sierra, sierra_dbname, backend, airflow_conn
+):
+    from dev import pgdb
+
+    connection = {**pgdb.postgres_connection(sierra_dbname)}
+    connection.pop("port")
+    airflow_conn("sierra_dna", connection)
+    with pytest.raises(AirflowFailException, match="has no port"):
+        run_task()
+    assert backend.requests == []

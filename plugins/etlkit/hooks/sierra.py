@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
+from etlkit.common.errors import ConfigurationError
 from etlkit.sierra.extract import SierraSnapshot, open_snapshot
 
 
@@ -20,6 +21,15 @@ class SierraHook(PostgresHook):
 
     def __init__(self, sierra_conn_id: str = "sierra_dna", **kwargs):
         super().__init__(postgres_conn_id=sierra_conn_id, **kwargs)
+        self.sierra_conn_id = sierra_conn_id
+
+    def check_connection(self) -> None:
+        """Resolve the connection before any request. Its port is required: SierraDNA usually
+        listens on 1032, and a missing port would silently mean PostgreSQL's 5432."""
+        if not self.get_connection(self.sierra_conn_id).port:
+            raise ConfigurationError(
+                f"connection {self.sierra_conn_id!r} has no port (SierraDNA usually listens on 1032)"
+            )
 
     @contextmanager
     def snapshot(self, statement_timeout_seconds: float) -> Iterator[SierraSnapshot]:

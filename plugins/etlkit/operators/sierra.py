@@ -73,7 +73,7 @@ class SierraSignumSyncOperator(BaseOperator):
             )
             backend.api_key()  # fail fast without a key; registers it with the secret masker
             sierra = SierraHook(settings.sierra_conn_id)
-            sierra.get_connection(settings.sierra_conn_id)  # a missing connection fails before any request
+            sierra.check_connection()  # a missing or port-less connection fails before any request
             with tempfile.TemporaryDirectory(prefix="sierra-sync-") as workdir:
                 sync = SierraSync(sierra, backend, settings, Path(workdir), metric=_emit_metric)
                 dry_run = Path(self.dry_run_dir) if self.dry_run_dir else None

@@ -99,8 +99,11 @@ def copy_floor(directory: Path, database: str, workers: int) -> dict:
     with psycopg.connect(pgdb.dsn(database)) as conn:
         for table in SESSION_TABLES:
             paths = [path for spool in batch.spools if (path := spool.rows_path(table)).exists()]
-            statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(SCHEMA, table.name), sql.SQL(", ").join(map(sql.Identifier, table.columns))
+            # The loader's own COPY statement, aimed at the target instead of a stage.
+            statement = load._query(
+                "stage_copy.sql",
+                stage=sql.Identifier(SCHEMA, table.name),
+                columns=sql.SQL(", ").join(map(sql.Identifier, table.columns)),
             )
             rows[table.name] = load._copy_files(conn, statement, paths) if paths else 0
     finished = time.perf_counter()

@@ -21,14 +21,13 @@ class SierraHook(PostgresHook):
 
     def __init__(self, sierra_conn_id: str = "sierra_dna", **kwargs):
         super().__init__(postgres_conn_id=sierra_conn_id, **kwargs)
-        self.sierra_conn_id = sierra_conn_id
 
     def check_connection(self) -> None:
         """Resolve the connection before any request. Its port is required: SierraDNA usually
         listens on 1032, and a missing port would silently mean PostgreSQL's 5432."""
-        if not self.get_connection(self.sierra_conn_id).port:
+        if not self.get_connection(self.postgres_conn_id).port:
             raise ConfigurationError(
-                f"connection {self.sierra_conn_id!r} has no port (SierraDNA usually listens on 1032)"
+                f"connection {self.postgres_conn_id!r} has no port (SierraDNA usually listens on 1032)"
             )
 
     @contextmanager

@@ -94,7 +94,7 @@ class MoviesBaseOperator(BaseOperator):
     def open_es(self, stack: ExitStack):
         from etlkit.hooks.elasticsearch import ElasticsearchClientHook, refusals_fail_fast
 
-        # Entered first, left last: it sees every error of the block, the client's probe included.
+        # Entered before the client, so it also sees the errors of the client's version probe.
         stack.enter_context(refusals_fail_fast(self.es_conn_id))
         return stack.enter_context(ElasticsearchClientHook(es_conn_id=self.es_conn_id).get_client())
 

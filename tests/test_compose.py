@@ -4,11 +4,16 @@ configuration Variable the package reads is provided to the Airflow services."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
+from importlib import metadata
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from etlkit.jobs.environment import resolve_run_context
 from etlkit.jobs.validation import load_job
@@ -137,3 +142,48 @@ def test_sentry_events_leave_local_variables_out(monkeypatch):
     monkeypatch.setattr(sentry_sdk, "init", lambda **options: init_options.update(options))
     ConfiguredSentry().prepare_to_enrich_errors("")
     assert init_options["include_local_variables"] is False
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_the_lock_pins_the_celery_provider_and_everything_it_needs():
+    """`airflow celery worker` (the compose workers, `make stack`) exists only with the provider installed."""
+    lock = _lock()
+    assert {"apache-airflow-providers-celery", "celery", "kombu", "redis", "flower"} <= set(lock)
+    missing, seen, todo = [], set(), ["apache-airflow-providers-celery"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        assert metadata.version(name) == lock[name], (
+            f"{name}: installed {metadata.version(name)}, lock {lock[name]}"
+        )
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            dependency = canonicalize_name(requirement.name)
+            if dependency not in lock:
+                missing.append(f"{name} -> {dependency}")
+            elif not requirement.specifier.contains(lock[dependency], prereleases=True):
+                missing.append(f"{name} -> {dependency}{requirement.specifier} (lock {lock[dependency]})")
+            else:
+                todo.append(dependency)
+    assert not missing, missing
+
+
+def test_the_celery_worker_command_exists():
+    from airflow.cli.cli_parser import get_parser
+
+    with pytest.raises(SystemExit) as exited, contextlib.redirect_stdout(io.StringIO()) as out:
+        get_parser().parse_args(["celery", "worker", "--help"])
+    assert exited.value.code == 0
+    assert "--celery-hostname" in out.getvalue()

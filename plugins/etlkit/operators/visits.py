@@ -69,15 +69,19 @@ class VisitsBaseOperator(BaseOperator):
 
 
 def reference_date(context, timezone: str) -> date:
-    """R (spec §5.2): the ``reference_date`` param, else the logical date (or trigger time) in ``timezone``."""
+    """R (spec §5.2): the ``reference_date`` param, else the date of the trigger time in ``timezone``.
+
+    The trigger time is ``run_after`` for every kind of run. The logical date is not: with the
+    DAG's one-day ``CronTriggerTimetable`` a scheduled run's logical date is the interval's start,
+    the day before its trigger.
+    """
     override = (context.get("params") or {}).get("reference_date")
     if override:
         try:
             return date.fromisoformat(override)
         except ValueError as exc:
             raise ConfigurationError(f"param reference_date={override!r} is not YYYY-MM-DD") from exc
-    moment = context.get("logical_date") or context["dag_run"].run_after
-    return moment.astimezone(ZoneInfo(timezone)).date()
+    return context["dag_run"].run_after.astimezone(ZoneInfo(timezone)).date()
 
 
 class EnsureVisitsSchemaOperator(VisitsBaseOperator):

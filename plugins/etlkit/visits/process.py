@@ -183,8 +183,7 @@ class ReportProcessor:
 
     def _load_transaction(self, staged: files.StagedFile, file_fields: dict, metrics: RunMetrics):
         name = file_fields["file_name"]
-        with self.store.conn.transaction():
-            self.store.lock()
+        with self.store.locked_transaction():
             existing = self.store.find_once_only(name, staged.sha256)
             if existing is not None:
                 log.info("%s was handled by another execution meanwhile (load %s)", name, existing.load_id)
@@ -291,13 +290,11 @@ class ReportProcessor:
 
     def _duplicate(self, record: LoadRecord, remote: RemoteFile, file_fields, metrics) -> None:
         log.warning("%s is a re-delivery of load %s: not loaded again", remote.name, record.load_id)
-        with self.store.conn.transaction():
-            load_id = self.store.insert_load(
-                status="DUPLICATE",
-                file=file_fields,
-                run=self.run.as_load_fields(),
-                reason=f"same name and sha256 as load {record.load_id} ({record.status})",
-            )
+        load_id = self.store.insert_duplicate(
+            file=file_fields,
+            run=self.run.as_load_fields(),
+            reason=f"same name and sha256 as load {record.load_id} ({record.status})",
+        )
         if self._delete_at_source(remote):
             self.store.mark_source_deleted(load_id)
         self.store.mark_finished(load_id)

@@ -1,7 +1,9 @@
 """PostgreSQL side of the visits pipeline: schema, load-control log, COPY loads, visitor metrics.
 
-Takes a psycopg 3 connection in autocommit mode; every method that writes the four tables
-runs inside a transaction the caller opened with ``conn.transaction()`` after ``lock()``.
+Takes a psycopg 3 connection in autocommit mode. Every transaction that writes the four tables
+takes the advisory lock first (spec §6.1): methods that write on their own open such a
+transaction (``locked_transaction``); the others run inside the caller's load transaction,
+which took the lock.
 """
 
 from __future__ import annotations
@@ -91,16 +93,21 @@ class VisitsStore:
     # -- schema and period -------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        with self.conn.transaction():
-            self.lock()
+        with self.locked_transaction():
             self.conn.execute(self._file_sql("schema.sql"))
 
     def lock(self) -> None:
         self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
 
-    def refresh_period_counters(self, reference_date: date) -> int:
+    @contextmanager
+    def locked_transaction(self) -> Iterator[None]:
+        """A transaction holding the visits lock until it ends (a savepoint inside the caller's)."""
         with self.conn.transaction():
             self.lock()
+            yield
+
+    def refresh_period_counters(self, reference_date: date) -> int:
+        with self.locked_transaction():
             cursor = self.conn.execute(self._file_sql("refresh_period_counters.sql"), {"r": reference_date})
             return cursor.rowcount
 
@@ -151,27 +158,34 @@ class VisitsStore:
             {**counts, "load_id": load_id},
         ).fetchone()[0]
 
+    def insert_duplicate(self, *, file: dict[str, Any], run: dict[str, Any], reason: str) -> int:
+        with self.locked_transaction():
+            return self.insert_load(status="DUPLICATE", file=file, run=run, reason=reason)
+
     def mark_archived(self, load_id: int, archive_name: str) -> None:
-        self._execute(
-            "UPDATE {schema}.{load_log} SET archive_name = %s, archived_at = coalesce(archived_at, now())"
-            " WHERE load_id = %s",
-            (archive_name, load_id),
-        )
+        with self.locked_transaction():
+            self._execute(
+                "UPDATE {schema}.{load_log} SET archive_name = %s,"
+                " archived_at = coalesce(archived_at, now()) WHERE load_id = %s",
+                (archive_name, load_id),
+            )
 
     def mark_source_deleted(self, load_id: int) -> None:
-        self._execute(
-            "UPDATE {schema}.{load_log} SET source_deleted_at = coalesce(source_deleted_at, now())"
-            " WHERE load_id = %s",
-            (load_id,),
-        )
+        with self.locked_transaction():
+            self._execute(
+                "UPDATE {schema}.{load_log} SET source_deleted_at = coalesce(source_deleted_at, now())"
+                " WHERE load_id = %s",
+                (load_id,),
+            )
 
     def mark_finished(self, load_id: int) -> str:
-        return self._execute(
-            "UPDATE {schema}.{load_log} SET finished_at = now(),"
-            " status = CASE status WHEN 'LOADED' THEN 'COMPLETED' WHEN 'REJECTED' THEN 'QUARANTINED'"
-            " ELSE status END WHERE load_id = %s RETURNING status",
-            (load_id,),
-        ).fetchone()[0]
+        with self.locked_transaction():
+            return self._execute(
+                "UPDATE {schema}.{load_log} SET finished_at = now(),"
+                " status = CASE status WHEN 'LOADED' THEN 'COMPLETED' WHEN 'REJECTED' THEN 'QUARANTINED'"
+                " ELSE status END WHERE load_id = %s RETURNING status",
+                (load_id,),
+            ).fetchone()[0]
 
     _CLOSE_GONE = (
         "UPDATE {schema}.{load_log} SET finished_at = now(),"
@@ -182,23 +196,21 @@ class VisitsStore:
 
     def reconcile_deleted_sources(self, remote_names: Iterable[str]) -> int:
         """Close ``LOADED``/``REJECTED`` loads whose archive exists and whose file is gone."""
-        with self.conn.transaction():
-            self.lock()
+        with self.locked_transaction():
             return self._execute(
                 self._CLOSE_GONE + "NOT (file_name = ANY(%s))", (list(remote_names),)
             ).rowcount
 
     def close_loads_of_gone_file(self, file_name: str) -> int:
         """The same for one file found gone (a retry after the source was already deleted)."""
-        with self.conn.transaction():
-            self.lock()
+        with self.locked_transaction():
             return self._execute(self._CLOSE_GONE + "file_name = %s", (file_name,)).rowcount
 
     def record_failure(self, *, file: dict[str, Any], run: dict[str, Any], error: BaseException) -> None:
         """Best effort, in its own short transaction: the attempt was rolled back."""
         reason = f"{type(error).__name__}: {error}"[:2000]
         try:
-            with self.conn.transaction():
+            with self.locked_transaction():
                 load_id = self.insert_load(status="FAILED", file=file, run=run, reason=reason)
                 self._execute(
                     "UPDATE {schema}.{load_log} SET finished_at = now() WHERE load_id = %s", (load_id,)

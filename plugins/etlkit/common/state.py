@@ -1,27 +1,33 @@
-"""High-water marks kept in Airflow Variables, advanced only after the load has committed.
+"""Timestamp high-water marks kept in Airflow Variables, advanced only after the load has committed.
 
 Usage inside a task::
 
-    mark = VariableWatermark("movies_es_watermark")
+    mark = VariableWatermark("enderturing_categories_watermark")
     since = mark.read()            # None on the first run
     ... load, commit ...
     mark.advance(max_loaded)       # never now(), never before the commit
 
-``advance`` refuses to move a watermark backwards unless ``allow_rewind=True`` (a full
-refresh), so a slow rerun of an old interval cannot undo a newer run's progress.
+Values are compared as instants, never as strings: ``2024-06-30T00:00:00Z``, ``...+03:00`` and a
+bare ``2024-06-30 00:00:00`` (UTC wall clock) all work when set by hand. ``advance`` stores UTC
+wall clock with microseconds (``2024-06-30T00:00:00.000000``) and refuses to move the mark
+backwards unless ``allow_rewind=True`` (a full refresh), so a slow rerun of an old interval cannot
+undo a newer run's progress.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
+
+from etlkit.common.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
 
-class WatermarkRewindError(ValueError):
-    pass
+class WatermarkRewindError(ConfigurationError):
+    """The stored mark is newer than the one a run would write: permanent, never retried."""
 
 
 def stored_value(raw: Any, default: Any = None) -> Any:
@@ -36,25 +42,55 @@ def stored_value(raw: Any, default: Any = None) -> Any:
     return parsed.get("value", default) if isinstance(parsed, dict) else parsed
 
 
+def as_instant(value: str | datetime, key: str) -> datetime:
+    """A timezone-aware UTC instant; a value without an offset is UTC wall clock."""
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            moment = None
+    if not isinstance(moment, datetime):
+        raise ConfigurationError(
+            f"watermark {key}: {value!r} is not an ISO 8601 timestamp; set the Variable to e.g. "
+            '{"value": "2024-06-30T00:00:00.000000"} (UTC), or delete it to start over'
+        )
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """The stored form: UTC wall clock at full precision, without an offset."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
 class VariableWatermark:
     def __init__(self, key: str):
         self.key = key
 
     def read(self, default: Any = None) -> Any:
+        """The stored timestamp as it was written (None when absent); a value that is no
+        timestamp fails with the Variable's name and the expected form."""
         from airflow.sdk import Variable
 
         raw = Variable.get(self.key, default=None)
-        if raw is None:
-            return default
-        return stored_value(raw, default)
+        value = default if raw is None else stored_value(raw, default)
+        if value is not None and value != default:
+            as_instant(value, self.key)
+        return value
 
-    def advance(self, value: Any, *, allow_rewind: bool = False) -> None:
+    def advance(self, value: str | datetime | None, *, allow_rewind: bool = False) -> None:
         from airflow.sdk import Variable
 
         if value is None:
             return
+        new = as_instant(value, self.key)
         current = self.read()
-        if current is not None and value < current and not allow_rewind:
-            raise WatermarkRewindError(f"watermark {self.key} would move back from {current!r} to {value!r}")
-        Variable.set(self.key, json.dumps({"value": value}), serialize_json=False)
-        log.info("watermark %s advanced from %r to %r", self.key, current, value)
+        if current is not None and new < as_instant(current, self.key) and not allow_rewind:
+            raise WatermarkRewindError(
+                f"watermark {self.key} would move back from {current!r} to {iso_utc(new)!r}: the stored "
+                "value is newer than this run's (set by hand, or by a later run). This run's data is "
+                "loaded. If the stored value is right, mark this task success; to re-sync from an "
+                "earlier time, set the Variable to that time by hand."
+            )
+        Variable.set(self.key, json.dumps({"value": iso_utc(new)}), serialize_json=False)
+        log.info("watermark %s advanced from %r to %r", self.key, current, iso_utc(new))

@@ -11,7 +11,7 @@ from etlkit.common.retry import retry_default_args
 from etlkit.operators.visits import (
     EnsureVisitsSchemaOperator,
     ListVisitReportsOperator,
-    LoadVisitReportOperator,
+    LoadVisitReportsOperator,
     RefreshVisitorPeriodOperator,
     SummarizeVisitLoadsOperator,
 )
@@ -60,16 +60,17 @@ with DAG(
     ensure_schema = EnsureVisitsSchemaOperator(task_id="ensure_schema")
     refresh_counters = RefreshVisitorPeriodOperator(task_id="refresh_period_counters")
     list_files = ListVisitReportsOperator(task_id="list_remote_files")
-    process_file = LoadVisitReportOperator.partial(
-        task_id="process_file",
-        max_active_tis_per_dagrun=1,
+    # One task, files in ascending <n>: mapped instances would run in any order.
+    process_files = LoadVisitReportsOperator(
+        task_id="process_files",
+        remote_files=list_files.output,
         **retry_default_args("visits", retries=2, retry_delay_s=300),
-    ).expand(remote_file=list_files.output)
+    )
     summarize = SummarizeVisitLoadsOperator(
         task_id="summarize",
         list_task_id="list_remote_files",
-        load_task_id="process_file",
+        load_task_id="process_files",
         trigger_rule="all_done",
         retries=0,
     )
-    ensure_schema >> refresh_counters >> list_files >> process_file >> summarize
+    ensure_schema >> refresh_counters >> list_files >> process_files >> summarize

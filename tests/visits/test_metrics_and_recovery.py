@@ -72,8 +72,7 @@ def final_state(visits) -> dict:
 
 
 def put_reports(sandbox) -> None:
-    # Disjoint e-mails: a retried file may finish after the other one, and the first visit is
-    # (by design) the one of the first file loaded.
+    # Disjoint e-mails; tests/visits/test_file_order.py injects faults into reports that share them.
     for n in (1, 2):
         path = write_report(sandbox.root / "gen" / f"report_{n}.txt", 450, seed=n, email_prefix=f"f{n}user")
         sandbox.put(path.name, path.read_bytes())
@@ -109,7 +108,7 @@ def test_crash_after_second_batch_is_retried_within_the_run(crashy, clean_run, m
     monkeypatch.setattr(VisitsStore, "copy_statistics", copy_then_crash)
     dag_run = crashy.run()
 
-    assert dag_run.state == "success", task_states(dag_run)  # process_file's retry recovered
+    assert dag_run.state == "success", task_states(dag_run)  # process_files' retry recovered
     statuses = sorted(row[0] for rows in crashy.loads().values() for row in rows)
     assert statuses == ["COMPLETED", "COMPLETED", "FAILED"]
     assert final_state(crashy) == clean_run
@@ -139,7 +138,8 @@ def test_fault_before_commit_leaves_nothing_then_next_run_equals_clean_run(crash
 CRASH_POINTS = {
     # step that dies: (patched object, attribute, zips left, files left at the source)
     "archive": (files, "write_verified_zip", 0, ["report_1.txt", "report_2.txt"]),
-    "delete": (process.ReportProcessor, "_delete_at_source", 2, ["report_1.txt", "report_2.txt"]),
+    # report_1 is archived, then its delete dies: report_2 waits behind it, not even loaded.
+    "delete": (process.ReportProcessor, "_delete_at_source", 1, ["report_1.txt", "report_2.txt"]),
 }
 
 
@@ -153,7 +153,7 @@ def test_crash_after_commit_then_rerun_equals_clean_run(crashy, clean_run, monke
     real = getattr(owner, attribute)
     monkeypatch.setattr(owner, attribute, crash)
     assert crashy.run().state == "failed"
-    assert {row[0] for rows in crashy.loads().values() for row in rows} == {"LOADED"}
+    assert crashy.loads() == {"report_1.txt": [("LOADED", 450, 441, 9)]}  # report_2 held back
     assert crashy.remote_names() == remote_left
     assert len(list(crashy.backup.glob("*.zip"))) == zips_left
 

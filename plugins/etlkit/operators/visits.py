@@ -19,10 +19,19 @@ from etlkit.common.metrics import RunMetrics
 from etlkit.hooks.sftp import VerifiedSFTPHook
 from etlkit.visits import files
 from etlkit.visits.config import CONFIG_VARIABLE, VisitsConfig, timezone_from_env
-from etlkit.visits.process import RemoteFile, ReportProcessor, RunInfo, list_eligible, open_store
+from etlkit.visits.process import (
+    NOT_DONE,
+    RemoteFile,
+    ReportProcessor,
+    RunInfo,
+    list_eligible,
+    open_store,
+    process_in_order,
+)
 from etlkit.visits.store import VisitsStore
 
 log = logging.getLogger(__name__)
+FILE_OUTCOMES_KEY = "file_outcomes"
 
 
 class VisitsBaseOperator(BaseOperator):
@@ -131,24 +140,33 @@ class ListVisitReportsOperator(VisitsBaseOperator):
         return [remote.as_dict() for remote in eligible]
 
 
-class LoadVisitReportOperator(VisitsBaseOperator):
-    """One file: download, check, load in one transaction, archive, delete at the source."""
+class LoadVisitReportsOperator(VisitsBaseOperator):
+    """The listed files one after another in ascending ``<n>``, each downloaded, checked, loaded in
+    its own transaction, archived and deleted at the source; a failed file holds back the later
+    ones (``process_in_order``). Per-file outcomes go to the XCom ``file_outcomes``, on failure too."""
 
-    template_fields: Sequence[str] = (*VisitsBaseOperator.template_fields, "remote_file")
+    template_fields: Sequence[str] = (*VisitsBaseOperator.template_fields, "remote_files")
 
-    def __init__(self, *, remote_file: dict[str, Any], **kwargs):
+    def __init__(self, *, remote_files: list[dict[str, Any]] | Any, **kwargs):
         super().__init__(**kwargs)
-        self.remote_file = remote_file
+        self.remote_files = remote_files
 
-    def execute_with_config(self, context, config) -> dict[str, Any]:
-        remote = RemoteFile.from_dict(self.remote_file)
+    def execute_with_config(self, context, config) -> None:
+        remotes = [RemoteFile.from_dict(value) for value in self.remote_files or []]
         run = self.run_info(context, config)
-        with alert_context(file=remote.name, reference_date=str(run.reference_date)):
+        outcomes: list[dict[str, Any]] = []
+        try:
+            if remotes:
+                self._process(config, run, remotes, outcomes)
+        finally:
+            context["ti"].xcom_push(key=FILE_OUTCOMES_KEY, value=outcomes)
+
+    def _process(self, config, run: RunInfo, remotes: list[RemoteFile], outcomes: list) -> None:
+        with alert_context(reference_date=str(run.reference_date)):
             hook = VerifiedSFTPHook(ssh_conn_id=config.sftp_conn_id)
             store = self.open_store(config)
             with store.conn, hook.verified_client() as sftp:
-                metrics = ReportProcessor(sftp, store, config, run).process(remote)
-        return metrics.log(dag_run_id=run.run_id)
+                process_in_order(ReportProcessor(sftp, store, config, run), remotes, outcomes)
 
 
 class SummarizeVisitLoadsOperator(VisitsBaseOperator):
@@ -164,22 +182,27 @@ class SummarizeVisitLoadsOperator(VisitsBaseOperator):
     def execute_with_config(self, context, config) -> dict[str, Any]:
         ti = context["ti"]
         listed = ti.xcom_pull(task_ids=self.list_task_id)
-        pulled = ti.xcom_pull(task_ids=self.load_task_id)
-        # One mapped instance comes back as its value, several as a sequence.
-        results = [r for r in ([pulled] if isinstance(pulled, dict) else pulled or []) if r]
+        outcomes = ti.xcom_pull(task_ids=self.load_task_id, key=FILE_OUTCOMES_KEY) or []
+        by_file = {outcome["extra"]["file"]: outcome for outcome in outcomes}
+        files_status = {
+            f["name"]: by_file.get(f["name"], {}).get("extra", {}).get("status") for f in listed or []
+        }
         totals = RunMetrics("visits")
-        for result in results:
-            totals.add(RunMetrics(**result))
+        for outcome in outcomes:
+            totals.add(RunMetrics(**outcome))
         store = self.open_store(config)
         with store.conn:
             statuses = store.run_status_counts(context["run_id"])
             stale = store.stale_pending_loads()
         for load_id, name, status in stale:
             log.warning("load %s of %s has been %s for more than 24 h", load_id, name, status)
-        summary = {**totals.log(statuses=statuses), "files_listed": len(listed or [])}
+        summary = {**totals.log(statuses=statuses, files=files_status), "files_listed": len(listed or [])}
         if listed is None:
             raise AirflowFailException("listing the remote files failed: see list_remote_files")
-        missing = sorted({f["name"] for f in listed} - {r["extra"]["file"] for r in results})
-        if missing:
-            raise AirflowFailException(f"{len(missing)} files failed to load: {missing}")
+        not_done = {name: status for name, status in files_status.items() if status in (None, *NOT_DONE)}
+        if not_done:
+            raise AirflowFailException(
+                f"{len(not_done)} files not loaded (FAILED: the file that failed; HELD_BACK: waits for it;"
+                f" None: not reached, see process_files): {not_done}"
+            )
         return summary

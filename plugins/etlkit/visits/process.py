@@ -13,6 +13,7 @@ import posixpath
 import re
 import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,11 +22,12 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from etlkit.common.alerting import alert_context
 from etlkit.common.errors import ConfigurationError
 from etlkit.common.metrics import RunMetrics
 from etlkit.visits import files
 from etlkit.visits.config import VisitsConfig
-from etlkit.visits.store import LoadRecord, VisitsStore
+from etlkit.visits.store import FinishedLoad, LoadRecord, VisitsStore
 from etlkit.visits.validation import (
     LayoutError,
     Rejection,
@@ -36,6 +38,8 @@ from etlkit.visits.validation import (
 
 log = logging.getLogger(__name__)
 REPORT_NUMBER = re.compile(r"(\d+)")
+HELD_BACK = "HELD_BACK"  # not handled: an earlier file failed and must load first
+NOT_DONE = ("FAILED", HELD_BACK)
 
 
 @dataclass(frozen=True)
@@ -313,6 +317,60 @@ class ReportProcessor:
         except FileNotFoundError:
             pass
         return True
+
+
+def process_in_order(processor: ReportProcessor, remotes: Sequence[RemoteFile], outcomes: list[dict]) -> None:
+    """Handle ``remotes`` one after another in ascending ``<n>`` (spec §1): first visits depend on it.
+
+    Each file is its own load (transaction and ``load_log`` row). Bad input is an outcome, not a
+    failure: the file is quarantined with its reason and the run goes on. A file that fails stops
+    the run there and the later files are held back, untouched, until it is loaded: the retry (or
+    the next run) starts again at it, taking the files this run already finished from
+    ``load_log`` instead of downloading them again. ``outcomes`` gets one per-file entry as it
+    goes, the failed and held-back files included, so the caller can publish them even on failure.
+    """
+    ordered = sorted(remotes, key=lambda remote: report_sort_key(remote.name))
+    finished = {} if processor.run.dry_run else processor.store.finished_loads_of_run(processor.run.run_id)
+    for index, remote in enumerate(ordered):
+        with alert_context(file=remote.name):
+            try:
+                metrics = _already_finished(finished.get(remote.name), remote) or processor.process(remote)
+            except Exception as exc:
+                held_back = [later.name for later in ordered[index + 1 :]]
+                outcomes.append(file_outcome(remote.name, "FAILED", error=type(exc).__name__))
+                outcomes.extend(file_outcome(name, HELD_BACK, waits_for=remote.name) for name in held_back)
+                if held_back:
+                    log.warning(
+                        "%s failed: %s later files wait for it: %s", remote.name, len(held_back), held_back
+                    )
+                raise
+        outcomes.append(metrics.log(dag_run_id=processor.run.run_id))
+
+
+def file_outcome(name: str, status: str, **details: Any) -> dict[str, Any]:
+    return RunMetrics("visits", extra={"file": name, "status": status, **details}).as_xcom()
+
+
+def _already_finished(load: FinishedLoad | None, remote: RemoteFile) -> RunMetrics | None:
+    """The metrics of a load this run finished on this very file (same size and mtime), if any."""
+    if load is None or (load.file_size, load.remote_mtime) != (remote.size, remote.mtime):
+        return None
+    log.info("%s was finished by an earlier try of this run (load %s): skipped", remote.name, load.load_id)
+    return RunMetrics(
+        "visits",
+        rows_read=load.rows_read,
+        rows_loaded=load.rows_loaded,
+        rows_rejected=load.rows_rejected,
+        bytes_read=load.file_size,
+        extra={
+            "file": remote.name,
+            "status": load.status,
+            "load_id": load.load_id,
+            "visits_loaded": load.visits_loaded,
+            "archive": load.archive_name,
+            "resumed": True,
+        },
+    )
 
 
 def open_store(conn: psycopg.Connection, config: VisitsConfig) -> VisitsStore:

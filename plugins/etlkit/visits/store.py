@@ -55,6 +55,20 @@ class LoadRecord:
     committed_at: datetime | None
 
 
+@dataclass(frozen=True)
+class FinishedLoad:
+    file_name: str
+    load_id: int
+    status: str
+    file_size: int
+    remote_mtime: int | None
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    visits_loaded: int
+    archive_name: str | None
+
+
 class VisitsStore:
     def __init__(self, conn: Connection, config: VisitsConfig):
         self.conn = conn
@@ -280,6 +294,19 @@ class VisitsStore:
             self._file_sql("upsert_visitors.sql"), {"load_id": load_id, "r": reference_date}
         )
         return cursor.rowcount
+
+    def finished_loads_of_run(self, dag_run_id: str) -> dict[str, FinishedLoad]:
+        """The latest finished outcome of each file this run handled (what a retry may skip)."""
+        rows = self._execute(
+            "SELECT DISTINCT ON (file_name) file_name, load_id, status, file_size,"
+            " extract(epoch FROM remote_mtime)::bigint, rows_read, rows_loaded, rows_rejected,"
+            " visits_loaded, archive_name FROM {schema}.{load_log}"
+            " WHERE dag_run_id = %s AND finished_at IS NOT NULL"
+            " AND status IN ('COMPLETED', 'QUARANTINED', 'DUPLICATE')"
+            " ORDER BY file_name, load_id DESC",
+            (dag_run_id,),
+        ).fetchall()
+        return {row[0]: FinishedLoad(*row) for row in rows}
 
     # -- reporting ---------------------------------------------------------------------
 

@@ -420,8 +420,13 @@ class Cluster:
                     f"Invalid index name [{name}], already exists as alias",
                 )
             if name in self.indices:
+                existing = self.indices[name].uuid  # real ES names the index as [name/uuid]
                 raise EsError(
-                    400, "resource_already_exists_exception", f"index [{name}] already exists", index=name
+                    400,
+                    "resource_already_exists_exception",
+                    f"index [{name}/{existing}] already exists",
+                    index_uuid=existing,
+                    index=name,
                 )
             unknown = set(body) - {"settings", "mappings", "aliases"}
             if unknown:

@@ -343,3 +343,21 @@ def test_index_bodies_real_elasticsearch_refuses_are_refused(client, change, mes
     with pytest.raises(elasticsearch.BadRequestError, match=re.escape(message)):
         client.indices.create(index="movies_2", **_drifted_body(change))
     assert not client.indices.exists(index="movies_2")
+
+
+def test_creating_an_existing_index_answers_as_elasticsearch_8_does(server, client, movies):
+    """Real ES: 400 with the type, ``index [<name>/<uuid>] already exists``, ``index_uuid`` and ``index``,
+    the same object in ``root_cause``."""
+    uuid = client.indices.get_settings(index=movies)[movies]["settings"]["index"]["uuid"]
+    with pytest.raises(elasticsearch.BadRequestError) as raised:
+        client.indices.create(index=movies, **index_body())
+
+    cause = {
+        "type": "resource_already_exists_exception",
+        "reason": f"index [{movies}/{uuid}] already exists",
+        "index_uuid": uuid,
+        "index": movies,
+    }
+    assert raised.value.meta.status == 400
+    assert raised.value.body == {"error": {"root_cause": [cause], **cause}, "status": 400}
+    assert list(raised.value.body["error"]) == ["root_cause", "type", "reason", "index_uuid", "index"]

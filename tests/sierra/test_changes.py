@@ -44,7 +44,8 @@ def test_clamped_window_warns_with_counts_and_posts_from_the_floor(run_task, bac
     assert 7260 - 30 < summary["clamped"]["seconds"] < 7260 + 30  # (now - 60 min) - (requested - 60 s)
     assert data_ids(posted_files(backend)[0]) == [item_id(3)]
     metrics = dict(run_task.metrics)
-    assert metrics["sierra_sync.changes_clamped_records"] == 3
+    assert metrics["sierra_sync.changes_clamped_bib_records"] == 1
+    assert metrics["sierra_sync.changes_clamped_item_records"] == 2
     assert metrics["sierra_sync.changes_clamped_seconds"] == summary["clamped"]["seconds"]
     warning = next(r.getMessage() for r in caplog.records if "clamped" in r.getMessage())
     assert "1 bib and 2 item records" in warning and clamp_case.isoformat() in warning
@@ -65,8 +66,12 @@ def test_clamp_is_counted_once_when_the_extraction_is_retried(run_task, backend,
     summary = run_task(max_sync_delta_minutes=60, clamp_policy="warn")
 
     assert len(calls) == 2, "the extraction was retried"
-    clamped = [value for name, value in run_task.metrics if name == "sierra_sync.changes_clamped_records"]
-    assert clamped == [3]
+    clamped = [(name, value) for name, value in run_task.metrics if "changes_clamped" in name]
+    assert clamped == [
+        ("sierra_sync.changes_clamped_bib_records", 1),
+        ("sierra_sync.changes_clamped_item_records", 2),
+        ("sierra_sync.changes_clamped_seconds", clamped[2][1]),
+    ]
     assert summary["clamped"]["item_records"] == 2
     assert data_ids(posted_files(backend)[0]) == [item_id(3)]
 

@@ -42,6 +42,14 @@ def test_settings_defaults_unknown_keys_and_invalid_values(caplog):
     assert parse_settings({"itype_null_fallback": 0}).itype_null_fallback == 0
 
 
+def test_extraction_uses_one_connection_unless_configured_and_at_most_four():
+    assert SyncSettings().extract_parallelism == 1
+    assert parse_settings({"extract_parallelism": 4}).extract_parallelism == 4
+    for bad in (0, 5, 2.0, True):
+        with pytest.raises(ConfigurationError, match=r"extract_parallelism=.* must be an integer 1-4"):
+            parse_settings({"extract_parallelism": bad})
+
+
 def test_sync_response_validation(caplog):
     full = parse_sync_response({"sync_mode": SYNC_FULL, "batch_size": 80000, "last_synced_id": 0, "x": 1})
     assert (full.batch_size, full.last_synced_id) == (80000, 0)

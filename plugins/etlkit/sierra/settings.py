@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS_VARIABLE = "sierra_sync_settings"
 CLAMP_POLICIES = ("warn", "fail")
+MAX_EXTRACT_PARALLELISM = 4
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,10 @@ class SyncSettings:
     # Accepted for compatibility with the spec's table; COPY streams in server-sized chunks.
     fetch_size: int = 5000
     statement_timeout_seconds: float = 900
-    # A batch of at least 2 x extract_min_items_per_part items is copied over this many connections
-    # sharing one snapshot; 1 keeps to a single connection.
-    extract_parallelism: int = 2
+    # Sierra is the library's production database: one connection unless configured. A batch of at
+    # least 2 x extract_min_items_per_part items is then copied over up to this many connections
+    # sharing one snapshot.
+    extract_parallelism: int = 1
     extract_min_items_per_part: int = 20000
     get_timeout_seconds: float = 10
     post_timeout_seconds: float = 300
@@ -53,11 +55,16 @@ def _problem(name: str, value: Any) -> str | None:
         return None if value in CLAMP_POLICIES else f"must be one of {CLAMP_POLICIES}"
     if name == "itype_null_fallback":
         return None if value is None or (_is_int(value) and 0 <= value <= 255) else "must be null or 0-255"
+    if name == "extract_parallelism":
+        return (
+            None
+            if _is_int(value) and 1 <= value <= MAX_EXTRACT_PARALLELISM
+            else f"must be an integer 1-{MAX_EXTRACT_PARALLELISM} (connections to the production Sierra DB)"
+        )
     if name in (
         "max_batches_per_run",
         "fetch_size",
         "retry_attempts",
-        "extract_parallelism",
         "extract_min_items_per_part",
     ):
         return None if _is_int(value) and value >= 1 else "must be an integer >= 1"

@@ -238,7 +238,8 @@ class SierraSync:
 
     def _count_clamp(self, clamp: ClampReport) -> None:
         self.summary.clamped = clamp.as_summary()
-        self.metric("sierra_sync.changes_clamped_records", clamp.bib_records + clamp.item_records)
+        self.metric("sierra_sync.changes_clamped_bib_records", clamp.bib_records)
+        self.metric("sierra_sync.changes_clamped_item_records", clamp.item_records)
         self.metric("sierra_sync.changes_clamped_seconds", clamp.seconds)
 
     def _report_itype_fallbacks(self, stats: BatchStats) -> None:

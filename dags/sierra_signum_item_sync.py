@@ -13,6 +13,9 @@ from etlkit.operators.sierra import SierraSignumSyncOperator
 # A deploy-time setting read at parse time from the environment, not a Variable (no metadata-DB
 # read while parsing).
 SYNC_INTERVAL = timedelta(seconds=int(os.environ.get("SIERRA_SYNC_INTERVAL_SECONDS", "60")))
+# The spec's optional pool (`sierra_db`, 1 slot), opt-in: Airflow never schedules a task whose pool
+# does not exist, so naming it unconditionally would stall deployments that have not created it.
+SIERRA_POOL = os.environ.get("SIERRA_SYNC_POOL") or None
 
 DOC = """
 ### Sierra → Signum backend item sync
@@ -23,7 +26,8 @@ item-id order until the full copy is done (at most `max_batches_per_run` per run
 Rows are streamed from a read-only Sierra snapshot with `COPY` into a gzip TSV file and uploaded.
 
 Connections `sierra_dna` (postgres) and `signum_backend` (http, API key as password); tunables in
-Variable `sierra_sync_settings`; interval from `SIERRA_SYNC_INTERVAL_SECONDS`. See `docs/sierra.md`.
+Variable `sierra_sync_settings`; interval from `SIERRA_SYNC_INTERVAL_SECONDS`; pool (e.g. `sierra_db`)
+from `SIERRA_SYNC_POOL`, default pool when unset. See `docs/sierra.md`.
 """
 
 with DAG(
@@ -53,6 +57,7 @@ with DAG(
         max_batches="{{ params.max_batches }}",
         dry_run_dir="{{ params.dry_run_dir or '' }}",
         execution_timeout=timedelta(minutes=60),
+        pool=SIERRA_POOL,
         # Transient faults are retried inside the task, per operation; the next tick is the outer retry.
         retries=0,
     )

@@ -26,6 +26,20 @@ def test_dag_shape(dag_bag):
     assert dag.default_args["owner"] == "data-eng" and dag.tags and dag.doc_md
 
 
+def test_the_sierra_db_pool_is_opt_in(dag_bag, monkeypatch):
+    """Airflow never schedules a task in a pool that does not exist: unset, the task keeps the
+    default pool; a deployment that created ``sierra_db`` names it in SIERRA_SYNC_POOL."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import REPO_ROOT
+
+    assert dag_bag.get_dag(DAG_ID).get_task("sync_items").pool == "default_pool"
+    monkeypatch.setenv("SIERRA_SYNC_POOL", "sierra_db")
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "sierra_signum_item_sync.py"))
+    assert not bag.import_errors
+    assert bag.get_dag(DAG_ID).get_task("sync_items").pool == "sierra_db"
+
+
 def test_bounded_run_resumes_where_the_backend_says(run_task, sierra, backend):
     build_catalogue(sierra)
     first = run_task(max_batches_per_run=2, itype_null_fallback=0)

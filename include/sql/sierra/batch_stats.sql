@@ -1,5 +1,5 @@
--- Facts about the selected items, read in the extraction's snapshot: row count, largest id and
--- the items whose NULL itype gets the fallback value.
+-- Facts about the selected items (the batch's materialised selection), read in the extraction's
+-- snapshot: row count, largest id and the items whose NULL itype gets the fallback value.
 WITH selected AS ({selected_item_ids})
 SELECT
     count(*) AS item_count,

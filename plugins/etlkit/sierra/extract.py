@@ -1,6 +1,9 @@
 """Extraction from a Sierra snapshot: the mode's selection, its facts, and COPY → gzip TSV on disk.
 
-A large batch is cut into item-id ranges copied side by side, each on its own connection that
+The selection runs once per batch: its result goes into a session-local temporary table inside the
+snapshot, and the batch's facts, cut points and COPY read that table.
+
+When ``extract_parallelism`` is configured, a large batch is cut into item-id ranges copied side by side, each on its own connection that
 imports the first connection's snapshot (``pg_export_snapshot``, as ``pg_dump --jobs`` does), so
 every part reads the same data. The parts reach the gzip file in id order, as one gzip stream.
 
@@ -100,7 +103,19 @@ def _selection_query(selection: Selection, part: IdRange = IdRange()) -> tuple[p
 
 
 def item_rows_query(selection: Selection, part: IdRange = IdRange()) -> tuple[pgsql.Composed, dict]:
+    """The rows of a selection computed in place (connections that cannot see the temp table)."""
     ids, params = _selection_query(selection, part)
+    return pgsql.SQL(load_sql(PIPELINE, "item_rows.sql")).format(selected_item_ids=ids), params
+
+
+def _materialised_query(part: IdRange = IdRange()) -> tuple[pgsql.SQL, dict]:
+    params = {"part_after_id": part.after, "part_through_id": part.through}
+    return pgsql.SQL(load_sql(PIPELINE, "materialised_item_ids.sql")), params
+
+
+def materialised_rows_query(part: IdRange = IdRange()) -> tuple[pgsql.Composed, dict]:
+    """The rows of the batch's materialised selection (the snapshot's own connection)."""
+    ids, params = _materialised_query(part)
     return pgsql.SQL(load_sql(PIPELINE, "item_rows.sql")).format(selected_item_ids=ids), params
 
 
@@ -175,13 +190,28 @@ class SierraSnapshot:
         self.timezone = timezone
         self.statement_timeout_ms = statement_timeout_ms
         self.connect = connect
+        self.materialised: Selection | None = None
 
     def count_clamped(self, start: datetime, floor: datetime) -> tuple[int, int, datetime | None]:
         row = self.conn.execute(load_sql(PIPELINE, "clamped_records.sql"), {"start": start, "floor": floor})
         return row.fetchone()
 
-    def batch_stats(self, selection: Selection) -> BatchStats:
+    def materialise(self, selection: Selection) -> None:
+        """Run the selection once into the session's temp table; later reads of it are cheap."""
+        if self.materialised == selection:
+            return
+        if self.materialised is not None:
+            raise ValueError("a snapshot holds one batch's selection")
         ids, params = _selection_query(selection)
+        self.conn.execute(
+            pgsql.SQL(load_sql(PIPELINE, "materialise_selection.sql")).format(selected_item_ids=ids), params
+        )
+        self.conn.execute("ANALYZE pg_temp.sierra_selected_items")  # row count for the planner
+        self.materialised = selection
+
+    def batch_stats(self, selection: Selection) -> BatchStats:
+        self.materialise(selection)
+        ids, params = _materialised_query()
         query = pgsql.SQL(load_sql(PIPELINE, "batch_stats.sql")).format(selected_item_ids=ids)
         count, max_id, null_itypes, first_ids = self.conn.execute(query, params).fetchone()
         return BatchStats(count, max_id, null_itypes, list(first_ids or []))
@@ -193,7 +223,8 @@ class SierraSnapshot:
 
         ``parts`` > 1 copies that many id ranges of nearly equal size side by side.
         """
-        ranges = (self._part_ranges(selection, parts) if parts > 1 and self.connect else []) or [IdRange()]
+        self.materialise(selection)
+        ranges = (self._part_ranges(parts) if parts > 1 and self.connect else []) or [IdRange()]
         snapshot_id = self._export_snapshot() if len(ranges) > 1 else None
         with ExitStack() as stack:
             joined = [stack.enter_context(self._joined_connection(snapshot_id)) for _ in ranges[1:]]
@@ -213,8 +244,8 @@ class SierraSnapshot:
                 for reader in readers:
                     reader.abandon()
 
-    def _part_ranges(self, selection: Selection, parts: int) -> list[IdRange]:
-        ids, params = _selection_query(selection)
+    def _part_ranges(self, parts: int) -> list[IdRange]:
+        ids, params = _materialised_query()
         query = pgsql.SQL(load_sql(PIPELINE, "part_cut_ids.sql")).format(selected_item_ids=ids)
         fractions = [index / parts for index in range(1, parts)]
         last_id, cut_ids = self.conn.execute(query, {**params, "fractions": fractions}).fetchone()
@@ -238,7 +269,10 @@ class SierraSnapshot:
         fallback: int | None,
         header: bool,
     ) -> _PartCopy:
-        rows_query, params = item_rows_query(selection, part)
+        # The temp table is this session's own; a joined connection computes its part of the
+        # selection in place (the cost of copying in parts).
+        own = conn is self.conn
+        rows_query, params = materialised_rows_query(part) if own else item_rows_query(selection, part)
         statement = pgsql.SQL("COPY ({}) TO STDOUT {}").format(rows_query, copy_options(header))
         return _PartCopy(conn, statement, {**params, "itype_null_fallback": fallback})
 
@@ -269,6 +303,23 @@ def _configure_transaction(conn: psycopg.Connection, timeout_ms: int) -> None:
         conn.execute("SELECT set_config('jit', 'off', true)")
 
 
+def _create_selection_table(conn: psycopg.Connection) -> None:
+    """The session's temp table for the batch's selection, in its own short transaction before the
+    snapshot (explicitly READ WRITE, so a role whose default_transaction_read_only is on still can)."""
+    conn.autocommit = False
+    conn.read_only = False
+    try:
+        with conn.transaction():
+            conn.execute(load_sql(PIPELINE, "create_selected_items.sql"))
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
+        raise ConfigurationError(
+            f"the Sierra role may not create a TEMP table ({exc.sqlstate}: {exc.diag.message_primary}); "
+            "the extraction materialises each batch's selection once in a temp table: grant it with "
+            "GRANT TEMPORARY ON DATABASE <sierra database> TO <role>, and use the primary, not a "
+            "hot standby"
+        ) from exc
+
+
 @contextmanager
 def open_snapshot(
     conn: psycopg.Connection, statement_timeout_seconds: float, connect: Connect | None = None
@@ -280,6 +331,7 @@ def open_snapshot(
     """
     timeout_ms = max(1, round(statement_timeout_seconds * 1000))  # 0 would mean no timeout at all
     try:
+        _create_selection_table(conn)
         _begin_read_only(conn)
         with conn.transaction():
             db_now, timezone = conn.execute("SELECT now(), current_setting('TimeZone')").fetchone()

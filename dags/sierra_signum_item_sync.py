@@ -9,6 +9,7 @@ from airflow.sdk import DAG, Param
 
 from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.operators.sierra import SierraSignumSyncOperator
+from etlkit.sierra.budget import check_execution_timeout, settings_from_environment
 
 # A deploy-time setting read at parse time from the environment, not a Variable (no metadata-DB
 # read while parsing).
@@ -16,6 +17,12 @@ SYNC_INTERVAL = timedelta(seconds=int(os.environ.get("SIERRA_SYNC_INTERVAL_SECON
 # The spec's optional pool (`sierra_db`, 1 slot), opt-in: Airflow never schedules a task whose pool
 # does not exist, so naming it unconditionally would stall deployments that have not created it.
 SIERRA_POOL = os.environ.get("SIERRA_SYNC_POOL") or None
+# Must exceed one batch's worst case under the settings (150 min covers the defaults' 129 min).
+# Checked here against the settings visible without I/O, and again by the task against the Variable.
+EXECUTION_TIMEOUT = timedelta(minutes=float(os.environ.get("SIERRA_SYNC_EXECUTION_TIMEOUT_MINUTES", "150")))
+check_execution_timeout(
+    EXECUTION_TIMEOUT, settings_from_environment(), "AIRFLOW_VAR_SIERRA_SYNC_SETTINGS or the defaults"
+)
 
 DOC = """
 ### Sierra → Signum backend item sync
@@ -56,7 +63,7 @@ with DAG(
         settings="{{ var.json.get('sierra_sync_settings', none) | tojson }}",
         max_batches="{{ params.max_batches }}",
         dry_run_dir="{{ params.dry_run_dir or '' }}",
-        execution_timeout=timedelta(minutes=60),
+        execution_timeout=EXECUTION_TIMEOUT,
         pool=SIERRA_POOL,
         # Transient faults are retried inside the task, per operation; the next tick is the outer retry.
         retries=0,

@@ -7,7 +7,7 @@ import gzip
 import io
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -19,6 +19,7 @@ DAG_ID = "sierra_signum_item_sync"
 API_KEY = "etl-key-3f9c1b7e5a"
 PRINTER_KEY = "printer-key-77aa"
 APPLICATION_NAME = "airflow-sierra-sync"
+DAG_EXECUTION_TIMEOUT = timedelta(minutes=150)  # the DAG's default
 # Fast in-task retries so failure tests finish in well under a second each.
 FAST_SETTINGS = {
     "retry_attempts": 3,
@@ -142,7 +143,9 @@ def run_task(sync_env, monkeypatch):
 
     def run(operator_kwargs: dict | None = None, **settings):
         sync_env(**settings)
-        operator = operator_module.SierraSignumSyncOperator(task_id="sync_items", **(operator_kwargs or {}))
+        operator = operator_module.SierraSignumSyncOperator(
+            task_id="sync_items", **{"execution_timeout": DAG_EXECUTION_TIMEOUT, **(operator_kwargs or {})}
+        )
         return operator.execute({})
 
     run.metrics = metrics

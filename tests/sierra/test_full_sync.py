@@ -22,7 +22,7 @@ def test_dag_shape(dag_bag):
     assert dag.catchup is False and dag.max_active_runs == 1
     assert [t.task_id for t in dag.tasks] == ["sync_items"]
     task = dag.get_task("sync_items")
-    assert task.retries == 0 and task.execution_timeout == timedelta(minutes=60)
+    assert task.retries == 0 and task.execution_timeout == timedelta(minutes=150)
     assert dag.default_args["owner"] == "data-eng" and dag.tags and dag.doc_md
 
 

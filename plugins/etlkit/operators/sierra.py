@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from airflow.sdk import BaseOperator, Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from etlkit.common.errors import BadInputError
+from etlkit.sierra.budget import SETUP_AND_CLEANUP_SECONDS, check_execution_timeout
 from etlkit.sierra.retrying import BackendHttpError, RetriesExhausted
 from etlkit.sierra.settings import SETTINGS_VARIABLE, parse_settings
 
@@ -65,8 +67,11 @@ class SierraSignumSyncOperator(BaseOperator):
         from etlkit.hooks.signum import SignumBackendHook
         from etlkit.sierra.sync import SierraSync
 
+        started = time.monotonic()
         try:
             settings = self._read_settings()
+            check_execution_timeout(self.execution_timeout, settings, f"the {SETTINGS_VARIABLE} Variable")
+            deadline = started + self.execution_timeout.total_seconds() - SETUP_AND_CLEANUP_SECONDS
             max_batches = int(self.max_batches) if self.max_batches not in (None, "", "None") else None
             backend = SignumBackendHook(
                 settings.backend_conn_id, settings.get_timeout_seconds, settings.post_timeout_seconds
@@ -75,7 +80,9 @@ class SierraSignumSyncOperator(BaseOperator):
             sierra = SierraHook(settings.sierra_conn_id)
             sierra.check_connection()  # a missing or port-less connection fails before any request
             with tempfile.TemporaryDirectory(prefix="sierra-sync-") as workdir:
-                sync = SierraSync(sierra, backend, settings, Path(workdir), metric=_emit_metric)
+                sync = SierraSync(
+                    sierra, backend, settings, Path(workdir), metric=_emit_metric, deadline=deadline
+                )
                 dry_run = Path(self.dry_run_dir) if self.dry_run_dir else None
                 summary = sync.run(max_batches=max_batches, dry_run_dir=dry_run)
         except FINAL_ERRORS as exc:

@@ -16,6 +16,7 @@ import gzip
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -174,7 +175,12 @@ class _PartCopy(threading.Thread):
 
 
 class SierraSnapshot:
-    """Queries inside one read-only transaction: every count agrees with the rows copied."""
+    """Queries inside one read-only transaction: every count agrees with the rows copied.
+
+    ``statement_timeout_ms`` bounds the attempt's statements together: each long statement gets
+    what is left of it, so one extraction attempt never outlasts the setting (the run's worst case
+    is computed from it, see ``etlkit.sierra.budget``).
+    """
 
     def __init__(
         self,
@@ -191,8 +197,16 @@ class SierraSnapshot:
         self.statement_timeout_ms = statement_timeout_ms
         self.connect = connect
         self.materialised: Selection | None = None
+        self.deadline = time.monotonic() + statement_timeout_ms / 1000
+
+    def remaining_ms(self) -> int:
+        return max(1, round((self.deadline - time.monotonic()) * 1000))  # 0 would mean no timeout
+
+    def _arm(self) -> None:
+        _set_statement_timeout(self.conn, self.remaining_ms())
 
     def count_clamped(self, start: datetime, floor: datetime) -> tuple[int, int, datetime | None]:
+        self._arm()
         row = self.conn.execute(load_sql(PIPELINE, "clamped_records.sql"), {"start": start, "floor": floor})
         return row.fetchone()
 
@@ -203,6 +217,7 @@ class SierraSnapshot:
         if self.materialised is not None:
             raise ValueError("a snapshot holds one batch's selection")
         ids, params = _selection_query(selection)
+        self._arm()
         self.conn.execute(
             pgsql.SQL(load_sql(PIPELINE, "materialise_selection.sql")).format(selected_item_ids=ids), params
         )
@@ -213,6 +228,7 @@ class SierraSnapshot:
         self.materialise(selection)
         ids, params = _materialised_query()
         query = pgsql.SQL(load_sql(PIPELINE, "batch_stats.sql")).format(selected_item_ids=ids)
+        self._arm()
         count, max_id, null_itypes, first_ids = self.conn.execute(query, params).fetchone()
         return BatchStats(count, max_id, null_itypes, list(first_ids or []))
 
@@ -226,6 +242,7 @@ class SierraSnapshot:
         self.materialise(selection)
         ranges = (self._part_ranges(parts) if parts > 1 and self.connect else []) or [IdRange()]
         snapshot_id = self._export_snapshot() if len(ranges) > 1 else None
+        self._arm()
         with ExitStack() as stack:
             joined = [stack.enter_context(self._joined_connection(snapshot_id)) for _ in ranges[1:]]
             conns = [self.conn, *joined]
@@ -248,6 +265,7 @@ class SierraSnapshot:
         ids, params = _materialised_query()
         query = pgsql.SQL(load_sql(PIPELINE, "part_cut_ids.sql")).format(selected_item_ids=ids)
         fractions = [index / parts for index in range(1, parts)]
+        self._arm()
         last_id, cut_ids = self.conn.execute(query, {**params, "fractions": fractions}).fetchone()
         return id_ranges(cut_ids, last_id) if last_id is not None else []
 
@@ -283,7 +301,7 @@ class SierraSnapshot:
         try:
             _begin_read_only(conn)
             conn.execute(pgsql.SQL("SET TRANSACTION SNAPSHOT {}").format(pgsql.Literal(snapshot_id)))
-            _configure_transaction(conn, self.statement_timeout_ms)
+            _configure_transaction(conn, self.remaining_ms())
             yield conn
         finally:
             conn.close()
@@ -295,10 +313,14 @@ def _begin_read_only(conn: psycopg.Connection) -> None:
     conn.read_only = True
 
 
+def _set_statement_timeout(conn: psycopg.Connection, timeout_ms: int) -> None:
+    conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_ms}ms",))
+
+
 def _configure_transaction(conn: psycopg.Connection, timeout_ms: int) -> None:
     """The statement timeout, and no JIT: compiling the row query's many expressions costs more
     than it saves (about 1.5 s of a 1M-item batch). Both last for this transaction only."""
-    conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_ms}ms",))
+    _set_statement_timeout(conn, timeout_ms)
     if conn.info.server_version >= JIT_SINCE_SERVER_VERSION:
         conn.execute("SELECT set_config('jit', 'off', true)")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 
 from etlkit.common.alerting import alert_context
 from etlkit.common.errors import BadInputError
+from etlkit.sierra.budget import worst_case_batch_seconds
 from etlkit.sierra.extract import BatchStats, Selection, part_count
 from etlkit.sierra.protocol import (
     SYNC_CHANGES,
@@ -111,12 +113,17 @@ class SierraSync:
         settings: SyncSettings,
         workdir: Path,
         metric: Metric = lambda name, value: None,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
+        """``deadline`` (on ``clock``): no batch starts unless its worst case ends before it."""
         self.sierra = sierra
         self.backend = backend
         self.settings = settings
         self.workdir = workdir
         self.metric = metric
+        self.deadline = deadline
+        self.clock = clock
         self.backoff = Backoff(
             settings.retry_attempts, settings.retry_base_seconds, settings.retry_max_seconds
         )
@@ -277,6 +284,8 @@ class SierraSync:
             if self.summary.batches >= max_batches:
                 log.info("stopping after %s full batches; the next run resumes", self.summary.batches)
                 return self.summary.as_dict()
+            if not self._time_for_another_batch():
+                return self.summary.as_dict()
             following = self.fetch_request()
             if following.mode != SYNC_FULL:
                 return self.summary.as_dict()
@@ -286,6 +295,21 @@ class SierraSync:
                     "the largest item id just posted: the batch was not persisted"
                 )
             request = following
+
+    def _time_for_another_batch(self) -> bool:
+        if self.deadline is None:
+            return True
+        left, needed = self.deadline - self.clock(), worst_case_batch_seconds(self.settings)
+        if left >= needed:
+            return True
+        log.info(
+            "stopping after %s full batches: %.0f s left before execution_timeout, a batch may take "
+            "%.0f s; the next run resumes",
+            self.summary.batches,
+            left,
+            needed,
+        )
+        return False
 
     def _keep_dry_run(self, extracted: Extracted, dry_run_dir: Path) -> dict:
         dry_run_dir.mkdir(parents=True, exist_ok=True)

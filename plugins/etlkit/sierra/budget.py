@@ -1,0 +1,67 @@
+"""The worst case a run may take under its settings, and the check that ``execution_timeout`` covers it.
+
+A batch's worst case: every operation makes all its attempts, each attempt runs to its timeout and
+every wait is the longest allowed (``retry_max_seconds``, also the cap on a 429's ``Retry-After``).
+A POST retry is preceded by a reconciliation GET with its own retries. One extraction attempt is
+bounded by ``statement_timeout_seconds`` as a whole (``SierraSnapshot`` gives each statement what is
+left). The full-sync loop starts a further batch only while the time left covers one more worst
+case, so a run never outlasts ``execution_timeout`` as long as one batch fits in it: that is what
+``check_execution_timeout`` requires, at parse time (environment and defaults) and at run time (the
+Variable).
+
+Not covered: the time to open a TCP connection to Sierra (set ``connect_timeout`` in the
+connection's extra) and the cleanup after the last batch (``SETUP_AND_CLEANUP_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+
+from etlkit.common.errors import ConfigurationError
+from etlkit.sierra.settings import SETTINGS_VARIABLE, SyncSettings, parse_settings
+
+SETUP_AND_CLEANUP_SECONDS = 60
+SETTINGS_ENV = "AIRFLOW_VAR_" + SETTINGS_VARIABLE.upper()
+
+
+def _db_waits(settings: SyncSettings) -> float:
+    """The longest the extraction's retries wait: exponential, +20 % jitter, capped."""
+    return sum(
+        min(settings.retry_base_seconds * 2 ** (attempt - 1) * 1.2, settings.retry_max_seconds)
+        for attempt in range(1, settings.retry_attempts)
+    )
+
+
+def worst_case_batch_seconds(settings: SyncSettings) -> float:
+    attempts, longest_wait = settings.retry_attempts, settings.retry_max_seconds
+    get = attempts * settings.get_timeout_seconds + (attempts - 1) * longest_wait
+    post = attempts * settings.post_timeout_seconds + (attempts - 1) * (longest_wait + get)
+    extract = attempts * settings.statement_timeout_seconds + _db_waits(settings)
+    return get + extract + post
+
+
+def check_execution_timeout(execution_timeout: timedelta | None, settings: SyncSettings, where: str) -> None:
+    """ConfigurationError unless ``execution_timeout`` exceeds one worst-case batch (plus setup)."""
+    needed = worst_case_batch_seconds(settings) + SETUP_AND_CLEANUP_SECONDS
+    if execution_timeout is None:
+        raise ConfigurationError("sync_items needs an execution_timeout (it bounds the full-sync loop)")
+    if execution_timeout.total_seconds() <= needed:
+        raise ConfigurationError(
+            f"execution_timeout {execution_timeout.total_seconds():.0f} s does not exceed the worst case "
+            f"of one batch under {where}, {needed:.0f} s (retry_attempts x the GET, statement and POST "
+            "timeouts, plus the waits): Airflow could kill the task mid-batch. Raise "
+            "SIERRA_SYNC_EXECUTION_TIMEOUT_MINUTES or lower retry_attempts, retry_max_seconds, "
+            "get/post_timeout_seconds or statement_timeout_seconds"
+        )
+
+
+def settings_from_environment() -> SyncSettings:
+    """The settings visible at parse time without I/O: the Variable as an environment variable
+    (``AIRFLOW_VAR_SIERRA_SYNC_SETTINGS``) when set, else the defaults."""
+    raw = os.environ.get(SETTINGS_ENV, "").strip()
+    try:
+        return parse_settings(json.loads(raw) if raw else None)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{SETTINGS_ENV} is not JSON: {exc}") from exc

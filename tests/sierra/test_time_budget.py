@@ -1,0 +1,89 @@
+"""execution_timeout covers the configured worst case: checked at parse time and at run time, and
+the full-sync loop starts no batch that could outlast it."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from etlkit.common.errors import ConfigurationError
+from etlkit.sierra.budget import check_execution_timeout, worst_case_batch_seconds
+from etlkit.sierra.settings import SyncSettings, parse_settings
+from tests.sierra.conftest import DAG_ID, post_attempts
+from tests.sierra.fixtures import build_catalogue, item_id
+
+pytestmark = pytest.mark.sierra
+
+
+def test_worst_case_of_a_batch_counts_every_attempt_timeout_and_wait():
+    settings = parse_settings(
+        {
+            "retry_attempts": 3,
+            "retry_base_seconds": 1,
+            "retry_max_seconds": 10,
+            "get_timeout_seconds": 5,
+            "post_timeout_seconds": 20,
+            "statement_timeout_seconds": 100,
+        }
+    )
+    get = 3 * 5 + 2 * 10
+    post = 3 * 20 + 2 * (10 + get)  # a reconciliation GET before each re-send
+    extract = 3 * 100 + (1.2 + 2.4)  # exponential waits with +20 % jitter
+    assert worst_case_batch_seconds(settings) == pytest.approx(get + extract + post)
+    # The defaults' batch (about 129 min) fits in the DAG's default execution_timeout.
+    check_execution_timeout(timedelta(minutes=150), SyncSettings(), "the defaults")
+    with pytest.raises(ConfigurationError, match="does not exceed the worst case of one batch"):
+        check_execution_timeout(timedelta(minutes=60), SyncSettings(), "the defaults")
+
+
+def dag_file_import_errors(monkeypatch, **env) -> dict:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import REPO_ROOT
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return DagBag(dag_folder=str(REPO_ROOT / "dags" / "sierra_signum_item_sync.py")).import_errors
+
+
+def test_parse_time_check_refuses_a_timeout_shorter_than_the_worst_case(dag_bag, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_VAR_SIERRA_SYNC_SETTINGS", raising=False)
+    assert dag_file_import_errors(monkeypatch) == {}
+    assert dag_bag.get_dag(DAG_ID).get_task("sync_items").execution_timeout == timedelta(minutes=150)
+
+    (error,) = dag_file_import_errors(monkeypatch, SIERRA_SYNC_EXECUTION_TIMEOUT_MINUTES="60").values()
+    assert (
+        "execution_timeout 3600 s does not exceed" in error
+        and "SIERRA_SYNC_EXECUTION_TIMEOUT_MINUTES" in error
+    )
+
+    # The Variable given as an environment variable is checked too (no I/O needed to read it).
+    settings = json.dumps({"statement_timeout_seconds": 3600})
+    (error,) = dag_file_import_errors(
+        monkeypatch, SIERRA_SYNC_EXECUTION_TIMEOUT_MINUTES="150", AIRFLOW_VAR_SIERRA_SYNC_SETTINGS=settings
+    ).values()
+    assert "AIRFLOW_VAR_SIERRA_SYNC_SETTINGS" in error and "statement_timeout_seconds" in error
+
+
+def test_run_time_check_against_the_variable_fails_before_any_io(run_task, sierra, backend):
+    with pytest.raises(
+        AirflowFailException, match="sierra_sync_settings Variable.*statement_timeout_seconds"
+    ):
+        run_task({"execution_timeout": timedelta(minutes=150)}, statement_timeout_seconds=3600)
+    assert backend.requests == []
+
+
+def test_no_batch_starts_that_could_outlast_the_timeout(run_task, sierra, backend, monkeypatch):
+    """After two batches the worst case of another no longer fits: the run stops, and succeeds."""
+    from etlkit.sierra import sync
+
+    build_catalogue(sierra)
+    worst_cases = iter([60.0, 10 * 3600.0])
+    monkeypatch.setattr(sync, "worst_case_batch_seconds", lambda settings: next(worst_cases))
+
+    summary = run_task({"execution_timeout": timedelta(hours=1)}, itype_null_fallback=0)
+    assert summary["batches"] == 2 and not summary["full_sync_completed"]
+    assert post_attempts(backend) == 2 and backend.last_synced_id() == item_id(20)

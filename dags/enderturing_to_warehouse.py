@@ -12,9 +12,8 @@ from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.operators.enderturing import (
     EnderTuringCategoryWatermarkOperator,
     EnderTuringDictionariesOperator,
-    EnderTuringExtractSessionsOperator,
-    EnderTuringLoadSessionsOperator,
     EnderTuringSchemaOperator,
+    EnderTuringSyncSessionsOperator,
 )
 
 ENDERTURING_CONN_ID = "enderturing_default"
@@ -52,22 +51,16 @@ with DAG(
         enderturing_conn_id=ENDERTURING_CONN_ID,
         postgres_conn_id=WAREHOUSE_CONN_ID,
     )
-    extract_sessions = EnderTuringExtractSessionsOperator(
-        task_id="extract_sessions",
+    # Extract and load in one task: its staging is worker-local and gone when the task ends.
+    sync_sessions = EnderTuringSyncSessionsOperator(
+        task_id="sync_sessions",
         enderturing_conn_id=ENDERTURING_CONN_ID,
         postgres_conn_id=WAREHOUSE_CONN_ID,
         changed_categories=refresh_dictionaries.output["changed_category_ids"],
-        staging_root="{{ var.value.get('enderturing_staging_dir', '') }}",
         et_timezone=ET_CLOCK_TIMEZONE,
-    )
-    load_sessions = EnderTuringLoadSessionsOperator(
-        task_id="load_sessions",
-        postgres_conn_id=WAREHOUSE_CONN_ID,
-        staging_dir=extract_sessions.output["staging_dir"],
     )
     advance_category_watermark = EnderTuringCategoryWatermarkOperator(
         task_id="advance_category_watermark",
         watermark_candidate=refresh_dictionaries.output["watermark_candidate"],
     )
-    settle >> ensure_schema >> refresh_dictionaries >> extract_sessions >> load_sessions
-    load_sessions >> advance_category_watermark
+    settle >> ensure_schema >> refresh_dictionaries >> sync_sessions >> advance_category_watermark

@@ -240,7 +240,6 @@ def enderturing_demo(ws: Workspace, dag_id: str) -> Outcome:
                     },
                 ),
                 connection_env("enderturing_warehouse", pgdb.postgres_connection(ENDERTURING_DB)),
-                variable_env("enderturing_staging_dir", str(ws.path("enderturing", "staging"))),
             ]
         )
         ok = ws.run_dag(dag_id, env, logical_date=ENDERTURING_LOGICAL_DATE)
@@ -249,7 +248,8 @@ def enderturing_demo(ws: Workspace, dag_id: str) -> Outcome:
     if not ok:
         return ws.failed(dag_id, "sessions")
     results = ws.xcoms(dag_id)
-    extracted, tables = results["extract_sessions"], results["load_sessions"]["tables"]
+    extracted = results["sync_sessions"]
+    tables = extracted["tables"]
     child_rows = sum(table["staged"] for name, table in tables.items() if name != "sessions")
     return Outcome(
         dag_id,

@@ -101,7 +101,6 @@ def test_every_configuration_variable_is_provided():
     assert {
         "sftp_visits_config",
         "etl_retry_policy",
-        "enderturing_staging_dir",
         "sierra_sync_settings",
     } <= used
     for service in AIRFLOW_SERVICES:
@@ -116,8 +115,6 @@ def test_every_configuration_variable_is_provided():
 def test_staging_shared_between_tasks_is_on_the_volume_every_worker_mounts():
     mounted = {m.split(":")[1] for m in SERVICES["airflow-worker"]["volumes"] if m.startswith("etl-data:")}
     assert mounted == {"/opt/airflow/data"}
-    staging = airflow_env("airflow-worker")["AIRFLOW_VAR_ENDERTURING_STAGING_DIR"]
-    assert staging.startswith("/opt/airflow/data/"), staging
 
 
 def test_declarative_jobs_settings_resolve_to_roots_on_the_shared_volume():

@@ -59,7 +59,6 @@ def et_airflow(airflow_db, airflow_conn, airflow_var, fake_et, et_database, ware
     fake, server = fake_et
     airflow_conn("enderturing_default", et_connection(server, fake))
     airflow_conn("enderturing_warehouse", pgdb.postgres_connection(et_database))
-    airflow_var("enderturing_staging_dir", str(tmp_path / "staging"))
     # Failures must show on the first try: no task retries in these tests.
     airflow_var("etl_retry_policy", {"retries": 0, "retry_delay_s": 0})
     Variable.delete(WATERMARK_KEY)

@@ -42,7 +42,7 @@ def test_permanent_403_fails_fast_without_retries(run_dag, et_airflow, warehouse
     dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
     assert dr.state == "failed"
     states = task_states(dr)
-    assert states["extract_sessions"] == "failed" and states["load_sessions"] == "upstream_failed"
+    assert states["sync_sessions"] == "failed" and states["advance_category_watermark"] == "upstream_failed"
     assert len(fake.requests_to(r"^/sessions$")) == 1
     assert warehouse.execute("SELECT count(*) FROM sessions").fetchone()[0] == 0
     assert watermark_value() is None
@@ -72,7 +72,7 @@ def test_crash_mid_load_leaves_warehouse_and_watermark_then_rerun_completes(
     monkeypatch.setattr(load, "_upsert", crashing_upsert)
     dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
     assert dr.state == "failed"
-    assert task_states(dr)["load_sessions"] == "failed"
+    assert task_states(dr)["sync_sessions"] == "failed"
     after_crash = snapshot(warehouse)
     session_tables = [name for name in before if name.startswith("sessions")]
     assert {n: after_crash[n] for n in session_tables} == {n: before[n] for n in session_tables}
@@ -121,25 +121,6 @@ def test_limit_sessions_takes_few_sessions_and_freezes_the_watermark(run_dag, et
     loaded = warehouse.execute("SELECT count(*) FROM sessions").fetchone()[0]
     assert 5 <= loaded <= 5 * 3  # main, manual scores, one categories pass: at most 5 each
     assert watermark_value() is None
-
-
-def test_staging_of_failed_runs_is_kept_a_week_then_removed(run_dag, et_airflow, warehouse, tmp_path):
-    import os
-    import time
-
-    runs = tmp_path / "staging" / DAG_ID
-    old, recent = runs / "manual__old_failed_run", runs / "manual__yesterdays_failed_run"
-    for run_dir, age_days in ((old, 8), (recent, 1)):
-        (run_dir / "sessions.ndjson").parent.mkdir(parents=True)
-        (run_dir / "sessions.ndjson").write_text('{"id": "personal data"}\n')
-        stamp = time.time() - age_days * 86400
-        for path in (run_dir, run_dir / "sessions.ndjson"):
-            os.utime(path, (stamp, stamp))
-
-    dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
-
-    assert dr.state == "success", task_states(dr)
-    assert sorted(p.name for p in runs.iterdir()) == [recent.name]  # this run's own staging is gone too
 
 
 def test_dag_settings_of_the_spec_two_retries_no_catchup_one_run_at_a_time(dag_bag):
@@ -215,7 +196,7 @@ def test_a_persistently_failing_summary_call_fails_the_run_with_nothing_loaded(
     dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)
 
     assert dr.state == "failed"
-    assert task_states(dr)["extract_sessions"] == "failed"
+    assert task_states(dr)["sync_sessions"] == "failed"
     assert len(fake.requests_to(rf"^/sessions/{victim}/summary$")) == 4  # the hook's attempts, then fail
     counts = session_counts(table_counts(warehouse))
     assert len(counts) == 8 and set(counts.values()) == {0}  # the eight session tables, all empty

@@ -125,8 +125,9 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
     return result
 
 
-class StagedKeysMissingError(RuntimeError):
-    """After the upsert a staged key is not in the target: the transaction is rolled back."""
+class StagedKeysMissingError(BadInputError):
+    """After the upsert a staged key is not in the target: the transaction is rolled back. A
+    contract violation (the reference's silent no-op, spec §6.3): a retry would do the same."""
 
 
 def _check_staged_rows(
@@ -149,7 +150,9 @@ def _check_staged_rows(
     missing_keys, *counts = conn.execute(statement).fetchone()
     if missing_keys:
         raise StagedKeysMissingError(
-            f"{schema}.{table.name}: {missing_keys} staged keys missing after the upsert"
+            f"{schema}.{table.name}: {missing_keys} staged keys missing after the upsert; nothing "
+            "was committed. The target table no longer matches the pipeline's DDL (a trigger, rule or "
+            "changed key?): compare it with include/sql/enderturing/001_tables.sql"
         )
     orphans = {}
     for (column, parent), count in zip(table.refs, counts, strict=True):

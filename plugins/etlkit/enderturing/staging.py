@@ -1,12 +1,20 @@
-"""Files between tasks: raw NDJSON per window, de-duplicated sessions, per-session details, and
-per-table spool files in PostgreSQL's COPY text format (rows never travel through XCom)."""
+"""Worker-local files of one task try: raw NDJSON per window, de-duplicated sessions, per-session
+details, and per-table spool files in PostgreSQL's COPY text format (rows never travel through XCom).
+
+They hold personal data: they live in a temporary directory that this try creates and removes when
+it ends, whatever the outcome (spec §5, "Spooling and cleanup"); nothing is shared between tries.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,6 +26,51 @@ SESSIONS_FILE = "sessions.ndjson"
 DETAILS_FILE = "details.ndjson"
 WINDOWS_DIR = "windows"
 SPOOL_DIR = "spool"
+# <prefix><pid>-<random>: the pid tells a killed try's leftovers from a running try's directory.
+TEMP_PREFIX = "etlkit-enderturing-"
+_TEMP_NAME = re.compile(rf"^{re.escape(TEMP_PREFIX)}(\d+)-")
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def task_directory(root: str | Path | None = None) -> Iterator[Path]:
+    """A fresh directory for this try under the worker's temp root, removed when the block ends
+    (success, failure or exception). Leftovers of tries whose process is gone (SIGKILL, out of
+    memory: no cleanup ran) are removed first."""
+    root = Path(root or tempfile.gettempdir())
+    for orphan in remove_orphaned(root):
+        log.info("removed the staging directory of a killed task: %s", orphan)
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=root) as directory:
+        yield Path(directory)
+
+
+def remove_orphaned(root: Path) -> list[Path]:
+    """Delete ``root``'s staging directories whose process no longer runs; returns them."""
+    removed = []
+    for entry in sorted(root.glob(f"{TEMP_PREFIX}*")):
+        match = _TEMP_NAME.match(entry.name)
+        if match and entry.is_dir() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def write_ndjson(handle: IO[str], items: Iterable[Any]) -> int:
@@ -71,7 +124,10 @@ def _session_id(item: Any, path: Path, line_no: int) -> str:
 
     session_id = item.get("id") if isinstance(item, dict) else None
     if not isinstance(session_id, str) or not session_id:
-        raise BadInputError(f"/sessions: item {line_no} of {path.name} has no 'id': {item!r:.300}")
+        raise BadInputError(
+            f"/sessions: item {line_no} of {path.name} has no 'id' (a non-empty string); "
+            "content not shown: personal data"
+        )
     return session_id
 
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
-import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,19 +13,16 @@ from airflow.sdk import BaseHook, BaseOperator
 from etlkit.common.alerting import alert_context
 from etlkit.common.errors import ConfigurationError
 from etlkit.common.metrics import RunMetrics
-from etlkit.common.staging import remove_stale_runs
 from etlkit.common.state import VariableWatermark
-from etlkit.enderturing import extract, load, staging
+from etlkit.enderturing import extract, load, staging, sync
 from etlkit.enderturing.filters import plan_passes, resync_applies
-from etlkit.enderturing.tables import DICTIONARY_TABLES, SESSION_TABLES
+from etlkit.enderturing.tables import DICTIONARY_TABLES
 from etlkit.enderturing.transform import Transformer
 
 log = logging.getLogger(__name__)
 
 PIPELINE = "enderturing"
 CATEGORY_WATERMARK = "enderturing_categories_watermark"
-# Staged sessions hold personal data: a failed run's are kept this long for a retry, then removed.
-STAGING_RETENTION_DAYS = 7
 
 
 def warehouse_connection(postgres_conn_id: str):
@@ -97,8 +90,8 @@ class EnderTuringDictionariesOperator(BaseOperator):
         warehouse_connection(self.postgres_conn_id).close()
         category_watermark = VariableWatermark(CATEGORY_WATERMARK).read()  # read before any load
         dictionaries = extract.fetch_dictionaries(EnderTuringHook(self.enderturing_conn_id))
-        with tempfile.TemporaryDirectory(prefix="enderturing-dict-") as tmp:
-            with staging.CopySpool(Path(tmp)) as spool:
+        with staging.task_directory() as tmp:  # agents and users are personal data too
+            with staging.CopySpool(tmp) as spool:
                 transformer = Transformer(spool)
                 extract.transform_dictionaries(dictionaries, transformer)
             tables = _load_spooled(
@@ -116,13 +109,14 @@ class EnderTuringDictionariesOperator(BaseOperator):
         return {"changed_category_ids": changed, "watermark_candidate": candidate, "tables": tables}
 
 
-class EnderTuringExtractSessionsOperator(BaseOperator):
-    """List the run's passes and windows, fetch per-session details, stage everything as NDJSON."""
+class EnderTuringSyncSessionsOperator(BaseOperator):
+    """List the run's passes and windows, fetch per-session details and load tables 13–20 in ONE
+    transaction, staging in a worker-local temp directory that is gone when the task ends."""
 
     template_fields: Sequence[str] = (
         "enderturing_conn_id",
         "postgres_conn_id",
-        "staging_root",
+        "schema",
         "changed_categories",
     )
 
@@ -132,29 +126,26 @@ class EnderTuringExtractSessionsOperator(BaseOperator):
         enderturing_conn_id: str,
         postgres_conn_id: str,
         changed_categories: Any,
-        staging_root: str = "",
+        schema: str = PIPELINE,
         et_timezone: str = "UTC",
         detail_concurrency: int = 4,
+        transform_workers: int = 2,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.et_timezone = et_timezone
         self.enderturing_conn_id = enderturing_conn_id
         self.postgres_conn_id = postgres_conn_id
         self.changed_categories = changed_categories
-        self.staging_root = staging_root
+        self.schema = schema
+        self.et_timezone = et_timezone
         self.detail_concurrency = detail_concurrency
+        self.transform_workers = transform_workers
 
     def execute(self, context: dict) -> dict:
         from etlkit.hooks.enderturing import EnderTuringHook
 
         params = context["params"]
         day = day_of_run(context, self.et_timezone)
-        run_dir = staging_dir_for(self.staging_root, context)
-        shutil.rmtree(run_dir, ignore_errors=True)  # a retry starts from a clean staging area
-        run_dir.mkdir(parents=True)
-        for stale in remove_stale_runs(run_dir.parents[1], STAGING_RETENTION_DAYS, time.time()):
-            log.info("removed the staging of an old failed run: %s", stale)
         settings = extract.SessionSettings(
             page_size=int(params["page_size"]),
             window_cap=int(params["window_cap"]),
@@ -172,24 +163,32 @@ class EnderTuringExtractSessionsOperator(BaseOperator):
         )
         warehouse_connection(self.postgres_conn_id).close()
         hook = EnderTuringHook(self.enderturing_conn_id)
-        with alert_context(day=day.isoformat(), staging_dir=str(run_dir)):
-            distinct, report = extract.list_sessions(hook, passes, settings, run_dir)
-            extract.fetch_details(hook, distinct, settings, run_dir / staging.DETAILS_FILE, report)
+        with alert_context(day=day.isoformat()):
+            result = sync.sync_sessions(
+                hook,
+                passes,
+                settings,
+                lambda: warehouse_connection(self.postgres_conn_id),
+                self.schema,
+                self.transform_workers,
+            )
+        report = result.report
         RunMetrics(
             PIPELINE,
             rows_read=report.sessions,
+            rows_loaded=sum(t["inserted"] + t["updated"] for t in result.tables.values()),
             rows_rejected=report.detail_failures,
-            extra={"passes": len(passes)},
-        ).log(task="extract_sessions", day=day.isoformat())
-        context["ti"].xcom_push(key="staging_dir", value=str(run_dir))
+            extra={"passes": len(passes), "warnings": result.warnings},
+        ).log(task="sync_sessions", day=day.isoformat())
         return {
-            "staging_dir": str(run_dir),
             "day": day.isoformat(),
             "passes": [p.name for p in passes],
             "windows": report.windows,
             "sessions": report.sessions,
             "detail_calls": report.detail_calls,
             "detail_failures": report.detail_failures,
+            "tables": result.tables,
+            "warnings": result.warnings,
         }
 
 
@@ -205,53 +204,6 @@ def day_of_run(context: dict, et_timezone: str) -> date:
     if start is not None:
         return day_of_interval(start, et_timezone)
     return context["dag_run"].run_after.astimezone(ZoneInfo(et_timezone)).date() - timedelta(days=1)
-
-
-def staging_dir_for(staging_root: str, context: dict) -> Path:
-    root = Path(staging_root) if staging_root else Path(tempfile.gettempdir()) / "etlkit-enderturing"
-    run_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in context["run_id"])
-    return root / context["dag"].dag_id / run_id
-
-
-class EnderTuringLoadSessionsOperator(BaseOperator):
-    """Transform the staged batch and load tables 13–20 in ONE transaction; staging removed after commit."""
-
-    template_fields: Sequence[str] = ("postgres_conn_id", "schema", "staging_dir")
-
-    def __init__(
-        self,
-        *,
-        postgres_conn_id: str,
-        staging_dir: str,
-        schema: str = PIPELINE,
-        transform_workers: int = 2,
-        **kwargs: Any,
-    ):
-        super().__init__(**kwargs)
-        self.postgres_conn_id = postgres_conn_id
-        self.staging_dir = staging_dir
-        self.schema = schema
-        self.transform_workers = transform_workers
-
-    def execute(self, context: dict) -> dict:
-        run_dir = Path(self.staging_dir)
-        if not (run_dir / staging.SESSIONS_FILE).is_file():
-            raise ConfigurationError(f"staged sessions missing in {run_dir}: rerun extract_sessions")
-        spool_dir = run_dir / staging.SPOOL_DIR
-        shutil.rmtree(spool_dir, ignore_errors=True)
-        with alert_context(staging_dir=str(run_dir)):
-            batch = extract.spool_sessions(run_dir, spool_dir, self.transform_workers)
-            tables = _load_spooled(
-                self.postgres_conn_id, self.schema, batch.spools, SESSION_TABLES, load.SESSIONS_LOCK_KEY
-            )
-        staging.remove_tree(run_dir)
-        RunMetrics(
-            PIPELINE,
-            rows_read=batch.row_counts.get("sessions", 0),
-            rows_loaded=sum(t["inserted"] + t["updated"] for t in tables.values()),
-            extra={"warnings": dict(batch.warnings)},
-        ).log(task="load_sessions")
-        return {"tables": tables, "warnings": dict(batch.warnings)}
 
 
 class EnderTuringCategoryWatermarkOperator(BaseOperator):

@@ -195,6 +195,7 @@ INT, BIGINT, FLOAT, NUMERIC, BOOL, TEXT, TS, UUID, JSON = (
     to_json,
 )
 Field = tuple[str, Callable[[Any], Any]]  # (column, coercion)
+_KEY_RULES = {to_int: "a 32-bit integer id", to_bigint: "a 64-bit integer", to_uuid: "a UUID"}
 
 
 class Transformer:
@@ -226,12 +227,22 @@ class Transformer:
         return values, extra
 
     def _key(self, coerce: Callable[[Any], Any], obj: dict, field: str, where: str) -> Any:
+        """The key ``field`` of ``obj``; a clear error naming where, the field and the rule, never
+        the object's content (sessions and dictionaries hold personal data)."""
+        raw = obj.get(field) if isinstance(obj, dict) else None
         try:
-            value = coerce(obj.get(field)) if isinstance(obj, dict) else None
+            value = coerce(raw)
         except Uncoercible:
             value = None
         if value is None:
-            raise BadInputError(f"{where}: key field {field!r} is missing or invalid: {obj!r:.300}")
+            if not isinstance(obj, dict):
+                found = f"the item is a {type(obj).__name__}, not an object"
+            else:
+                found = "absent" if field not in obj else f"a {type(raw).__name__} value"
+            raise BadInputError(
+                f"{where}: key field {field!r} is missing or invalid: must be {_KEY_RULES.get(coerce, 'a valid key')}, "
+                f"found {found} (content not shown: personal data)"
+            )
         return value
 
     def _row(self, table: t.Table, values: dict[str, Any], extra: dict[str, Any] | None = None) -> tuple:
@@ -442,6 +453,7 @@ class Transformer:
         session_id = self._key(to_uuid, obj, "id", where)
         values, extra = self._map(t.SESSIONS, obj, self._SESSION_FIELDS, self._SESSION_SKIP)
         self.sink.add(t.SESSIONS, self._row(t.SESSIONS, {"id": session_id, **values}, extra))
+        where = f"session {session_id}"
         self._session_categories(session_id, obj.get("categories"), where)
         self._session_reviewers(session_id, obj.get("reviewers"), where)
         self._session_crm_statuses(session_id, obj.get("crm_statuses"))
@@ -454,8 +466,8 @@ class Transformer:
         self.sink.replace(t.SESSIONS_CATEGORIES, session_id)
         fields = {"is_verified": ("is_verified", BOOL)}
         rows = []
-        for item in items:
-            category_id = self._key(INT, item, "id", f"{where}.categories")
+        for position, item in enumerate(items):
+            category_id = self._key(INT, item, "id", f"{where}: categories[{position}]")
             values, extra = self._map(t.SESSIONS_CATEGORIES, item, fields, frozenset({"id"}))
             rows.append((session_id, category_id, values.get("is_verified"), to_json(extra)))
         self._emit_unique(t.SESSIONS_CATEGORIES, rows)
@@ -466,8 +478,8 @@ class Transformer:
         self.sink.replace(t.SESSIONS_REVIEWERS, session_id)
         fields = {"last_reviewed_at": ("last_reviewed_at", TS)}
         rows = []
-        for item in items:
-            reviewer_id = self._key(INT, item, "id", f"{where}.reviewers")
+        for position, item in enumerate(items):
+            reviewer_id = self._key(INT, item, "id", f"{where}: reviewers[{position}]")
             values, extra = self._map(t.SESSIONS_REVIEWERS, item, fields, frozenset({"id", "name"}))
             rows.append((session_id, reviewer_id, values.get("last_reviewed_at"), to_json(extra)))
         self._emit_unique(t.SESSIONS_REVIEWERS, rows)
@@ -499,8 +511,8 @@ class Transformer:
             return
         self.sink.replace(t.SESSIONS_TAGS, session_id)
         rows = []
-        for item in items:
-            tag_id = self._key(INT, item, "id", f"{where}.tags")
+        for position, item in enumerate(items):
+            tag_id = self._key(INT, item, "id", f"{where}: tags[{position}]")
             parent = {k: v for k, v in item.items() if k not in ("id", "match")}
             matches = item.get("match") or [{}]
             for match_no, match in enumerate(matches):
@@ -518,7 +530,7 @@ class Transformer:
         fields = {"scorecard_point_id": ("scorecard_point_id", INT), "score": ("score", NUMERIC)}
         fields |= {"comment": ("comment", TEXT)}
         rows = []
-        for sheet in _listed(sheets):
+        for sheet in _listed(sheets, f"/sessions/{session_id}/scores"):
             scorecard_id = self._key(INT, sheet, "scorecard_id", f"/sessions/{session_id}/scores")
             reviewer_id = self._optional_int(sheet, "reviewer_id", AUTOMATED_REVIEWER_ID)
             skip = {"session_id", "scorecard_id", "reviewer_id", "point_scores"}
@@ -536,7 +548,7 @@ class Transformer:
         self.sink.replace(t.SESSIONS_SUMMARIES, session_id)
         fields = {"id": ("summary_id", INT), "text": ("text", TEXT)}
         fields |= {"created_at": ("created_at", TS), "updated_at": ("updated_at", TS)}
-        for number, item in enumerate(_listed(items)):
+        for number, item in enumerate(_listed(items, f"/sessions/{session_id}/summary")):
             values, extra = self._map(t.SESSIONS_SUMMARIES, item, fields, frozenset({"session_id"}))
             values |= {"session_id": session_id, "summary_no": number}
             self.sink.add(t.SESSIONS_SUMMARIES, self._row(t.SESSIONS_SUMMARIES, values, extra))
@@ -545,18 +557,28 @@ class Transformer:
         self.sink.replace(t.SESSIONS_COMMENTS, session_id)
         fields = {"id": ("comment_id", INT), "author_id": ("author_id", INT), "text": ("text", TEXT)}
         fields |= {"comments": ("comments", JSON)}
-        for number, item in enumerate(_listed(items)):
+        for number, item in enumerate(_listed(items, f"/sessions/{session_id}/comments")):
             values, extra = self._map(t.SESSIONS_COMMENTS, item, fields, frozenset({"session_id"}))
             values |= {"session_id": session_id, "comment_no": number}
             self.sink.add(t.SESSIONS_COMMENTS, self._row(t.SESSIONS_COMMENTS, values, extra))
 
 
-def _listed(body: Any) -> list[dict]:
+def _listed(body: Any, where: str) -> list[dict]:
     """A per-session response: a list, an ``{"items": [...]}`` wrapper, a single object or null."""
     if body is None:
         return []
+    items = body
     if isinstance(body, dict):
-        return body["items"] if isinstance(body.get("items"), list) else [body]
-    if isinstance(body, list):
-        return body
-    raise BadInputError(f"unexpected per-session response: {body!r:.200}")
+        items = body["items"] if isinstance(body.get("items"), list) else [body]
+    if not isinstance(items, list):
+        raise BadInputError(
+            f"{where}: unexpected response, a {type(body).__name__}: must be a list of objects, "
+            '{"items": [...]}, one object or null (content not shown: personal data)'
+        )
+    for position, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadInputError(
+                f"{where}: item {position} is a {type(item).__name__}, not an object "
+                "(content not shown: personal data)"
+            )
+    return items

@@ -183,7 +183,9 @@ class EnderTuringHook(BaseHook):
             return response.json()
         except ValueError:
             raise EnderTuringRequestError(
-                f"{method} {path}: {response.status_code} response is not JSON: {response.text[:500]!r}",
+                f"{method} {path}: {response.status_code} response is not JSON (Content-Type "
+                f"{response.headers.get('Content-Type')!r}, {len(response.content)} bytes; content not "
+                "shown: personal data)",
                 status=response.status_code,
             ) from None
 
@@ -232,7 +234,10 @@ class EnderTuringHook(BaseHook):
                 "GET", "/sessions", f"skip={skip}&limit={page_size}&filters={encoded_filters}"
             )
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-                raise EnderTuringRequestError(f"GET /sessions: unexpected body {str(body)[:300]!r}")
+                raise EnderTuringRequestError(
+                    f"GET /sessions: unexpected body, {_shape(body)}: must be an object with an 'items' "
+                    "list (content not shown: personal data)"
+                )
             items, total = body["items"], body.get("total")
             if max_items is not None:
                 items = items[: max_items - taken]
@@ -249,6 +254,13 @@ class EnderTuringHook(BaseHook):
     def get_session_detail(self, session_id: str, endpoint: str) -> Any:
         """``scores``/``summary``/``comments`` of one session; a 404 means no data (``None``)."""
         return self.request("GET", f"/sessions/{session_id}/{endpoint}", missing_ok=True)
+
+
+def _shape(body: Any) -> str:
+    """What a body is, by its type and keys, never by its values."""
+    if isinstance(body, dict):
+        return f"an object with keys {sorted(map(str, body))[:20]}"
+    return f"a {type(body).__name__}"
 
 
 def _as_bool(value: Any) -> bool:

@@ -3,9 +3,9 @@
     .venv/bin/python -m bench.enderturing [--sessions 100000] [--baseline-sessions 3000] [--rounds 3]
 
 Generates ``--sessions`` sessions (≈10 child rows each: tags, categories, reviewers, CRM statuses,
-scores, summaries) as the staged NDJSON the DAG's extract task writes, then loads them with the
-pipeline's loader (transform → COPY → one set-based upsert per table, one transaction) twice: a first
-load and an idempotent re-load. The baseline is the reference implementation's approach — same
+scores, summaries) as the staged NDJSON the DAG's sync_sessions task writes, then loads them with the
+pipeline's loader (the transform → COPY → one set-based upsert per table, one transaction that
+sync_sessions runs after its extraction) twice: a first load and an idempotent re-load. The baseline is the reference implementation's approach — same
 transform, then per row one SELECT and one UPDATE or INSERT — run on the first
 ``--baseline-sessions`` sessions only (it is too slow for the whole set); its rate is per row, so
 the ratio compares rates. The two alternate over ``--rounds`` rounds, each into empty tables, and

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.9.5
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format system browser venv bench ui clean
+.PHONY: demo test lint format system redis browser venv bench ui stack stack-down clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ system:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
 	fi
 
+# Debian's redis-server: the Celery broker of `make stack` and of the stack tests.
+redis:
+	@if [ ! -x /usr/bin/redis-server ]; then \
+		echo "installing redis-server (the stack's Celery broker)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	fi
+
 browser:
 	@if ! command -v chromium >/dev/null; then \
 		echo "installing chromium (the UI test drives it headless)"; \
@@ -38,6 +45,13 @@ demo: venv system
 ui: venv
 	$(BIN)/python -m dev.ui
 
+# Airflow on CeleryExecutor with two workers and every demo system, in the background; see README "Runbook".
+stack: venv system redis
+	$(BIN)/python -m dev.stack up
+
+stack-down:
+	$(BIN)/python -m dev.stack down
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -46,7 +60,7 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: venv system browser lint
+test: venv system redis browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Every benchmark (several minutes); one of them: .venv/bin/python -m bench.<pipeline>

@@ -603,3 +603,191 @@ def test_a_film_deleted_between_two_tries_of_a_full_sync_is_not_published(
     indexed = indexed_documents(server)
     assert str(calls[0]) not in indexed  # the first try indexed it; the published index must not hold it
     assert indexed == expected_documents(generated_source)
+
+
+def _film_ids(conn, count: int) -> list[str]:
+    """The films with the oldest change timestamps: none of them holds the stored high-water mark."""
+    rows = conn.execute("SELECT id FROM content.film_work ORDER BY modified LIMIT %s", [count]).fetchall()
+    return [str(film_id) for (film_id,) in rows]
+
+
+def test_a_film_dated_in_the_future_does_not_hold_back_later_changes(
+    run_dag, movies_connections, generated_source, clean_state, caplog
+):
+    from datetime import datetime
+
+    server = movies_connections
+    run_ok(run_dag)
+    future_id, ordinary_id = _film_ids(generated_source, 2)
+    generated_source.execute(
+        "UPDATE content.film_work SET title = 'From the future', modified = now() + interval '30 days' "
+        "WHERE id = %s",
+        [future_id],
+    )
+
+    run_ok(run_dag)
+
+    source_now = generated_source.execute("SELECT clock_timestamp()").fetchone()[0]
+    assert datetime.fromisoformat(read_state()["hwm"]) <= source_now  # capped at the snapshot, not +30 days
+    assert indexed_documents(server)[future_id]["title"] == "From the future"
+    assert "1 film work(s) have a change timestamp after the source's clock" in caplog.text
+    assert f"first ids: {future_id}" in caplog.text
+    before = versions(server)
+    generated_source.execute(
+        "UPDATE content.film_work SET title = 'Ordinary change', modified = now() WHERE id = %s",
+        [ordinary_id],
+    )
+
+    run_ok(run_dag)
+
+    assert indexed_documents(server)[ordinary_id]["title"] == "Ordinary change"
+    after = versions(server)
+    assert {f for f in after if after[f] != before[f]} == {ordinary_id}  # the future film is not rewritten
+    assert indexed_documents(server) == expected_documents(generated_source)
+
+
+def _freeze_operator_clock(monkeypatch, frozen):
+    from datetime import datetime
+
+    from etlkit.operators import movies as operators
+
+    class FrozenClock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return frozen if tz is None else frozen.astimezone(tz)
+
+    monkeypatch.setattr(operators, "datetime", FrozenClock)
+
+
+def test_a_taken_index_name_makes_plan_pick_the_next_one(
+    run_dag, movies_connections, generated_source, clean_state, monkeypatch
+):
+    from datetime import UTC, datetime
+
+    server = movies_connections
+    frozen = datetime.now(UTC).replace(microsecond=0)
+    _freeze_operator_clock(monkeypatch, frozen)
+    taken = f"movies_{frozen:%Y%m%d%H%M%S}"
+    with es_client() as client:  # e.g. left by another run's try in the same second
+        client.indices.create(index=taken, **index_body())
+
+    dag_run = run_ok(run_dag)
+
+    assert try_numbers(dag_run)["plan"] == 1
+    (physical,) = server.cluster.aliases["movies"]
+    assert physical == "movies_" + datetime.fromtimestamp(frozen.timestamp() + 1, UTC).strftime(
+        "%Y%m%d%H%M%S"
+    )
+    assert taken not in server.cluster.indices  # an unpublished index, swept after the swap
+    assert indexed_documents(server) == expected_documents(generated_source)
+
+
+def test_plan_retried_after_a_crash_right_after_creating_its_index_picks_a_new_name(
+    run_dag, movies_connections, generated_source, clean_state, monkeypatch
+):
+    from datetime import UTC, datetime
+
+    from etlkit.movies import target
+    from etlkit.operators import movies as operators
+
+    server = movies_connections
+    frozen = datetime.now(UTC).replace(microsecond=0)
+    _freeze_operator_clock(monkeypatch, frozen)  # the retry comes within the same second
+    real_create = target.create_physical_index
+    created: list[str] = []
+
+    def create_then_lose_the_answer(client, name):
+        real_create(client, name)
+        created.append(name)
+        if len(created) == 1:
+            raise ConnectionError("connection reset after the index was created")
+
+    monkeypatch.setattr(target, "create_physical_index", create_then_lose_the_answer)
+    monkeypatch.setattr(operators, "create_physical_index", create_then_lose_the_answer, raising=False)
+
+    dag_run = run_ok(run_dag)
+
+    assert try_numbers(dag_run)["plan"] == 2
+    (physical,) = server.cluster.aliases["movies"]
+    assert created == [f"movies_{frozen:%Y%m%d%H%M%S}", physical] and physical > created[0]
+    assert set(server.cluster.indices) == {physical}
+    assert indexed_documents(server) == expected_documents(generated_source)
+
+
+def run_summaries(dag_run) -> list[tuple[str, dict]]:
+    """``(task_id, value)`` of every ``run_summary`` XCom of the run."""
+    import json
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(XComModel).filter_by(dag_id=DAG_ID, run_id=dag_run.run_id, key="run_summary").all()
+        )
+        return [
+            (row.task_id, json.loads(row.value) if isinstance(row.value, str) else row.value) for row in rows
+        ]
+
+
+def metrics_lines(caplog) -> list[dict]:
+    import json
+
+    return [
+        json.loads(record.getMessage().removeprefix("ETL_METRICS "))
+        for record in caplog.records
+        if record.getMessage().startswith("ETL_METRICS ")
+    ]
+
+
+def test_one_run_summary_with_an_insert_a_delete_and_a_rejected_document(
+    run_dag, movies_connections, generated_source, clean_state, caplog
+):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="etlkit.metrics")
+    server = movies_connections
+    run_ok(run_dag)
+    hwm_before = read_state()["hwm"]
+    deleted_id, rejected_id = _film_ids(generated_source, 2)
+    inserted_id = str(uuid.uuid4())
+    generated_source.execute(
+        "INSERT INTO content.film_work (id, title, type, created, modified) "
+        "VALUES (%s, 'Inserted', 'movie', now(), now())",
+        [inserted_id],
+    )
+    generated_source.execute("DELETE FROM content.film_work WHERE id = %s", [deleted_id])
+    generated_source.execute(
+        "UPDATE content.film_work SET title = 'Rejected', modified = now() WHERE id = %s", [rejected_id]
+    )
+    server.cluster.fail_ids({rejected_id: 400})
+    caplog.clear()
+    conf = {"reconcile": True, "overlap_seconds": 0}
+
+    failed = run_movies(run_dag, conf)
+
+    assert failed.state == "failed" and task_states(failed)["sync"] == "failed"
+    ((task_id, summary),) = run_summaries(failed)
+    assert metrics_lines(caplog) == [{**summary, "run_id": failed.run_id, "task": "sync"}]
+    assert task_id == "sync"
+    # read: the film holding the HWM (re-read at overlap 0, unchanged), the insert, the rejected update
+    assert (summary["rows_read"], summary["rows_loaded"], summary["rows_rejected"]) == (3, 1, 1)
+    extra = summary["extra"]
+    assert (extra["mode"], extra["outcome"], extra["failed_task"]) == ("incremental", "failed", "sync")
+    assert extra["deleted"] == 0 and extra["reconciled"] is False  # reconcile never ran
+    assert extra["hwm_before"] == extra["hwm_after"] == hwm_before == read_state()["hwm"]
+
+    server.cluster.clear_faults()
+    caplog.clear()
+    dag_run = run_ok(run_dag, conf)
+
+    ((task_id, summary),) = run_summaries(dag_run)
+    assert metrics_lines(caplog) == [{**summary, "run_id": dag_run.run_id, "task": "reconcile"}]
+    assert task_id == "reconcile"
+    # the same three rows; the unchanged HWM film is skipped, the insert and the fixed update are indexed
+    assert (summary["rows_read"], summary["rows_loaded"], summary["rows_rejected"]) == (3, 2, 0)
+    extra = summary["extra"]
+    assert (extra["mode"], extra["outcome"], extra["deleted"]) == ("incremental", "success", 1)
+    assert extra["hwm_before"] == hwm_before
+    assert extra["hwm_after"] == read_state()["hwm"] == max_change_key(generated_source)
+    assert indexed_documents(server) == expected_documents(generated_source)

@@ -126,13 +126,15 @@ class BulkLoader:
     max_backoff_s: float = 30.0
     sleep: Callable[[float], None] = time.sleep
 
-    def load(self, actions: Iterable[Action]) -> BulkResult:
+    def load(self, actions: Iterable[Action], result: BulkResult | None = None) -> BulkResult:
         """Load every action; after the chunk holding the first failure, stop and raise.
+
+        Pass ``result`` to keep the counts (succeeded, failures) when the load raises.
 
         One chunk is in flight on a sender thread while the next one is built from ``actions`` (extraction
         and transform overlap the server's work), so at most two chunks are in memory.
         """
-        result = BulkResult()
+        result = BulkResult() if result is None else result
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-sender") as sender:
             in_flight: Future | None = None
             for chunk in chunk_actions(actions, self.max_chunk_docs, self.max_chunk_bytes):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from etlkit.movies.change_keys import Snapshot
 from etlkit.movies.transform import FilmRow, as_utc
 
 if TYPE_CHECKING:
@@ -13,9 +14,17 @@ if TYPE_CHECKING:
 
 
 def _server_side_rows(
-    conn: psycopg.Connection, query: sql.Composable, params: Mapping[str, Any], batch_size: int, name: str
+    conn: psycopg.Connection,
+    query: sql.Composable,
+    params: Mapping[str, Any],
+    batch_size: int,
+    name: str,
+    snapshot: Snapshot | None = None,
 ) -> Iterator[tuple]:
-    """Rows of ``query`` fetched ``batch_size`` at a time; only one batch is held in memory."""
+    """Rows of ``query`` fetched ``batch_size`` at a time; only one batch is held in memory.
+
+    With ``snapshot``, its ``taken_at`` is set to the database clock of the snapshot the rows come from.
+    """
     import psycopg  # imported on use: slow to import, and DAG parsing must stay fast
 
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -26,6 +35,11 @@ def _server_side_rows(
         conn.execute("SET LOCAL TIME ZONE 'UTC'")
         # JIT compilation costs about a second per query and buys nothing for this row-streaming plan.
         conn.execute("SET LOCAL jit = off")
+        if snapshot is not None:
+            # The first query of a REPEATABLE READ transaction takes its snapshot before it runs, so this
+            # clock reading is no earlier than the snapshot: a row it shows with a later timestamp is dated
+            # in the future. (now() is the earlier BEGIN time and would flag rows committed just after it.)
+            snapshot.taken_at = as_utc(conn.execute("SELECT clock_timestamp()").fetchone()[0])
         with conn.cursor(name=name) as cursor:
             cursor.itersize = batch_size
             cursor.execute(query, params, binary=True)
@@ -34,9 +48,13 @@ def _server_side_rows(
 
 
 def stream_film_rows(
-    conn: psycopg.Connection, query: sql.Composable, params: Mapping[str, Any], batch_size: int
+    conn: psycopg.Connection,
+    query: sql.Composable,
+    params: Mapping[str, Any],
+    batch_size: int,
+    snapshot: Snapshot | None = None,
 ) -> Iterator[FilmRow]:
-    for row in _server_side_rows(conn, query, params, batch_size, "movies_payload"):
+    for row in _server_side_rows(conn, query, params, batch_size, "movies_payload", snapshot):
         yield film_row(row)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+from etlkit.movies.change_keys import Snapshot
 from etlkit.movies.transform import FilmRow
 
 Pair = tuple[FilmRow, dict[str, Any]]
@@ -22,9 +23,13 @@ def drop_unchanged_overlap(
     fetch_sources: Callable[[list[str]], dict[str, dict[str, Any]]],
     batch_size: int,
     counts: dict[str, int],
+    snapshot: Snapshot | None = None,
 ) -> Iterator[Pair]:
     """Pass through (row, document) pairs, dropping those with a change key ≤ ``boundary`` whose indexed
-    ``_source`` equals the new document. ``fetch_sources(ids)`` returns ``{id: _source}`` of indexed ones."""
+    ``_source`` equals the new document. ``fetch_sources(ids)`` returns ``{id: _source}`` of indexed ones.
+
+    Rows dated after the ``snapshot`` time are re-read by every run (the HWM is capped below them), so they
+    are compared with the index too instead of being written again each time."""
     pending: list[Pair] = []
 
     def flush() -> Iterator[Pair]:
@@ -40,7 +45,7 @@ def drop_unchanged_overlap(
 
     for row, document in pairs:
         in_overlap = boundary is not None and (row.change_key is None or row.change_key <= boundary)
-        if not in_overlap:
+        if not (in_overlap or (snapshot is not None and snapshot.is_future(row.change_key))):
             yield from flush()
             yield row, document
             continue

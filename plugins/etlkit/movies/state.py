@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from etlkit.movies.change_keys import capped
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -35,16 +37,18 @@ class MoviesState:
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
-    def after_incremental(self, max_loaded: datetime | None) -> MoviesState:
-        """New HWM = max(old HWM, largest key loaded); unchanged when nothing was loaded."""
-        if max_loaded is None:
-            return self
+    def after_incremental(self, max_loaded: datetime | None, ceiling: datetime | None = None) -> MoviesState:
+        """New HWM = max(old HWM, largest key loaded), capped at ``ceiling`` (the source's clock at the
+        snapshot); unchanged when nothing was loaded, unless a stored mark lies beyond the ceiling."""
         old = from_iso(self.hwm)
-        return replace(self, hwm=to_iso(max_loaded if old is None or max_loaded > old else old))
+        mark = capped(max(filter(None, (old, max_loaded)), default=None), ceiling)
+        return self if mark == old else replace(self, hwm=to_iso(mark))
 
-    def after_full(self, max_loaded: datetime | None, index: str, now: datetime) -> MoviesState:
+    def after_full(
+        self, max_loaded: datetime | None, index: str, now: datetime, ceiling: datetime | None = None
+    ) -> MoviesState:
         return MoviesState(
-            hwm=to_iso(max_loaded or EPOCH),
+            hwm=to_iso(capped(max_loaded, ceiling) or EPOCH),
             last_full_refresh_at=to_iso(now),
             last_reconciled_at=to_iso(now),
             index=index,

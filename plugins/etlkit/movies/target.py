@@ -6,15 +6,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from etlkit.common.errors import ConfigurationError
-from etlkit.movies.index import index_body, is_physical_index, mappings_equal
+from etlkit.common.errors import ConfigurationError, TransientError
+from etlkit.movies.index import index_body, is_physical_index, mappings_equal, physical_index_name
 from etlkit.movies.state import TARGET_ALIAS, TARGET_LEGACY, TARGET_MISSING
 
 log = logging.getLogger(__name__)
 # Elasticsearch refuses a page larger than index.max_result_window (10,000 by default), search_after or not.
 MAX_RESULT_WINDOW = 10_000
+# Names tried for a new physical index within one try: the clock's second and the ones after it.
+NAME_CANDIDATES = 3
 
 
 class AliasOverSeveralIndices(ConfigurationError):
@@ -54,6 +57,35 @@ def create_physical_index(client: Any, name: str) -> None:
     body = index_body()
     client.indices.create(index=name, settings=body["settings"], mappings=body["mappings"])
     log.info("created index %s with the contract's settings and strict mappings", name)
+
+
+class IndexNameTaken(TransientError):
+    """Every candidate name of the new physical index exists: the task's retry starts from a later clock."""
+
+
+def _already_exists(exc: Exception) -> bool:
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "meta", None), "status", None)
+    return status == 400 and getattr(exc, "error", None) == "resource_already_exists_exception"
+
+
+def create_new_physical_index(client: Any, alias: str, now: datetime) -> str:
+    """Create ``<alias>_<UTC yyyymmddHHMMSS>`` for ``now``; if that name is taken (an earlier try created
+    it, or two tries within one second), the next second's name, up to ``NAME_CANDIDATES`` names in all.
+    A taken index is never reused: it may hold another try's documents, and publish's sweep removes it."""
+    for step in range(NAME_CANDIDATES):
+        name = physical_index_name(alias, now + timedelta(seconds=step))
+        try:
+            create_physical_index(client, name)
+        except Exception as exc:
+            if not _already_exists(exc):
+                raise
+            log.warning("index %s already exists: trying the next second's name", name)
+            continue
+        return name
+    raise IndexNameTaken(
+        f"the {NAME_CANDIDATES} index names from {physical_index_name(alias, now)} on all exist; "
+        "the task's retry picks names from its own, later clock"
+    )
 
 
 def recreate_physical_index(client: Any, name: str) -> None:

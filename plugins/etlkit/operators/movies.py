@@ -18,9 +18,9 @@ from etlkit.common.alerting import alert_context
 from etlkit.common.errors import TransientError
 from etlkit.common.metrics import RunMetrics
 from etlkit.movies import queries
-from etlkit.movies.bulk import Action, BulkLoader, delete_action, index_action
+from etlkit.movies.bulk import Action, BulkLoader, BulkResult, delete_action, index_action
+from etlkit.movies.change_keys import ChangeKeys, Snapshot
 from etlkit.movies.extract import read_columns, stream_film_ids, stream_film_rows
-from etlkit.movies.index import physical_index_name
 from etlkit.movies.overlap import Pair, drop_unchanged_overlap
 from etlkit.movies.reconcile import diff_sorted_ids
 from etlkit.movies.settings import MoviesSettings
@@ -34,8 +34,9 @@ from etlkit.movies.state import (
     lower_bound,
     to_iso,
 )
+from etlkit.movies.summary import PROGRESS, RUN_SUMMARY_KEY, load_progress, run_summary
 from etlkit.movies.target import (
-    create_physical_index,
+    create_new_physical_index,
     recreate_physical_index,
     resolve_target,
     stream_index_ids,
@@ -77,6 +78,8 @@ class MoviesBaseOperator(BaseOperator):
         super().__init__(**kwargs)
         self.pg_conn_id = pg_conn_id
         self.es_conn_id = es_conn_id
+        # Appended to the DAG's alert callback: runs once, when a try fails for good (not on a retry).
+        self.on_failure_callback = [*_as_list(self.on_failure_callback), emit_summary_of_failed_run]
 
     def settings(self, context) -> MoviesSettings:
         params = {**context["params"], "pg_conn_id": self.pg_conn_id, "es_conn_id": self.es_conn_id}
@@ -113,13 +116,46 @@ class MoviesBaseOperator(BaseOperator):
         )
 
 
-def film_documents(rows, stats: TransformStats, progress: dict[str, Any]) -> Iterator[Pair]:
-    """(row, document) pairs, keeping the running max change key and row count in ``progress``."""
+def _as_list(callbacks: Any) -> list:
+    if callbacks is None:
+        return []
+    return list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
+
+
+def emit_run_summary(context, **summary_inputs: Any) -> dict[str, Any]:
+    """The run's one ``ETL_METRICS`` line and its one XCom (key ``run_summary``)."""
+    ti = context["ti"]
+    summary = run_summary(**summary_inputs).log(run_id=ti.run_id, task=ti.task_id)
+    ti.xcom_push(key=RUN_SUMMARY_KEY, value=summary)
+    return summary
+
+
+def emit_summary_of_failed_run(context) -> None:
+    """Failure callback: the summary of the run this task's final failure ends."""
+    ti = context["ti"]
+    progress = getattr(context.get("exception"), PROGRESS, None)
+
+    def result_of(task_id: str) -> dict[str, Any] | None:
+        if task_id == ti.task_id:
+            return progress
+        return ti.xcom_pull(task_ids=task_id)
+
+    reconciled = result_of("reconcile")
+    emit_run_summary(
+        context,
+        plan=result_of("plan"),
+        synced=result_of("sync"),
+        committed=result_of("commit_state"),
+        reconciled=reconciled if isinstance(reconciled, dict) else None,
+        failed_task=ti.task_id,
+    )
+
+
+def film_documents(rows, stats: TransformStats, keys: ChangeKeys) -> Iterator[Pair]:
+    """(row, document) pairs, keeping the row count, the running max change key and the future-dated
+    films in ``keys``."""
     for row in rows:
-        progress["rows_read"] += 1
-        key = row.change_key
-        if key is not None and (progress["max_key"] is None or key > progress["max_key"]):
-            progress["max_key"] = key
+        keys.see(row.id, row.change_key)
         yield row, build_document(row, stats)
 
 
@@ -164,8 +200,7 @@ class MoviesPlanOperator(MoviesBaseOperator):
                 now=now,
             )
             if mode == "full":
-                write_index = physical_index_name(settings.index_alias, now)
-                create_physical_index(es, write_index)
+                write_index = create_new_physical_index(es, settings.index_alias, now)
             else:
                 write_index = target.index if target.kind == TARGET_LEGACY else settings.index_alias
         if target.kind == TARGET_MISSING and state.hwm:
@@ -194,14 +229,44 @@ class MoviesSyncOperator(MoviesBaseOperator):
         settings = self.settings(context)
         plan = self.plan_of(context)
         stats = TransformStats()
-        progress: dict[str, Any] = {"rows_read": 0, "max_key": None}
+        snapshot = Snapshot()
+        keys = ChangeKeys(snapshot)
         counts: dict[str, int] = {"unchanged": 0}
+        result = BulkResult()
         if plan["mode"] == "full":
             query = queries.payload_query(settings.pg_schema, plan["change_columns"], "all")
             params: dict[str, Any] = {}
         else:
             query = queries.payload_query(settings.pg_schema, plan["change_columns"], "incremental")
             params = {"lower": from_iso(plan["lower_bound"])}
+        try:
+            self._load(context, settings, plan, query, params, stats, keys, counts, result)
+        except BaseException as exc:
+            # The run summary of a failed run (emitted by the failure callback) reports what got through.
+            setattr(exc, PROGRESS, load_progress(keys.rows_read, result))
+            raise
+        if stats.ignored_roles:
+            log.warning("%d person link(s) with an unknown or NULL role ignored", stats.ignored_roles)
+        if report := keys.future_report():
+            log.warning("%s", report)
+        return RunMetrics(
+            PIPELINE,
+            rows_read=keys.rows_read,
+            rows_loaded=result.succeeded,
+            extra={
+                "mode": plan["mode"],
+                "reason": plan["reason"],
+                "index": plan["write_index"],
+                "max_key": to_iso(keys.mark()),
+                "snapshot_at": to_iso(snapshot.taken_at),
+                "future_dated": keys.future_count,
+                "ignored_roles": stats.ignored_roles,
+                "unchanged_skipped": counts["unchanged"],
+                "hwm_before": plan["hwm_before"],
+            },
+        ).as_xcom()
+
+    def _load(self, context, settings, plan, query, params, stats, keys, counts, result) -> None:
         with (
             ExitStack() as stack,
             alert_context(mode=plan["mode"], index=plan["write_index"], hwm=plan["hwm_before"]),
@@ -211,29 +276,15 @@ class MoviesSyncOperator(MoviesBaseOperator):
             if plan["mode"] == "full" and context["ti"].try_number > 1:
                 # An earlier try's documents include films deleted since: start the new index afresh.
                 recreate_physical_index(es, plan["write_index"])
-            rows = stream_film_rows(pg, query, params, settings.batch_size)
-            pairs = film_documents(rows, stats, progress)
+            rows = stream_film_rows(pg, query, params, settings.batch_size, snapshot=keys.snapshot)
+            pairs = film_documents(rows, stats, keys)
             if plan["mode"] != "full":
                 fetch = indexed_sources(es, plan["write_index"])
                 boundary = from_iso(plan["hwm_before"])
-                pairs = drop_unchanged_overlap(pairs, boundary, fetch, settings.bulk_chunk_docs, counts)
-            result = self.loader(es, plan["write_index"], settings).load(index_actions(pairs))
-        if stats.ignored_roles:
-            log.warning("%d person link(s) with an unknown or NULL role ignored", stats.ignored_roles)
-        return RunMetrics(
-            PIPELINE,
-            rows_read=progress["rows_read"],
-            rows_loaded=result.succeeded,
-            extra={
-                "mode": plan["mode"],
-                "reason": plan["reason"],
-                "index": plan["write_index"],
-                "max_key": to_iso(progress["max_key"]),
-                "ignored_roles": stats.ignored_roles,
-                "unchanged_skipped": counts["unchanged"],
-                "hwm_before": plan["hwm_before"],
-            },
-        ).log(task="sync")
+                pairs = drop_unchanged_overlap(
+                    pairs, boundary, fetch, settings.bulk_chunk_docs, counts, keys.snapshot
+                )
+            self.loader(es, plan["write_index"], settings).load(index_actions(pairs), result)
 
 
 class MoviesPublishOperator(MoviesBaseOperator):
@@ -272,46 +323,67 @@ class MoviesCommitStateOperator(MoviesBaseOperator):
         store = self.state_store()
         before = store.load()
         max_key = from_iso(synced["extra"]["max_key"])
+        ceiling = from_iso(synced["extra"]["snapshot_at"])
         if plan["mode"] == "full":
-            after = before.after_full(max_key, plan["write_index"], datetime.now(UTC))
+            after = before.after_full(max_key, plan["write_index"], datetime.now(UTC), ceiling)
         else:
-            after = before.after_incremental(max_key)
+            after = before.after_incremental(max_key, ceiling)
         store.save(after)
         return {"mode": plan["mode"], "hwm_before": before.hwm, "hwm_after": after.hwm, "index": after.index}
 
 
 class MoviesReconcileOperator(MoviesBaseOperator):
-    """Delete documents of film works gone from PostgreSQL; index film works missing from the index."""
+    """Delete documents of film works gone from PostgreSQL; index film works missing from the index.
+    The last task: it emits the run summary."""
 
     def execute(self, context) -> dict[str, Any] | str:
         settings = self.settings(context)
-        plan = self.plan_of(context)
+        ti = context["ti"]
         store = self.state_store()
-        state = store.load()
         now = datetime.now(UTC)
-        if not (
-            settings.reconcile
-            or is_due(state.last_reconciled_at, timedelta(minutes=settings.reconcile_interval_minutes), now)
-        ):
-            return "skipped: not due"
+        due = settings.reconcile or is_due(
+            store.load().last_reconciled_at, timedelta(minutes=settings.reconcile_interval_minutes), now
+        )
+        counts = self._reconcile(context, settings, store, now) if due else None
+        emit_run_summary(
+            context,
+            plan=self.plan_of(context),
+            synced=ti.xcom_pull(task_ids="sync"),
+            committed=ti.xcom_pull(task_ids="commit_state"),
+            reconciled=counts,
+        )
+        return counts if due else "skipped: not due"
+
+    def _reconcile(self, context, settings: MoviesSettings, store, now: datetime) -> dict[str, int]:
+        plan = self.plan_of(context)
         counts = {"deleted": 0, "indexed": 0}
         stats = TransformStats()
-        with ExitStack() as stack, alert_context(mode="reconcile", index=settings.index_alias):
-            id_conn, payload_conn = self.open_pg(stack), self.open_pg(stack)
-            es = self.open_es(stack)
-            es.indices.refresh(index=settings.index_alias)
-            differences = diff_sorted_ids(
-                stream_film_ids(id_conn, queries.film_ids_query(settings.pg_schema), settings.batch_size),
-                stream_index_ids(es, settings.index_alias, settings.batch_size),
-            )
-            actions = self._actions(
-                differences, payload_conn, plan["change_columns"], settings, counts, stats
-            )
-            self.loader(es, settings.index_alias, settings).load(actions)
+        result = BulkResult()
+        try:
+            with ExitStack() as stack, alert_context(mode="reconcile", index=settings.index_alias):
+                id_conn, payload_conn = self.open_pg(stack), self.open_pg(stack)
+                es = self.open_es(stack)
+                es.indices.refresh(index=settings.index_alias)
+                differences = diff_sorted_ids(
+                    stream_film_ids(id_conn, queries.film_ids_query(settings.pg_schema), settings.batch_size),
+                    stream_index_ids(es, settings.index_alias, settings.batch_size),
+                )
+                actions = self._actions(
+                    differences, payload_conn, plan["change_columns"], settings, counts, stats
+                )
+                self.loader(es, settings.index_alias, settings).load(actions, result)
+        except BaseException as exc:
+            # Which of the succeeded bulk items were deletes is not tracked: a failed reconcile reports
+            # them all as loaded, and nothing as deleted.
+            setattr(exc, PROGRESS, load_progress(counts["indexed"], result))
+            raise
         store.save(store.load().after_reconcile(now))
-        return RunMetrics(
-            PIPELINE, rows_loaded=counts["indexed"], extra={"deleted": counts["deleted"], "task": "reconcile"}
-        ).log(task="reconcile")
+        log.info("reconciled: %d deleted, %d re-indexed", counts["deleted"], counts["indexed"])
+        return {
+            "rows_read": counts["indexed"],
+            "rows_loaded": counts["indexed"],
+            "deleted": counts["deleted"],
+        }
 
     @staticmethod
     def _actions(differences, conn, change_columns, settings, counts, stats) -> Iterator[Action]:

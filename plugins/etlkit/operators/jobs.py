@@ -21,7 +21,7 @@ from airflow.sdk import DAG, BaseHook, BaseOperator, ExceptionRetryPolicy, Param
 from airflow.sdk.definitions.retry_policy import RetryAction, RetryRule
 
 from etlkit.common.alerting import alert_context, log_task_failure
-from etlkit.common.errors import BadInputError
+from etlkit.common.errors import BadInputError, ConfigurationError, TransientError
 from etlkit.common.staging import remove_stale_runs
 from etlkit.jobs import metrics_store
 from etlkit.jobs.environment import (
@@ -72,10 +72,53 @@ def _postgres(conn_id: str):
 
 
 def _conn_type(conn_id: str) -> str | None:
+    """The connection's type; None only when every secrets backend answered that it has no ``conn_id``.
+
+    Any other failure of the lookup (a secrets backend down or timing out) is a TransientError,
+    so the task is retried instead of failing for good with "connection does not exist".
+    """
+    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSecretsBackendAccessDenied
+
     try:
         return BaseHook.get_connection(conn_id).conn_type
-    except Exception:  # the SDK raises its own not-found error type
+    except AirflowSecretsBackendAccessDenied as error:
+        raise ConfigurationError(
+            f"access to connection {conn_id!r} was denied by the secrets backend: grant this task access to it"
+        ) from error
+    except AirflowNotFoundException:
+        # The SDK skips a backend that raised and reports "isn't defined" when no later one has the id.
+        if failure := _secrets_backend_failure(conn_id):
+            backend, error = failure
+            raise TransientError(
+                f"looking up connection {conn_id!r} failed in secrets backend {backend} "
+                f"({type(error).__name__}); it is not reported as missing, the task is retried"
+            ) from error
         return None
+
+
+def _secrets_backend_failure(conn_id: str) -> tuple[str, Exception] | None:
+    """(backend name, error) of the first secrets backend that fails to answer for ``conn_id``."""
+    from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
+    from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
+
+    for backend in ensure_secrets_backend_loaded():
+        try:
+            if isinstance(backend, ExecutionAPISecretsBackend):
+                _ask_execution_api(conn_id)
+            else:
+                backend.get_connection(conn_id=conn_id)
+        except Exception as error:
+            return type(backend).__name__, error
+    return None
+
+
+def _ask_execution_api(conn_id: str) -> None:
+    """The API server's answer for ``conn_id``: a missing connection is an error reply, while a
+    failure of the API server raises (the backend class itself turns both into None)."""
+    from airflow.sdk.execution_time.comms import GetConnection
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    SUPERVISOR_COMMS.send(GetConnection(conn_id=conn_id))
 
 
 def _file_root(conn_id: str) -> str | None:

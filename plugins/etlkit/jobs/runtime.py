@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,15 @@ from etlkit.common.errors import BadInputError
 from etlkit.jobs.columns import Schema
 from etlkit.jobs.components import RUNNERS
 from etlkit.jobs.metrics import ComponentMetrics
-from etlkit.jobs.staging import PortWriter, StagingError, clear_component_output, output_id, read_port
+from etlkit.jobs.staging import (
+    PortWriter,
+    StagedOutputMissing,
+    StagingError,
+    clear_component_output,
+    missing_output_message,
+    output_id,
+    read_port,
+)
 from etlkit.jobs.validation import ValidatedJob
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,21 @@ class RuntimeIO:
     sql_connection: Callable[[str], contextlib.AbstractContextManager]
     # renders a templated value (read_sql params)
     render: Callable[[Any], Any] = lambda value: value
+    # for the message when an upstream output is missing: the configured root, _prepare's host
+    staging_root: str | None = None
+    prepared_on: str | None = None
+
+    def staging_failure(self, error: StagingError) -> BadInputError:
+        """Permanent: a finished upstream's manifest that is not visible now will not appear by retrying
+        (it is on another host's disk, or was removed); a retry could only succeed by landing on the
+        host that has it, which would hide the misconfiguration."""
+        if isinstance(error, StagedOutputMissing):
+            return BadInputError(
+                missing_output_message(
+                    error.directory, self.run_dir, self.staging_root, self.prepared_on, socket.gethostname()
+                )
+            )
+        return BadInputError(str(error))
 
 
 class ComponentRun:
@@ -85,7 +109,7 @@ class ComponentRun:
                 self._progress()
                 yield rows
         except StagingError as error:
-            raise BadInputError(str(error)) from None
+            raise self.io.staging_failure(error) from None
 
     def input_key(self) -> str:
         """Digest of this component and the staged outputs it reads: the same on a retry of this
@@ -97,7 +121,7 @@ class ComponentRun:
                 for ref in refs
             )
         except StagingError as error:
-            raise BadInputError(str(error)) from None
+            raise self.io.staging_failure(error) from None
         return hashlib.sha256(json.dumps([self.component.id, ids]).encode()).hexdigest()
 
     def emit(self, port: str, rows: list[list]) -> None:

@@ -27,6 +27,30 @@ class StagingError(RuntimeError):
     """Staged data is missing or was written for another version of the job file."""
 
 
+class StagedOutputMissing(StagingError):
+    """An upstream output has no manifest here although its component finished."""
+
+    def __init__(self, directory: Path):
+        super().__init__(f"staged output {directory} is incomplete or missing")
+        self.directory = directory
+
+
+def missing_output_message(
+    directory: Path, run_dir: Path, staging_root: str | None, prepared_on: str | None, host: str
+) -> str:
+    """Why a finished upstream's output is not here, and what to do: retrying cannot make it appear."""
+    run_dir_state = "exists" if run_dir.is_dir() else "does not exist"
+    root = staging_root or run_dir.parent.parent
+    return (
+        f"staged output {directory} is incomplete or missing although its component finished. Either the "
+        f"staging root {root} is not shared between workers (this task runs on {host}; the run's staging "
+        f"directory, created by _prepare on {prepared_on or 'an unknown host'}, {run_dir_state} here): set "
+        f"staging.root of Variable 'declarative_jobs' to a volume every worker mounts, then clear the run "
+        f"from the sources; or the upstream output was removed (its try was cleared, or housekeeping removed "
+        f"the run after staging.retention_days): clear the run from the sources"
+    )
+
+
 def safe_run_id(run_id: str) -> str:
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)[:80]}-{digest}"
@@ -85,9 +109,7 @@ def clear_component_output(run_dir: Path, component_id: str) -> None:
 def _manifest(directory: Path) -> dict:
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
-        raise StagingError(
-            f"staged output {directory} is incomplete or missing; clear the run from the sources"
-        )
+        raise StagedOutputMissing(directory)
     manifest = json.loads(manifest_path.read_text())
     # Outputs staged before ids existed: the manifest's write time stands in for the id.
     manifest.setdefault("output_id", f"{directory}@{manifest_path.stat().st_mtime_ns}")

@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import shutil
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,7 @@ class PrepareJobRunOperator(BaseOperator):
         run_dir = run_directory(run_context["staging_root"], context["dag"].dag_id, context["run_id"])
         run_dir.mkdir(parents=True, exist_ok=True)
         run_context["run_dir"] = str(run_dir)
+        run_context["prepared_on"] = socket.gethostname()
         run_context["started_at"] = datetime.now(UTC).isoformat()
         log.info(
             "run context: environment=%s connections=%s data_root=%s staging=%s",
@@ -222,6 +224,8 @@ class DeclarativeComponentOperator(BaseOperator):
             resolve_path=lambda path, conn: self._resolve_path(path, conn, run_context, context),
             sql_connection=lambda conn: _postgres(run_context["connections"][conn]),
             render=lambda value: self.render_template(value, context),
+            staging_root=run_context["staging_root"],
+            prepared_on=run_context.get("prepared_on"),
         )
         try:
             with alert_context(job=validated.job.name, component=self.component_id):

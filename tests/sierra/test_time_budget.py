@@ -87,3 +87,24 @@ def test_no_batch_starts_that_could_outlast_the_timeout(run_task, sierra, backen
     summary = run_task({"execution_timeout": timedelta(hours=1)}, itype_null_fallback=0)
     assert summary["batches"] == 2 and not summary["full_sync_completed"]
     assert post_attempts(backend) == 2 and backend.last_synced_id() == item_id(20)
+
+
+def test_one_extraction_attempt_shares_its_statement_timeout(run_task, sierra, backend, monkeypatch):
+    """Each statement gets what is left of statement_timeout_seconds, so an attempt cannot last
+    several times the setting (the worst case above counts it once per attempt)."""
+    import threading
+
+    from etlkit.sierra.extract import SierraSnapshot
+
+    build_catalogue(sierra, items=5)
+    real_materialise = SierraSnapshot.materialise
+
+    def slow_materialise(self, selection):
+        real_materialise(self, selection)
+        # The attempt's 1 s is used up before the batch facts are read (time.sleep is the fixture's).
+        threading.Event().wait(1.2)
+
+    monkeypatch.setattr(SierraSnapshot, "materialise", slow_materialise)
+    with pytest.raises(AirflowFailException, match="statement timeout"):
+        run_task(statement_timeout_seconds=1)
+    assert post_attempts(backend) == 0

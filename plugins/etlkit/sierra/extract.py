@@ -203,6 +203,11 @@ class SierraSnapshot:
         return max(1, round((self.deadline - time.monotonic()) * 1000))  # 0 would mean no timeout
 
     def _arm(self) -> None:
+        if time.monotonic() >= self.deadline:  # a 1 ms timeout would not stop a quick statement
+            raise psycopg.errors.QueryCanceled(
+                "canceling statement due to statement timeout: the extraction attempt used up "
+                "statement_timeout_seconds"
+            )
         _set_statement_timeout(self.conn, self.remaining_ms())
 
     def count_clamped(self, start: datetime, floor: datetime) -> tuple[int, int, datetime | None]:

@@ -353,7 +353,7 @@ class Stack:
 
     def start(self, timeout_s: float = 300) -> None:
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        for directory in (self.layout.shared / "logs", self.layout.jobs_data_root):
+        for directory in (self.layout.logs, self.layout.shared / "logs", self.layout.jobs_data_root):
             directory.mkdir(parents=True, exist_ok=True)
         self._env = self.base_environment()
         pgdb.recreate_database(self.metadata_db)

@@ -101,3 +101,27 @@ def test_an_unexpected_listing_body_is_described_not_quoted(fake_et, hook_for): 
     message = str(raised.value)
     assert_no_marker([message])
     assert "GET /sessions" in message and "'data'" in message
+
+
+def test_a_value_postgresql_rejects_is_named_by_session_and_column_not_content(warehouse, tmp_path):
+    """A value the transform let through but COPY refuses: psycopg's own error quotes the value."""
+    from etlkit.enderturing import load
+    from etlkit.enderturing import tables as t
+    from etlkit.enderturing.staging import CopySpool
+
+    load.ensure_schema(warehouse, "enderturing")
+    session_id = "6f1c2b8e-3c1d-4e5f-9a7b-1234567890ab"
+    row = [None] * len(t.SESSIONS.columns)
+    row[t.SESSIONS.columns.index("id")] = session_id
+    row[t.SESSIONS.columns.index("agent_id")] = MARKERS[0]
+    row[t.SESSIONS.columns.index("extra")] = "{}"
+    with CopySpool(tmp_path / "spool") as spool:
+        spool.add(t.SESSIONS, tuple(row))
+
+    with pytest.raises(BadInputError) as raised:
+        load.load_tables(warehouse, "enderturing", [t.SESSIONS], [spool], load.SESSIONS_LOCK_KEY)
+
+    message = str(raised.value)
+    assert_no_marker(["".join(traceback.format_exception(raised.value)), message])
+    assert session_id in message and "agent_id" in message and "sessions" in message, message
+    assert "invalid input syntax for type integer" in message

@@ -9,6 +9,7 @@ transaction.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +69,36 @@ def _copy_files(conn: Connection, statement: sql.Composed, paths: list[Path]) ->
         return cursor.rowcount
 
 
+_COPY_PLACE = re.compile(r"line (\d+)(?:, column (\w+))?")
+_QUOTED = re.compile(r':?\s*"[^"]*"')
+
+
+def _rejected_value(table: Table, exc: errors.DataError, paths: list[Path]) -> BadInputError:
+    """PostgreSQL's refusal of a staged value, naming the row's key and the column, never the value
+    (staged rows are personal data; the database's own message quotes it)."""
+    place = _COPY_PLACE.search(exc.diag.context or "")
+    line, column = (int(place.group(1)), place.group(2)) if place else (None, None)
+    key = _first_field_of_line(paths, line) if line else None
+    reason = _QUOTED.sub("", exc.diag.message_primary or type(exc).__name__)
+    return BadInputError(
+        f"{table.name}: PostgreSQL rejected the value of column {column or '?'} in the row of "
+        f"{table.key[0]} {key or '?'} (COPY line {line or '?'}): {reason} [SQLSTATE {exc.sqlstate}]; "
+        "value not shown: personal data"
+    )
+
+
+def _first_field_of_line(paths: list[Path], line: int) -> str | None:
+    """The first field (the session or entity id) of the ``line``-th row over ``paths`` in turn."""
+    seen = 0
+    for path in paths:
+        with path.open("rb") as handle:
+            for raw in handle:
+                seen += 1
+                if seen == line:
+                    return raw.split(b"\t", 1)[0].decode("utf-8", "replace")
+    return None
+
+
 def _key_match(table: Table) -> sql.Composed:
     return sql.SQL(" AND ").join(
         sql.SQL("s.{0} = t.{0}").format(sql.Identifier(column)) for column in table.key
@@ -83,7 +114,10 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
     rows_paths = [path for spool in spools if (path := spool.rows_path(table)).exists()]
     staged = 0
     if rows_paths:
-        staged = _copy_files(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_paths)
+        try:
+            staged = _copy_files(conn, _query("stage_copy.sql", stage=stage, columns=columns), rows_paths)
+        except errors.DataError as exc:
+            raise _rejected_value(table, exc, rows_paths) from None  # psycopg's text quotes the value
     key = sql.SQL(", ").join(map(sql.Identifier, table.key))
     # Temp tables get no autovacuum statistics; the key columns are what the joins below need.
     conn.execute(sql.SQL("ANALYZE {} ({})").format(stage, key))

@@ -71,7 +71,9 @@ def test_unknown_environment_or_unmapped_name_fails_prepare_before_any_component
 
 
 def test_failed_component_is_recorded_and_downstream_marked_upstream_failed(jobs_env, run_dag):
-    # No export file for the day: the reader fails at once (no retries for bad input).
+    # The day's export lacks a declared column: the reader fails at once (no retries for bad input).
+    export = jobs_data.write_orders_export(jobs_env["data_root"], DAY)
+    export.write_text("order_id,customer_id\n1001,C01\n")
     dag_run = run_dag("orders_daily_load", logical_date=LOGICAL_DATE)
 
     states = task_states(dag_run)
@@ -80,7 +82,7 @@ def test_failed_component_is_recorded_and_downstream_marked_upstream_failed(jobs
     rows = component_rows(jobs_env["dsn"], "orders_daily_load")
     assert rows["read_orders"]["status"] == "failed" and rows["read_orders"]["try_number"] == 1
     assert (
-        "no input file matches" in rows["read_orders"]["error"]
+        "declared column(s) status, quantity, unit_price, order_date missing" in rows["read_orders"]["error"]
         and rows["read_orders"]["duration_s"] is not None
     )
     assert {

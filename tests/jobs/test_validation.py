@@ -217,6 +217,7 @@ def test_example_loads_with_the_job_settings(dag_bag):
     assert dag.owner == "data-platform"
     assert {t.task_id for t in dag.tasks} == {
         "_prepare",
+        "_wait_read_orders",
         "read_orders",
         "drop_cancelled",
         "convert",
@@ -227,7 +228,8 @@ def test_example_loads_with_the_job_settings(dag_bag):
     }
     assert all(t.retries == 3 for t in dag.tasks)
     assert dag.get_task("load_orders").retry_delay.total_seconds() == 120
-    assert dag.get_task("read_orders").upstream_task_ids == {"_prepare"}
+    assert dag.get_task("read_orders").upstream_task_ids == {"_wait_read_orders"}
+    assert dag.get_task("_wait_read_orders").upstream_task_ids == {"_prepare"}
     assert dag.get_task("validate").downstream_task_ids == {"load_orders", "write_rejects", "_finalize"}
     assert dag.get_task("_finalize").is_teardown and dag.get_task("_prepare").is_setup
     assert dag.max_active_runs == 1 and dag.catchup is False

@@ -43,10 +43,16 @@ def chunked(rows: Iterator[list], size: int) -> Iterator[list[list]]:
 # ---- files ----------------------------------------------------------------------------------
 
 
-def _input_files(run, pattern_path: Path) -> list[Path]:
+def matching_files(pattern_path: Path) -> list[Path]:
+    """The files a reader's rendered path or glob names, in sorted order."""
     text = str(pattern_path)
     files = sorted(Path(p) for p in glob.glob(text)) if "*" in text else [pattern_path]
-    files = [f for f in files if f.is_file()]
+    return [f for f in files if f.is_file()]
+
+
+def _input_files(run, pattern_path: Path) -> list[Path]:
+    text = str(pattern_path)
+    files = matching_files(pattern_path)
     if not files and run.config.missing_file == "fail":
         raise BadInputError(f"{run.component.id}: no input file matches {text}")
     return files

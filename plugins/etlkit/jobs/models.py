@@ -78,6 +78,50 @@ _WRITER_COLUMNS = Field(
 )
 _IF_EXISTS = Field("overwrite", title="If exists", description="Replace an existing file, or fail.")
 Delimiter = Literal[",", ";", "\t", "|"]
+DURATION_PATTERN = r"^[1-9][0-9]*[smhd]$"
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """``"90s"``, ``"5m"``, ``"6h"``, ``"1d"`` in seconds."""
+    return int(text[:-1]) * _DURATION_UNITS[text[-1]]
+
+
+class WaitForInput(Strict):
+    timeout: str = Field(
+        "6h",
+        pattern=DURATION_PATTERN,
+        title="Timeout",
+        description="How long to wait for the input (e.g. 90s, 30m, 6h, 1d); then the run fails naming the file.",
+    )
+    poke_interval: str = Field(
+        "5m",
+        pattern=DURATION_PATTERN,
+        title="Poke interval",
+        description="Time between checks; the wait holds no worker slot in between (reschedule mode).",
+    )
+
+    @model_validator(mode="after")
+    def _interval_within_timeout(self) -> WaitForInput:
+        if duration_seconds(self.poke_interval) > duration_seconds(self.timeout):
+            raise ValueError("poke_interval must not exceed timeout")
+        return self
+
+
+_WAIT_FOR_INPUT = Field(
+    None,
+    title="Wait for input",
+    description=(
+        "Wait for the input file (a sensor task before the reader) instead of failing when it is not "
+        "there yet; null = do not wait. Needs missing_file: fail."
+    ),
+)
+
+
+def _check_wait(config: Any) -> Any:
+    if config.wait_for_input is not None and config.missing_file != "fail":
+        raise ValueError("wait_for_input needs missing_file: fail (an empty read would never wait)")
+    return config
 
 
 class ReadCsvConfig(Strict):
@@ -92,6 +136,11 @@ class ReadCsvConfig(Strict):
     on_bad_lines: Literal["fail", "drop"] = Field(
         "fail", title="On bad lines", description="Fail, or drop and count as rejected (malformed_line)."
     )
+    wait_for_input: WaitForInput | None = _WAIT_FOR_INPUT
+
+    @model_validator(mode="after")
+    def _wait_needs_fail(self) -> ReadCsvConfig:
+        return _check_wait(self)
 
     @field_validator("columns")
     @classmethod
@@ -114,6 +163,11 @@ class ReadJsonConfig(Strict):
     on_bad_records: Literal["fail", "drop"] = Field(
         "fail", title="On bad records", description="Fail, or drop and count as rejected (bad_record)."
     )
+    wait_for_input: WaitForInput | None = _WAIT_FOR_INPUT
+
+    @model_validator(mode="after")
+    def _wait_needs_fail(self) -> ReadJsonConfig:
+        return _check_wait(self)
 
 
 class ReadSqlConfig(Strict):

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, BaseHook, BaseOperator, ExceptionRetryPolicy, Param
+from airflow.sdk import DAG, BaseHook, BaseOperator, BaseSensorOperator, ExceptionRetryPolicy, Param
 from airflow.sdk.definitions.retry_policy import RetryAction, RetryRule
 
 from etlkit.common.alerting import alert_context, log_task_failure
 from etlkit.common.errors import BadInputError, ConfigurationError, TransientError
 from etlkit.common.staging import remove_stale_runs
 from etlkit.jobs import metrics_store
+from etlkit.jobs.components import matching_files
 from etlkit.jobs.environment import (
     DEFAULT_METRICS_CONN_ID,
     VARIABLE_KEY,
@@ -34,6 +35,7 @@ from etlkit.jobs.environment import (
     rooted_path,
 )
 from etlkit.jobs.metrics import ComponentMetrics
+from etlkit.jobs.models import duration_seconds
 from etlkit.jobs.runtime import RuntimeIO, run_component
 from etlkit.jobs.staging import run_directory
 from etlkit.jobs.validation import JobDefinitionError, ValidatedJob, load_job
@@ -258,6 +260,51 @@ class DeclarativeComponentOperator(BaseOperator):
             log.warning("could not write component metrics (%s): %s", summary["status"], error)
 
 
+class WaitForInputSensor(BaseSensorOperator):
+    """Waits, in reschedule mode (no worker slot held between checks), until a reader's input exists.
+
+    After ``timeout`` the task fails without retries, naming the file it waited for.
+    """
+
+    template_fields = ("job_file",)
+
+    def __init__(self, *, job_file: str, component_id: str, **kwargs):
+        super().__init__(mode="reschedule", **kwargs)
+        self.job_file = job_file
+        self.component_id = component_id
+        self._waited_for: Path | None = None
+
+    def poke(self, context) -> bool:
+        run_context = context["ti"].xcom_pull(task_ids=PREPARE_TASK)
+        if not run_context:
+            raise _fail(f"no run context from {PREPARE_TASK}; clear the run from {PREPARE_TASK}")
+        config = _load(self.job_file).components[self.component_id].config
+        root = run_context["file_roots"][config.conn] if config.conn else run_context["data_root"]
+        try:
+            self._waited_for = rooted_path(self.render_template(config.path, context), root)
+        except BadInputError as error:
+            raise _fail(f"{self.component_id}: {error}") from None
+        found = matching_files(self._waited_for)
+        log.info("%s: %s %s", self.component_id, self._waited_for, "found" if found else "not there yet")
+        return bool(found)
+
+    def execute(self, context) -> Any:
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as error:
+            raise AirflowSensorTimeout(
+                f"{self.component_id}: input file {self._waited_for} did not appear within "
+                f"{timedelta(seconds=self.timeout)}; place the file and clear {self.task_id}, or check the "
+                f"upstream export ({error})"
+            ) from None
+
+
+def wait_task_id(component_id: str) -> str:
+    return f"_wait_{component_id}"
+
+
 class FinalizeJobRunOperator(BaseOperator):
     """Writes every component summary and the job row; deletes staging only after full success."""
 
@@ -431,13 +478,31 @@ def build_job_dag(validated: ValidatedJob) -> DAG:
         finalize = FinalizeJobRunOperator(task_id=FINALIZE_TASK, job_file=job_file)
         for component in job.components:
             if not validated.inputs[component.id]:
-                prepare >> tasks[component.id]
+                wait = _wait_for_input(component, job_file)
+                if wait is None:
+                    prepare >> tasks[component.id]
+                else:
+                    prepare >> wait >> tasks[component.id]
             for targets in component.routes.values():
                 for target in targets:
                     tasks[component.id] >> tasks[target.partition(".")[0]]
             tasks[component.id] >> finalize
         finalize.as_teardown(setups=prepare)
     return dag
+
+
+def _wait_for_input(component, job_file: str) -> WaitForInputSensor | None:
+    """The sensor before a file reader whose config has ``wait_for_input``, else None."""
+    wait = getattr(component.config, "wait_for_input", None)
+    if wait is None:
+        return None
+    return WaitForInputSensor(
+        task_id=wait_task_id(component.id),
+        job_file=job_file,
+        component_id=component.id,
+        timeout=duration_seconds(wait.timeout),
+        poke_interval=duration_seconds(wait.poke_interval),
+    )
 
 
 def load_job_dag(loader_file: str) -> DAG:

@@ -95,3 +95,28 @@ def test_downstream_on_another_host_reads_the_upstream_output_through_a_shared_r
     run_on(host_io(shared_root, data_root, "worker-a"), validated, "write")
 
     assert (data_root / "out.csv").read_text().splitlines() == ["id", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("executor", "settings", "refused"),
+    [
+        ("CeleryExecutor", None, True),
+        ("CeleryExecutor", {"staging": {"retention_days": 7}}, True),
+        (
+            "airflow.providers.celery.executors.celery_executor.CeleryExecutor",
+            {"staging": {"root": "/x"}},
+            False,
+        ),
+        ("CeleryExecutor", {"staging": {"root": "/shared/declarative/staging"}}, False),
+        ("LocalExecutor", None, False),
+    ],
+)
+def test_a_multi_host_executor_needs_an_explicit_staging_root(executor, settings, refused):
+    from etlkit.common.errors import ConfigurationError
+    from etlkit.jobs.environment import check_staging_declared
+
+    if refused:
+        with pytest.raises(ConfigurationError, match="set it to a directory on a volume every worker mounts"):
+            check_staging_declared(settings, executor)
+    else:
+        check_staging_declared(settings, executor)

@@ -138,6 +138,22 @@ def resolve_run_context(
     }
 
 
+DISTRIBUTED_EXECUTORS = ("Celery", "Kubernetes", "Edge")
+
+
+def check_staging_declared(settings: dict[str, Any] | None, executor: str) -> None:
+    """On executors that run tasks on several hosts, the default staging root (a directory under each
+    host's own AIRFLOW_HOME) is not shared: require ``staging.root`` to be set explicitly."""
+    if not any(name in executor for name in DISTRIBUTED_EXECUTORS):
+        return
+    if not ((settings or {}).get("staging") or {}).get("root"):
+        raise ConfigurationError(
+            f"executor {executor!r} runs tasks on several hosts, but Variable {VARIABLE_KEY!r} sets no "
+            "staging.root: set it to a directory on a volume every worker mounts (the default under "
+            "AIRFLOW_HOME is each worker's own disk)"
+        )
+
+
 def rooted_path(rendered: str, root: str | Path) -> Path:
     """``rendered`` joined to ``root``; refuses a path that escapes the root."""
     base = Path(os.path.normpath(root))

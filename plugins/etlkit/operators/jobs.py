@@ -30,6 +30,7 @@ from etlkit.jobs.environment import (
     DEFAULT_METRICS_CONN_ID,
     VARIABLE_KEY,
     check_settings,
+    check_staging_declared,
     default_root,
     resolve_run_context,
     rooted_path,
@@ -128,6 +129,12 @@ def _file_root(conn_id: str) -> str | None:
     return BaseHook.get_connection(conn_id).extra_dejson.get("path")
 
 
+def _executor() -> str:
+    from airflow.sdk.configuration import conf
+
+    return conf.get("core", "executor", fallback="") or ""
+
+
 def _read_settings() -> dict[str, Any] | None:
     from airflow.sdk import Variable
 
@@ -153,6 +160,7 @@ class PrepareJobRunOperator(BaseOperator):
         settings = _read_settings()
         try:
             run_context = resolve_run_context(validated, settings, requested, _conn_type, _file_root)
+            check_staging_declared(settings, _executor())
         except BadInputError as error:
             # _finalize (the teardown) does not run when its setup fails: record the failed run here.
             _record_unprepared_run(validated, context, settings or {}, requested)

@@ -114,9 +114,9 @@ def stack(stack_output: Path) -> Iterator[RunningStack]:
     finally:
         stack.stop()
         systems.stop()
-        if layout.logs.is_dir():
-            shutil.copytree(layout.logs, stack_output / "logs", dirs_exist_ok=True)
         for purpose in ("airflow", "visits", "sierra", "enderturing", "movies", "jobs"):
             pgdb.drop_database(layout.database(purpose))
+        if layout.logs.is_dir():
+            shutil.copytree(layout.logs, stack_output / "logs", dirs_exist_ok=True)
         if not os.environ.get("STACK_KEEP"):
             shutil.rmtree(root, ignore_errors=True)

@@ -9,6 +9,7 @@ import io
 import json
 import re
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 import yaml
@@ -184,3 +185,18 @@ def test_the_celery_worker_command_exists():
         get_parser().parse_args(["celery", "worker", "--help"])
     assert exited.value.code == 0
     assert "--celery-hostname" in out.getvalue()
+
+
+def test_compose_and_make_stack_declare_the_same_shared_storage(tmp_path):
+    """What the workers share in compose (data and task logs volumes) is what `make stack` shares."""
+    from dev.stack import Layout, Stack
+
+    for service in ("airflow-worker", "airflow-apiserver", "airflow-scheduler"):
+        mounts = {m.split(":")[0]: m.split(":")[1] for m in SERVICES[service]["volumes"] if ":" in m}
+        assert mounts.get("etl-logs") == "/opt/airflow/logs", service
+        assert mounts.get("etl-data") == "/opt/airflow/data", service
+    layout = Layout(tmp_path)
+    env = Stack(layout, 8080, {}).base_environment()
+    assert Path(env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"]).parent == layout.shared
+    assert env["AIRFLOW__CORE__EXECUTOR"] == airflow_env("airflow-worker")["AIRFLOW__CORE__EXECUTOR"]
+    assert env["AIRFLOW__SENTRY__INCLUDE_LOCAL_VARIABLES"] == "False"

@@ -68,3 +68,19 @@ def test_a_worker_killed_during_the_enderturing_load_is_retried_on_the_other(sta
             "SELECT count(*), count(DISTINCT id) FROM enderturing.sessions WHERE start_dt::date = %s", (day,)
         ).fetchone()
     assert loaded == (expected, expected)
+
+
+def test_runs_resume_when_redis_returns_after_30_s(stack):
+    """The broker down for 30 s: a run triggered meanwhile waits, then completes once Redis is back."""
+    dag_id = "movies_postgres_to_elasticsearch"
+    stack.unpause(dag_id)
+    wait_for_no_active_run(stack, dag_id)
+    stack.stack.stop_service("redis")
+    try:
+        run_id = stack.trigger(dag_id, {})
+        time.sleep(30)
+        assert stack.run(dag_id, run_id)["state"] in ("queued", "running")
+    finally:
+        stack.stack.start_redis()
+    run = stack.wait(dag_id, run_id)
+    assert run["state"] == "success", stack.task_instances(dag_id, run_id)

@@ -66,13 +66,17 @@ def test_failure_alert_is_one_structured_line_with_pipeline_context(caplog):
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("ETL_ALERT "))
     assert json.loads(line.removeprefix("ETL_ALERT ")) == {
         "event": "task_failed",
+        "outcome": "failed",
         "dag_id": "d",
         "task_id": "t",
         "map_index": 3,
         "run_id": "r1",
         "try_number": 2,
+        "max_tries": None,
+        "hostname": None,
         "error_type": "TransientError",
         "error": "boom",
+        "params": {},
         "pipeline_context": {"file": "report_7.txt", "batch": 2},  # the innermost block's
     }
     assert failure_record({})["dag_id"] is None

@@ -57,18 +57,50 @@ def _context_of(exception: BaseException | None) -> dict[str, Any]:
     return current_alert_context()
 
 
+# A callback with no exception is run by the dag-processor for a try the scheduler closed itself:
+# its worker was lost (killed, out of memory, host gone) or stopped heartbeating.
+LOST_TRY = (
+    "no exception reached Airflow: the worker running this try was lost or its heartbeat timed out "
+    "(see the scheduler log for the task)"
+)
+
+
+def _outcome(ti: Any) -> str:
+    """``up_for_retry`` while tries are left, else ``failed`` (one callback serves both events)."""
+    state = str(getattr(ti, "state", "") or "").rsplit(".", 1)[-1].lower()
+    if state in ("up_for_retry", "failed"):
+        return state
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    if isinstance(try_number, int) and isinstance(max_tries, int):
+        return "up_for_retry" if try_number <= max_tries else "failed"
+    return "failed"
+
+
+def _run_params(context: dict[str, Any]) -> dict[str, Any]:
+    params = context.get("params") or {}
+    try:
+        return {str(k): params[k] for k in params}
+    except Exception:  # a params object that cannot be read must not lose the alert
+        return {}
+
+
 def failure_record(context: dict[str, Any]) -> dict[str, Any]:
     ti = context.get("ti") or context.get("task_instance")
     exception = context.get("exception")
+    outcome = _outcome(ti)
     return {
-        "event": "task_failed",
+        "event": f"task_{outcome}",
+        "outcome": outcome,
         "dag_id": getattr(ti, "dag_id", None),
         "task_id": getattr(ti, "task_id", None),
         "map_index": getattr(ti, "map_index", None),
         "run_id": getattr(ti, "run_id", None) or context.get("run_id"),
         "try_number": getattr(ti, "try_number", None),
-        "error_type": type(exception).__name__ if exception else None,
-        "error": str(exception)[:2000] if exception else None,
+        "max_tries": getattr(ti, "max_tries", None),
+        "hostname": getattr(ti, "hostname", None),
+        "error_type": type(exception).__name__ if exception else "WorkerLost",
+        "error": str(exception)[:2000] if exception else LOST_TRY,
+        "params": _run_params(context),
         "pipeline_context": _context_of(exception),
     }
 

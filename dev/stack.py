@@ -247,6 +247,7 @@ class Stack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     redis_port: int = field(default_factory=free_port)
     _env: dict[str, str] = field(default_factory=dict)
+    _log_start: dict[str, int] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -346,6 +347,8 @@ class Stack:
 
     def start_worker(self, name: str) -> None:
         host = self.layout.host(name)
+        log = self.log_path(name)
+        self._log_start[name] = len(log.read_text(errors="replace")) if log.exists() else 0
         for sub in ("home", "tmp", "work", "airflow_home"):
             (host / sub).mkdir(parents=True, exist_ok=True)
         command = self.airflow("celery", "worker", "--celery-hostname", f"{name}@%h", "--skip-serve-logs")
@@ -376,14 +379,27 @@ class Stack:
         process = self.processes.get(name)
         return process is not None and process.poll() is None
 
-    def wait_for_workers(self, timeout_s: float) -> None:
-        """Each worker logs ``celery@<name>... ready.`` once it consumes from the broker."""
+    def wait_for_workers(self, timeout_s: float, names: tuple[str, ...] = WORKERS) -> None:
+        """Each worker logs ``<name>@<host> ready.`` once it consumes from the broker."""
         deadline = time.monotonic() + timeout_s
-        for name in WORKERS:
-            while " ready." not in self.log_path(name).read_text(errors="replace"):
+        for name in names:
+            while (
+                " ready."
+                not in self.log_path(name).read_text(errors="replace")[self._log_start.get(name, 0) :]
+            ):
                 if time.monotonic() > deadline or not self.alive(name):
                     raise RuntimeError(f"{name} did not start; see {self.log_path(name)}")
                 time.sleep(1)
+
+    def restart_dead(self) -> list[str]:
+        """What compose's ``restart: always`` does: start again every component that exited.
+
+        A Celery worker exits when the broker is unreachable while it starts (its broadcast fails).
+        """
+        dead = [name for name in ("redis", *AIRFLOW_SERVICES, *WORKERS) if not self.alive(name)]
+        for name in dead:
+            self.start_service(name)
+        return dead
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Signal the component's whole process group (a SIGKILL is a host that vanished)."""
@@ -445,7 +461,9 @@ def _supervise(layout: Layout, port: int) -> int:
         state = {"pid": os.getpid(), "url": stack.url, "user": UI_USER, "password": stack.password}
         layout.state_file.write_text(json.dumps({**state, "logs": str(layout.logs)}))
         while not stopping:
-            time.sleep(1)
+            time.sleep(5)
+            if not stopping and (restarted := stack.restart_dead()):
+                print(f"restarted {', '.join(restarted)}", flush=True)
     finally:
         stack.stop()
         systems.stop()

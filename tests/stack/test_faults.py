@@ -54,6 +54,7 @@ def test_a_worker_killed_during_the_enderturing_load_is_retried_on_the_other(sta
         recovered_s = time.monotonic() - killed_at
     finally:
         stack.stack.start_worker(victim)
+        stack.stack.wait_for_workers(120, (victim,))
     tis = {ti["task_id"]: ti for ti in stack.task_instances(ET_DAG, run_id)}
     sync = tis["sync_sessions"]
     (stack_output / "fault_worker_killed_enderturing.txt").write_text(
@@ -84,3 +85,7 @@ def test_runs_resume_when_redis_returns_after_30_s(stack):
         stack.stack.start_redis()
     run = stack.wait(dag_id, run_id)
     assert run["state"] == "success", stack.task_instances(dag_id, run_id)
+    # Workers that exited while the broker was gone come back as under a process supervisor.
+    restarted = stack.stack.restart_dead()
+    stack.stack.wait_for_workers(120, tuple(name for name in restarted if name in WORKERS))
+    print(f"\nafter the Redis outage, restarted: {restarted or 'nothing'}")

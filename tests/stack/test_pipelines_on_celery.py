@@ -89,7 +89,11 @@ def test_every_pipeline_runs_on_two_celery_workers(stack, stack_output: Path):
 
     day = ENDERTURING_DAYS[-1]
     expected = sum(1 for s in stack.systems.enderturing.dataset.sessions if s["start_dt"][:10] == str(day))
-    sessions = count(layout.database("enderturing"), "SELECT count(*) FROM enderturing.sessions")
+    sessions = count(
+        layout.database("enderturing"),
+        "SELECT count(*) FROM enderturing.sessions WHERE start_dt::date = %s",
+        (day,),
+    )
     assert sessions == expected > 0
 
     assert stack.systems.elasticsearch.cluster.count("movies", {})["count"] == MOVIES_FILMS

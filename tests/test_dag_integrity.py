@@ -9,6 +9,10 @@ import os
 import socket
 from pathlib import Path
 
+# Airflow imports its cron timetables (and croniter) lazily, at the first DAG a process builds; croniter's
+# import probes the platform with a subprocess that opens /dev/null for writing. That is Airflow's
+# one-time start-up, not the DAG file's I/O, so it happens before the guard.
+import airflow.sdk.definitions.timetables.interval  # noqa: F401
 import pytest
 
 from tests.conftest import REPO_ROOT

@@ -48,6 +48,7 @@ from dev import jobs_data, movies_data, pgdb, sierra_data
 from dev.airflow_env import REPO_ROOT, airflow_environment, connection_env, variable_env
 from dev.enderturing_server import FakeEnderTuring, RunningServer, generate_dataset, start_server
 from dev.es_server import EsSubsetServer
+from dev.sentry_server import SentryServer
 from dev.signum_server import BackendState, SignumServer
 from dev.sshd import SshServer, free_port, start_sshd, wait_for_port
 from dev.ui import UI_USER, api_environment, auth_environment, wait_until_healthy
@@ -124,6 +125,7 @@ class DemoSystems:
     enderturing: FakeEnderTuring | None = None
     enderturing_server: RunningServer | None = None
     elasticsearch: EsSubsetServer | None = None
+    sentry: SentryServer | None = None
     signum_key: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def start(self) -> DemoSystems:
@@ -146,6 +148,7 @@ class DemoSystems:
         self.elasticsearch = EsSubsetServer(major=8).start()
         jobs_data.create_demo_tables(pgdb.dsn(layout.database("jobs")))
         jobs_data.write_orders_export(layout.jobs_data_root, JOBS_DAY)
+        self.sentry = SentryServer().start()
         return self
 
     def write_visit_reports(self, reports: dict[int, str], rows: int = VISIT_REPORT_ROWS) -> list[Path]:
@@ -173,54 +176,66 @@ class DemoSystems:
                 "STACK": {"data_root": str(layout.jobs_data_root), "connections": {"warehouse": "warehouse"}}
             },
         }
-        return dict(
-            [
-                connection_env("sftp_visits", self.sshd.connection()),
-                connection_env("postgres_visits", pgdb.postgres_connection(layout.database("visits"))),
-                connection_env(
-                    "sierra_dna",
-                    {
-                        **pgdb.postgres_connection(layout.database("sierra")),
-                        "login": sierra_data.READER_ROLE,
-                        "extra": {"application_name": "airflow-sierra-sync"},
-                    },
-                ),
-                connection_env("signum_backend", self.signum.connection(self.signum_key)),
-                connection_env(
-                    "enderturing_default",
-                    {
-                        "conn_type": "http",
-                        "host": self.enderturing_server.url,
-                        "login": self.enderturing.username,
-                        "password": self.enderturing.password,
-                    },
-                ),
-                connection_env(
-                    "enderturing_warehouse", pgdb.postgres_connection(layout.database("enderturing"))
-                ),
-                connection_env("movies_postgres", pgdb.postgres_connection(layout.database("movies"))),
-                connection_env(
-                    "movies_elasticsearch",
-                    {"conn_type": "elasticsearch", "host": "127.0.0.1", "port": self.elasticsearch.port},
-                ),
-                connection_env("etl_metrics_pg", pgdb.postgres_connection(layout.database("jobs"))),
-                connection_env("warehouse", pgdb.postgres_connection(layout.database("jobs"))),
-                # No staging_dir: each worker stages under its own TMPDIR. Archives go to the shared root.
-                variable_env(
-                    "sftp_visits_config",
-                    {
-                        "remote_dir": str(layout.remote_visits_dir),
-                        "backup_dir": str(layout.shared / "visits" / "bckp"),
-                        "quarantine_dir": str(layout.shared / "visits" / "quarantine"),
-                        "min_file_age_s": 0,
-                    },
-                ),
-                # The generated catalogue has NULL itypes, which the backend rejects as a whole file.
-                variable_env("sierra_sync_settings", {"itype_null_fallback": 0}),
-                variable_env("declarative_jobs", settings),
-                variable_env("etl_retry_policy", STACK_RETRY_POLICY),
-            ]
+        return (
+            dict(
+                [
+                    connection_env("sftp_visits", self.sshd.connection()),
+                    connection_env("postgres_visits", pgdb.postgres_connection(layout.database("visits"))),
+                    connection_env(
+                        "sierra_dna",
+                        {
+                            **pgdb.postgres_connection(layout.database("sierra")),
+                            "login": sierra_data.READER_ROLE,
+                            "extra": {"application_name": "airflow-sierra-sync"},
+                        },
+                    ),
+                    connection_env("signum_backend", self.signum.connection(self.signum_key)),
+                    connection_env(
+                        "enderturing_default",
+                        {
+                            "conn_type": "http",
+                            "host": self.enderturing_server.url,
+                            "login": self.enderturing.username,
+                            "password": self.enderturing.password,
+                        },
+                    ),
+                    connection_env(
+                        "enderturing_warehouse", pgdb.postgres_connection(layout.database("enderturing"))
+                    ),
+                    connection_env("movies_postgres", pgdb.postgres_connection(layout.database("movies"))),
+                    connection_env(
+                        "movies_elasticsearch",
+                        {"conn_type": "elasticsearch", "host": "127.0.0.1", "port": self.elasticsearch.port},
+                    ),
+                    connection_env("etl_metrics_pg", pgdb.postgres_connection(layout.database("jobs"))),
+                    connection_env("warehouse", pgdb.postgres_connection(layout.database("jobs"))),
+                    # No staging_dir: each worker stages under its own TMPDIR. Archives go to the shared root.
+                    variable_env(
+                        "sftp_visits_config",
+                        {
+                            "remote_dir": str(layout.remote_visits_dir),
+                            "backup_dir": str(layout.shared / "visits" / "bckp"),
+                            "quarantine_dir": str(layout.shared / "visits" / "quarantine"),
+                            "min_file_age_s": 0,
+                        },
+                    ),
+                    # The generated catalogue has NULL itypes, which the backend rejects as a whole file.
+                    variable_env("sierra_sync_settings", {"itype_null_fallback": 0}),
+                    variable_env("declarative_jobs", settings),
+                    variable_env("etl_retry_policy", STACK_RETRY_POLICY),
+                ]
+            )
+            | self.sentry_environment()
         )
+
+    def sentry_environment(self) -> dict[str, str]:
+        """Airflow's Sentry integration, on by environment only, sending to the local endpoint."""
+        assert self.sentry
+        return {
+            "AIRFLOW__SENTRY__SENTRY_ON": "True",
+            "AIRFLOW__SENTRY__SENTRY_DSN": self.sentry.dsn,
+            "AIRFLOW__SENTRY__ENVIRONMENT": "stack",
+        }
 
     def stop(self) -> None:
         for stop in (
@@ -228,6 +243,7 @@ class DemoSystems:
             self.signum and self.signum.stop,
             self.enderturing_server and self.enderturing_server.stop,
             self.elasticsearch and self.elasticsearch.stop,
+            self.sentry and self.sentry.stop,
         ):
             if stop:
                 stop()
@@ -409,6 +425,14 @@ class Stack:
         except ProcessLookupError:
             pass
         process.wait(timeout=60)
+
+    def restart(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop a component with ``sig`` (SIGTERM: a graceful stop; SIGKILL: the host died), then start it."""
+        if sig == signal.SIGKILL:
+            self.kill(name)
+        else:
+            self.stop_service(name)
+        self.start_service(name)
 
     def stop_service(self, name: str, timeout_s: float = 30) -> None:
         process = self.processes.get(name)

@@ -29,6 +29,8 @@ def jobs_dsn(jobs_db) -> str:
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute("TRUNCATE sales.orders, sales.region_revenue, analytics.payment_events")
         connection.execute("DROP TABLE IF EXISTS declarative_component_runs, declarative_job_runs")
+        # append mode writes a logical run once: each test starts with no earlier loads recorded
+        connection.execute("DROP TABLE IF EXISTS sales.etlkit_append_log, analytics.etlkit_append_log")
     return dsn
 
 

@@ -667,7 +667,9 @@ def write_sql_rows(run) -> None:
             yield rows
             run.count_target(len(rows))
 
-    append_key = run.input_key() if run.config.mode == "append" else None
+    append_key = (
+        run.io.append_key(run.component.id, run.config.table) if run.config.mode == "append" else None
+    )
     with run.io.sql_connection(run.config.conn) as connection:
         write_sql(
             connection,

@@ -22,6 +22,17 @@ APPEND_LOG_TABLE = "etlkit_append_log"
 ORDINAL_COLUMN = "_etlkit_ordinal"
 
 
+def logical_run_key(dag_id: str, run_id: str, logical_date) -> str:
+    """What append mode writes once for: the DAG and its logical date, so a re-triggered date, a
+    backfill of it or a cleared task all find the first load; a run with no logical date (asset
+    triggered, or triggered with ``logical_date: null``) is its own logical run."""
+    return f"{dag_id}|{logical_date.isoformat() if logical_date is not None else run_id}"
+
+
+def append_ledger_key(run_key: str, component_id: str, table: str) -> str:
+    return f"{run_key}|{component_id}|{table}"
+
+
 def _precheck(connection, schema: str, table: str, names: list[str], config, component_id: str) -> None:
     qualified = sql.Identifier(schema, table).as_string(connection)
     if connection.execute("SELECT to_regclass(%s)", [qualified]).fetchone()[0] is None:
@@ -59,8 +70,10 @@ def write_sql(
 ) -> None:
     """Writes ``chunks`` to ``config.table`` in one transaction.
 
-    With ``append_key`` (append mode), the append is recorded in the schema's append log in the
-    same transaction, and a later call with the same key reads its input but writes nothing.
+    With ``append_key`` (append mode: ``append_ledger_key`` of the logical run, component and
+    table), the append is recorded in the schema's append log in the same transaction, and a later
+    call with the same key (a retry, a cleared upstream, the same date triggered again) reads its
+    input but writes nothing.
     """
     schema, table = config.table.split(".")
     target = sql.Identifier(schema, table)
@@ -140,7 +153,11 @@ def _already_appended(connection, append_log, append_key: str, chunks, component
     for _ in chunks:  # read the input anyway, so this try reports the same counts as the one that wrote
         pass
     log.warning(
-        "%s: these rows were appended by an earlier try (%s rows at %s); nothing written", component_id, *row
+        "%s: %s was appended by an earlier try or run of the same logical run (%s rows at %s); nothing "
+        "written. To append it again, delete those rows and this key from the append log",
+        component_id,
+        append_key,
+        *row,
     )
     return True
 

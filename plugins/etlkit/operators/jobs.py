@@ -38,6 +38,7 @@ from etlkit.jobs.environment import (
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.models import duration_seconds
 from etlkit.jobs.runtime import RuntimeIO, run_component
+from etlkit.jobs.sqlwrite import logical_run_key
 from etlkit.jobs.staging import run_directory
 from etlkit.jobs.validation import JobDefinitionError, ValidatedJob, load_job
 
@@ -236,6 +237,9 @@ class DeclarativeComponentOperator(BaseOperator):
             render=lambda value: self.render_template(value, context),
             staging_root=run_context["staging_root"],
             prepared_on=run_context.get("prepared_on"),
+            run_key=logical_run_key(
+                context["dag"].dag_id, context["run_id"], context["dag_run"].logical_date
+            ),
         )
         try:
             with alert_context(job=validated.job.name, component=self.component_id):

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from etlkit.common.errors import BadInputError
-from etlkit.jobs.columns import Schema, arrow_schema
+from etlkit.jobs.columns import Schema
 from etlkit.jobs.components import RUNNERS
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.sqlwrite import append_ledger_key
@@ -32,7 +31,6 @@ from etlkit.jobs.staging import (
     missing_output_message,
     output_id,
     read_port,
-    schema_mismatch,
 )
 from etlkit.jobs.validation import ValidatedJob
 
@@ -44,7 +42,7 @@ PROGRESS_EVERY_CHUNKS = 10
 class RuntimeIO:
     """What the runtime needs from its host (the Airflow operator, or a test/benchmark)."""
 
-    run_dir: Path  # or an airflow.sdk.ObjectStoragePath (see staging)
+    run_dir: Path
     # (templated path, logical conn or None) -> absolute, rendered path inside the allowed root
     resolve_path: Callable[[str, str | None], Path]
     # logical conn -> context manager yielding an open psycopg connection
@@ -104,19 +102,19 @@ class ComponentRun:
     def out_schema(self, port: str) -> Schema:
         return self.validated.out_schemas[(self.component.id, port)]
 
-    def read(self, port: str = "in") -> Iterator[pa.RecordBatch]:
-        """Batches of every route into ``port``, in route order; counts ``rows_in``."""
+    def read(self, port: str = "in") -> Iterator[list[list]]:
+        """Chunks of every route into ``port``, in route order; counts ``rows_in``."""
         self.metrics.rows_in.setdefault(port, 0)
         for ref in self.validated.inputs[self.component.id][port]:
             yield from self.read_route(port, ref)
 
-    def read_route(self, port: str, ref) -> Iterator[pa.RecordBatch]:
+    def read_route(self, port: str, ref) -> Iterator[list[list]]:
         schema = self.validated.out_schemas[(ref.source, ref.port)]
         try:
-            for batch in read_port(self.io.run_dir / ref.source / ref.port, schema, self.chunk_size):
-                self.metrics.count_in(port, batch.num_rows)
+            for rows in read_port(self.io.run_dir / ref.source / ref.port, schema):
+                self.metrics.count_in(port, len(rows))
                 self._progress()
-                yield batch
+                yield rows
         except StagingError as error:
             raise self.io.staging_failure(error) from None
 
@@ -133,19 +131,15 @@ class ComponentRun:
             raise self.io.staging_failure(error) from None
         return hashlib.sha256(json.dumps([self.component.id, ids]).encode()).hexdigest()
 
-    def emit(self, port: str, batch: pa.RecordBatch) -> None:
-        """Hands one batch to ``port``: checked against the port schema, staged if routed."""
+    def emit(self, port: str, rows: list[list]) -> None:
         if not self.validated.inputs[self.component.id]:
             self._progress()
         writer = self._writers.get(port)
         if writer is None:
-            problem = schema_mismatch(self.component.id, port, arrow_schema(self.out_schema(port)), batch.schema)
-            if problem is not None:
-                raise BadInputError(problem)
-            self.metrics.rows_dropped += batch.num_rows
+            self.metrics.rows_dropped += len(rows)
             return
-        writer.write(batch)
-        self.metrics.count_out(port, batch.num_rows)
+        writer.write(rows)
+        self.metrics.count_out(port, len(rows))
 
     def count_source(self, rows: int) -> None:
         self.metrics.count_in("source", rows)
@@ -157,7 +151,7 @@ class ComponentRun:
         clear_component_output(self.io.run_dir, self.component.id)
         for port in sorted(self.validated.routed_ports(self.component.id)):
             self._writers[port] = PortWriter(
-                self.io.run_dir / self.component.id / port, self.out_schema(port), self.component.id, port
+                self.io.run_dir / self.component.id / port, self.out_schema(port)
             )
             self.metrics.rows_out.setdefault(port, 0)
         try:

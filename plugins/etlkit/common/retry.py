@@ -11,7 +11,8 @@ missing Airflow connections/Variables, and anything unclassified (a plain bug is
 Retry counts and delays are defaults in code, overridable at run time by the JSON Variable
 ``etl_retry_policy`` (``{"retries": 3, "retry_delay_s": 60, "backoff": 2.0,
 "max_retry_delay_s": 1800}``, optionally per pipeline under ``{"pipelines": {"visits": {...}}}``).
-The Variable is read by the worker when a task fails, never at DAG parse time. A task's
+The Variable is read by the worker when a task fails, and by the scheduler when it fails a try
+itself (a lost worker: ``ClosedTryRetryListener``), never at DAG parse time. A task's
 ``retries`` equal the code default and bound every decision, so the Variable can lower the count,
 not raise it; ``MAX_RETRIES`` caps any setting.
 """
@@ -30,6 +31,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any, Literal
 
+from airflow.listeners import hookimpl
 from airflow.sdk.definitions.retry_policy import RetryAction, RetryDecision, RetryPolicy
 
 from etlkit.common.errors import InjectedFault, PermanentError, TransientError
@@ -592,3 +594,89 @@ def retry_default_args(pipeline: str, **defaults: Any) -> dict[str, Any]:
         "max_retry_delay": timedelta(seconds=settings.max_retry_delay_s),
         "retry_policy": PipelineRetryPolicy(pipeline, **defaults),
     }
+
+
+# ---- tries the scheduler closes itself (worker lost, heartbeat timed out) ------------------------
+#
+# No exception reaches a retry policy when a worker is lost: the scheduler fails the try and, with
+# retries left, puts it up for retry after the task's static ``retry_delay`` (with backoff), never
+# reading ``etl_retry_policy``. Airflow honours a policy's delay through the try's
+# ``retry_delay_override``, which only a worker reporting its own failure sets. This listener runs in
+# the scheduler when it closes such a try and sets that override from the same settings the worker's
+# policy would use, so both kinds of failure retry on the same schedule.
+
+PIPELINE_TAGS = {"visits": "visits", "sierra": "sierra", "enderturing": "enderturing", "movies": "movies"}
+PIPELINE_TAGS["declarative-job"] = "jobs"
+
+
+def pipeline_of_tags(tags: Any) -> str | None:
+    """The pipeline a DAG belongs to, from its tags (``pipelines`` overrides are keyed by it)."""
+    for tag in tags or ():
+        if str(tag) in PIPELINE_TAGS:
+            return PIPELINE_TAGS[str(tag)]
+    return None
+
+
+def _read_overrides_on_server() -> dict[str, Any]:
+    """The Variable as the scheduler sees it (environment, secrets backends, metadata DB)."""
+    from airflow.models.variable import Variable as ServerVariable
+
+    raw = ServerVariable.get(RETRY_VARIABLE, default_var=None)
+    if not raw:
+        return {}
+    return raw if isinstance(raw, dict) else json.loads(raw)
+
+
+def settings_of_task(task: Any, overrides: dict[str, Any]) -> RetrySettings:
+    """The policy's settings for a (serialized) task: its own retry fields are the code defaults."""
+    base = RetrySettings(
+        retries=int(task.retries or 0),
+        retry_delay_s=task.retry_delay.total_seconds(),
+        backoff=float(task.retry_exponential_backoff or 1.0),
+        max_retry_delay_s=(
+            task.max_retry_delay or timedelta(seconds=RetrySettings.max_retry_delay_s)
+        ).total_seconds(),
+    )
+    dag = getattr(task, "dag", None)
+    return RetrySettings.from_overrides(overrides, pipeline_of_tags(getattr(dag, "tags", None)), base=base)
+
+
+def closed_try_retry(task_instance: Any, overrides: dict[str, Any]) -> tuple[float, str] | None:
+    """(delay in seconds, reason) for a try the scheduler put up for retry, or None when the policy
+    does not apply (no policy on the task, or the worker already decided)."""
+    task = getattr(task_instance, "task", None)
+    if task is None or not getattr(task, "has_retry_policy", False) or not task.retries:
+        return None
+    if str(task_instance.state).rsplit(".", 1)[-1].lower() != "up_for_retry":
+        return None
+    if task_instance.retry_delay_override is not None:
+        return None
+    settings = settings_of_task(task, overrides)
+    delay = settings.delay_for(task_instance.try_number).total_seconds()
+    reason = (
+        f"transient: the worker running try {task_instance.try_number} was lost or stopped heartbeating; "
+        f"retried after {delay:g} s ({RETRY_VARIABLE}); try {task_instance.try_number} of {task.retries + 1}"
+    )
+    return delay, reason
+
+
+class ClosedTryRetryListener:
+    """Airflow listener (see ``plugins/etlkit_retry_plugin.py``): the scheduler's side of the policy."""
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state, task_instance, error) -> None:
+        from airflow.models.taskinstance import TaskInstance
+
+        if not isinstance(task_instance, TaskInstance):  # a worker's own failure: its policy decided
+            return
+        try:
+            decision = closed_try_retry(task_instance, _read_overrides_on_server())
+        except Exception:  # the standard retry applies; the scheduler must never fail on it
+            log.exception("Retry policy evaluation failed for %s", task_instance)
+            return
+        if decision is not None:
+            task_instance.retry_delay_override, task_instance.retry_reason = decision[0], decision[1][:500]
+            log.warning("Retry policy for %s: %s", task_instance, decision[1])
+
+
+closed_try_retry_listener = ClosedTryRetryListener()

@@ -11,10 +11,14 @@ import zoneinfo
 from typing import Annotated, Any, Literal
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 TypeName = Literal["string", "integer", "float", "decimal", "boolean", "date", "timestamp"]
 SCHEDULE_PRESETS = ("@hourly", "@daily", "@weekly", "@monthly")
+SCHEDULE_FIELDS = ("schedule", "every", "once_at")
+MIN_EVERY_SECONDS = 60
+# a date and a time, optional seconds/fraction and offset; the rest is checked by datetime.fromisoformat
+ONCE_AT_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?$"
 TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}\.[A-Za-z_][A-Za-z0-9_]{0,62}$"
 COLUMN_NAME = Annotated[str, Field(min_length=1, max_length=63)]
 
@@ -486,7 +490,12 @@ class Job(Strict):
         populate_by_name=True,
         title="Declarative job",
         json_schema_extra={
-            "description": "A job file: components wired by routes; one file = one Airflow DAG."
+            "description": "A job file: components wired by routes; one file = one Airflow DAG.",
+            # schedule, every and once_at: at most one non-null (the models say which in their error)
+            "allOf": [
+                {"not": {"required": [a, b], "properties": {a: {"type": "string"}, b: {"type": "string"}}}}
+                for a, b in (("schedule", "every"), ("schedule", "once_at"), ("every", "once_at"))
+            ],
         },
     )
 
@@ -501,10 +510,36 @@ class Job(Strict):
     owner: str = Field("data-platform", min_length=1, title="Owner", description="DAG owner.")
     tags: list[str] = Field([], title="Tags", description="DAG tags; 'declarative-job' is always added.")
     schedule: str | None = Field(
-        None, title="Schedule", description="5-field cron, @hourly/@daily/@weekly/@monthly, or null (manual)."
+        None,
+        title="Schedule",
+        description=(
+            "5-field cron, @hourly/@daily/@weekly/@monthly, or null (manual, unless every or once_at is "
+            "set). At most one of schedule, every and once_at."
+        ),
+    )
+    every: str | None = Field(
+        None,
+        pattern=DURATION_PATTERN,
+        title="Every",
+        description=(
+            "Run at a fixed interval counted from start_date, e.g. 15m, 2h, 1d (at least 1m): an Airflow "
+            "timedelta schedule. At most one of schedule, every and once_at."
+        ),
+    )
+    once_at: str | None = Field(
+        None,
+        pattern=ONCE_AT_PATTERN,
+        title="Once at",
+        description=(
+            "Run once, at this ISO-8601 timestamp (e.g. 2025-03-02T04:30:00; read in timezone when it has "
+            "no offset), or as soon as the DAG is unpaused if that moment has passed (Airflow's @once, "
+            "whatever catchup says). At most one of schedule, every and once_at."
+        ),
     )
     timezone: str = Field("UTC", title="Timezone", description="IANA zone of the schedule.")
-    start_date: dt.date | None = Field(None, title="Start date", description="Required when scheduled.")
+    start_date: dt.date | None = Field(
+        None, title="Start date", description="Required with schedule or every; not allowed with once_at."
+    )
     catchup: bool = Field(False, title="Catchup", description="Create runs for past intervals.")
     max_active_runs: int = Field(1, ge=1, title="Max active runs", description="Further runs wait queued.")
     retries: int = Field(2, ge=0, le=10, title="Retries", description="Retries of every component task.")
@@ -530,6 +565,28 @@ class Job(Strict):
             raise ValueError(f"{schedule!r} is not a 5-field cron or one of {', '.join(SCHEDULE_PRESETS)}")
         return schedule
 
+    @field_validator("every")
+    @classmethod
+    def _every(cls, every: str | None, info: ValidationInfo) -> str | None:
+        if every is None:
+            return every
+        _only_schedule("every", info.data)
+        if duration_seconds(every) < MIN_EVERY_SECONDS:
+            raise ValueError(f"every {every!r} is shorter than 1m (each run starts one task per component)")
+        return every
+
+    @field_validator("once_at")
+    @classmethod
+    def _once_at(cls, once_at: str | None, info: ValidationInfo) -> str | None:
+        if once_at is None:
+            return once_at
+        _only_schedule("once_at", info.data)
+        try:
+            dt.datetime.fromisoformat(once_at)
+        except ValueError:
+            raise ValueError(f"once_at {once_at!r} is not an ISO-8601 timestamp") from None
+        return once_at
+
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, name: str) -> str:
@@ -537,6 +594,30 @@ class Job(Strict):
 
     @model_validator(mode="after")
     def _start_date(self) -> Job:
-        if self.schedule is not None and self.start_date is None:
-            raise ValueError("start_date is required when schedule is set")
+        for name in ("schedule", "every"):
+            if getattr(self, name) is not None and self.start_date is None:
+                raise ValueError(f"start_date is required when {name} is set")
+        if self.once_at is not None and self.start_date is not None:
+            raise ValueError(
+                "start_date has no effect with once_at (the run's moment is its start): remove it"
+            )
         return self
+
+    def every_timedelta(self) -> dt.timedelta | None:
+        return dt.timedelta(seconds=duration_seconds(self.every)) if self.every is not None else None
+
+    def once_at_datetime(self) -> dt.datetime | None:
+        """``once_at`` as an aware datetime, in ``timezone`` when the text has no offset."""
+        if self.once_at is None:
+            return None
+        moment = dt.datetime.fromisoformat(self.once_at)
+        return moment if moment.tzinfo else moment.replace(tzinfo=zoneinfo.ZoneInfo(self.timezone))
+
+
+def _only_schedule(name: str, earlier: dict[str, Any]) -> None:
+    """``schedule``, ``every`` and ``once_at`` each define the DAG's timetable: at most one may be set."""
+    others = [f"{field} ({earlier[field]!r})" for field in SCHEDULE_FIELDS if earlier.get(field) is not None]
+    if others:
+        raise ValueError(
+            f"{name} cannot be combined with {' and '.join(others)}: set one of {', '.join(SCHEDULE_FIELDS)}"
+        )

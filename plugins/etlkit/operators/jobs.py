@@ -459,20 +459,41 @@ def _doc_md(validated: ValidatedJob) -> str:
     return "\n".join(lines)
 
 
+def _timetable(job):
+    """``schedule`` as written (cron or preset); ``every`` as a timedelta, which Airflow turns into a
+    DeltaTriggerTimetable (or DeltaDataIntervalTimetable with ``[scheduler] create_cron_data_intervals``,
+    as it does for cron); ``once_at`` as ``@once`` from that moment (see ``_start_date``).
+
+    Not EventsTimetable: on 3.3.2 a DAG with one fails to serialize (the SDK encoder writes no
+    ``_summary``, which the core decoder requires), so the dag-processor would record an import error.
+    """
+    if job.every is not None:
+        return job.every_timedelta()
+    if job.once_at is not None:
+        return "@once"
+    return job.schedule
+
+
+def _start_date(job) -> pendulum.DateTime | None:
+    """Midnight of ``start_date`` in the job's zone; for ``once_at``, that moment: ``@once`` runs once,
+    at the DAG's start_date, as soon as it has passed (also when it passed before the DAG was unpaused)."""
+    once_at = job.once_at_datetime()
+    if once_at is not None:
+        return pendulum.instance(once_at)
+    if job.start_date is None:
+        return None
+    return pendulum.datetime(job.start_date.year, job.start_date.month, job.start_date.day, tz=job.timezone)
+
+
 def build_job_dag(validated: ValidatedJob) -> DAG:
     job = validated.job
     job_file = str(validated.file)
-    start_date = None
-    if job.start_date is not None:
-        start_date = pendulum.datetime(
-            job.start_date.year, job.start_date.month, job.start_date.day, tz=job.timezone
-        )
     dag = DAG(
         dag_id=job.name,
         description=(job.description or None),
         doc_md=_doc_md(validated),
-        schedule=job.schedule,
-        start_date=start_date,
+        schedule=_timetable(job),
+        start_date=_start_date(job),
         catchup=job.catchup,
         max_active_runs=job.max_active_runs,
         tags=sorted({*job.tags, JOB_TAG}),

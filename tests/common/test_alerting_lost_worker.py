@@ -46,3 +46,41 @@ def test_the_last_try_lost_is_alerted_as_failed():
     assert failure_record(lost_try(3, 2))["event"] == "task_failed"
     assert failure_record(lost_try(1, 2, state="failed"))["outcome"] == "failed"
     assert failure_record(lost_try(1, 2, state="TaskInstanceState.UP_FOR_RETRY"))["outcome"] == "up_for_retry"
+
+
+def test_a_lost_try_is_alerted_with_the_context_it_published_last(monkeypatch):
+    """The worker is gone, so the dag-processor reads the pipeline's context back from the try's XCom."""
+    import airflow.sdk
+
+    from etlkit.common.alerting import CONTEXT_XCOM_KEY, alert_context
+
+    pushed: list[dict] = []
+    running = SimpleNamespace(xcom_push=lambda key, value: pushed.append({key: value}))
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": running})
+    with alert_context(reference_date="2024-06-15"), alert_context(file="report_302.txt"):
+        pass
+    assert pushed == [
+        {CONTEXT_XCOM_KEY: {"reference_date": "2024-06-15"}},
+        {CONTEXT_XCOM_KEY: {"reference_date": "2024-06-15", "file": "report_302.txt"}},
+        {CONTEXT_XCOM_KEY: {"reference_date": "2024-06-15"}},  # between files: no stale file name
+        {CONTEXT_XCOM_KEY: {}},
+    ]
+    context = lost_try(1, 2)
+    asked = {}
+
+    def xcom_pull(**kwargs):
+        asked.update(kwargs)
+        return pushed[1][CONTEXT_XCOM_KEY]
+
+    context["ti"].xcom_pull = xcom_pull
+    alert = failure_record(context)
+    assert alert["pipeline_context"] == {"reference_date": "2024-06-15", "file": "report_302.txt"}
+    assert asked == {"task_ids": "sync_sessions", "key": CONTEXT_XCOM_KEY, "map_indexes": -1}
+
+
+def test_a_task_body_outside_airflow_publishes_nothing_and_fails_nothing():
+    from etlkit.common.alerting import alert_context
+
+    with alert_context(file="report_1.txt"):
+        pass
+    assert failure_record(lost_try(1, 2))["pipeline_context"] == {}

@@ -24,14 +24,35 @@ _pipeline_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextV
 _CONTEXT_ATTRIBUTE = "etlkit_alert_context"
 
 
+# The context is also kept as this XCom of the running try: when its worker is lost, no exception
+# carries it, and the alert is made by the dag-processor, which reads it back from there.
+CONTEXT_XCOM_KEY = "etlkit_alert_context"
+
+
+def _publish(context: dict[str, Any]) -> None:
+    try:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+    except Exception:  # not inside a running task (unit tests, scripts, dag.test's own code)
+        return
+    try:
+        ti.xcom_push(CONTEXT_XCOM_KEY, context)
+    except Exception:  # the alert context must never fail the task
+        log.debug("could not keep the alert context as an XCom", exc_info=True)
+
+
 @contextmanager
 def alert_context(**values: Any) -> Iterator[None]:
     """Attach ``values`` to any failure alert raised inside the block.
 
     An exception leaving the block carries the context with it (the innermost block's, the most
-    detailed), because the failure callback runs after the task body has unwound every block.
+    detailed), because the failure callback runs after the task body has unwound every block. The
+    current context is also published for the alert of a lost worker (``CONTEXT_XCOM_KEY``).
     """
-    token = _pipeline_context.set({**_pipeline_context.get({}), **values})
+    outer = _pipeline_context.get({})
+    token = _pipeline_context.set({**outer, **values})
+    _publish(_pipeline_context.get())
     try:
         yield
     except BaseException as exc:
@@ -40,6 +61,7 @@ def alert_context(**values: Any) -> Iterator[None]:
         raise
     finally:
         _pipeline_context.reset(token)
+        _publish(outer)
 
 
 def current_alert_context() -> dict[str, Any]:
@@ -76,6 +98,16 @@ def _outcome(ti: Any) -> str:
     return "failed"
 
 
+def _lost_try_context(ti: Any) -> dict[str, Any]:
+    """What the lost try published last (see ``alert_context``), read back by the dag-processor."""
+    try:
+        kept = ti.xcom_pull(task_ids=ti.task_id, key=CONTEXT_XCOM_KEY, map_indexes=ti.map_index)
+    except Exception:  # no XCom access here (a unit test's bare object): the alert still goes out
+        log.debug("could not read the lost try's alert context", exc_info=True)
+        kept = None
+    return dict(kept) if isinstance(kept, dict) else current_alert_context()
+
+
 def _run_params(context: dict[str, Any]) -> dict[str, Any]:
     params = context.get("params") or {}
     try:
@@ -101,7 +133,7 @@ def failure_record(context: dict[str, Any]) -> dict[str, Any]:
         "error_type": type(exception).__name__ if exception else "WorkerLost",
         "error": str(exception)[:2000] if exception else LOST_TRY,
         "params": _run_params(context),
-        "pipeline_context": _context_of(exception),
+        "pipeline_context": _context_of(exception) if exception else _lost_try_context(ti),
     }
 
 

@@ -1,4 +1,5 @@
-"""The Airflow API server with the project's DAGs, and headless Chromium driven by Playwright.
+"""The Airflow API server with the project's DAGs, and headless Chromium driven by Playwright
+(``tests.browser``, shared with the stack's browser test).
 
 The browser tests skip only when Chromium or Playwright is not installed (``make system`` and
 requirements-dev.txt install them). Screenshots go to ``test-output/ui/`` (or ``$UI_TEST_OUTPUT``).
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,20 +20,8 @@ import pytest
 
 from dev.sshd import free_port
 from dev.ui import UI_USER, api_environment, auth_environment, wait_until_healthy
+from tests.browser import chromium, new_page, require_chromium, sign_in, submit_login
 from tests.conftest import REPO_ROOT
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Explicit waits on a shared, busy machine: the first page load compiles the UI bundle.
-UI_TIMEOUT_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -43,20 +31,9 @@ class AirflowUI:
     password: str
 
 
-def chromium_executable() -> str | None:
-    return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.skip("playwright is not installed (requirements-dev.txt)")
-    path = chromium_executable()
-    if path is None:
-        pytest.skip("chromium is not installed (make system: apt-get install chromium)")
-    return path
+    return require_chromium()
 
 
 @pytest.fixture(scope="session")
@@ -114,34 +91,22 @@ def _stop(server: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def browser(chromium_path: str):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium(chromium_path) as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    page = context.new_page()
-    yield page
-    context.close()
+    with new_page(browser) as page:
+        yield page
 
 
 def log_in(page, ui: AirflowUI, password: str | None = None) -> None:
-    """Fill and submit the SimpleAuthManager login form (the UI redirects there from any page)."""
-    page.goto(ui.url + "/")
-    page.wait_for_url("**/auth/login**")
-    page.get_by_label("Username").fill(ui.user)
-    page.get_by_label("Password").fill(ui.password if password is None else password)
-    page.get_by_role("button", name="Sign in").click()
+    """Submit the login form with the UI's user and its password (or the one given)."""
+    submit_login(page, ui.url, ui.user, ui.password if password is None else password)
 
 
 @pytest.fixture
 def signed_in_page(page, airflow_ui: AirflowUI):
-    log_in(page, airflow_ui)
-    page.wait_for_url(lambda url: "/auth/login" not in url)
+    sign_in(page, airflow_ui.url, airflow_ui.user, airflow_ui.password)
     return page

@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.ui.conftest import UI_TIMEOUT_MS, AirflowUI, log_in
+from tests.browser import UI_TIMEOUT_MS
+from tests.ui.conftest import AirflowUI, log_in
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 expect.set_options(timeout=UI_TIMEOUT_MS)

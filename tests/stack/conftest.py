@@ -27,6 +27,14 @@ from tests.conftest import REPO_ROOT
 
 RUN_TIMEOUT_S = 600
 FINISHED = {"success", "failed"}
+# The DAGs the stack tests drive: the fixture yields once the dag-processor has serialized them.
+PIPELINE_DAGS = (
+    "sftp_visits_to_postgres",
+    "sierra_signum_item_sync",
+    "enderturing_to_warehouse",
+    "movies_postgres_to_elasticsearch",
+    "orders_daily_load",
+)
 
 
 def pytest_configure(config):
@@ -94,6 +102,19 @@ class RunningStack:
             tis = response.json()["task_instances"]
         return sorted(tis, key=lambda ti: (ti["start_date"] or "9999", ti["task_id"], ti["map_index"]))
 
+    def wait_for_dags(self, dag_ids=PIPELINE_DAGS, timeout_s: float = 300) -> None:
+        """A fresh stack answers 404 for a DAG the dag-processor has not serialized yet."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self.api() as api:
+                response = api.get("/dags", params={"limit": 100})
+                response.raise_for_status()
+                missing = set(dag_ids) - {dag["dag_id"] for dag in response.json()["dags"]}
+            if not missing:
+                return
+            assert time.monotonic() < deadline, f"not parsed after {timeout_s} s: {sorted(missing)}"
+            time.sleep(2)
+
     def runs(self, dag_id: str) -> list[dict]:
         with self.api() as api:
             response = api.get(f"/dags/{dag_id}/dagRuns", params={"order_by": "id"})
@@ -110,7 +131,9 @@ def stack(stack_output: Path) -> Iterator[RunningStack]:
     stack = Stack(layout, free_port(), systems.environment())
     try:
         stack.start()
-        yield RunningStack(stack, systems)
+        running = RunningStack(stack, systems)
+        running.wait_for_dags()
+        yield running
     finally:
         stack.stop()
         systems.stop()

@@ -59,6 +59,18 @@ def test_every_is_a_delta_trigger_schedule_counted_from_start_date(tmp_path):
     assert (first.logical_date, second.logical_date) == (start, start.add(minutes=15))
 
 
+def test_every_without_catchup_runs_first_when_unpaused_then_one_interval_after(tmp_path):
+    dag = dag_of(tmp_path, job_with(tmp_path, schedule=None, every="2h"))
+    timetable = core_timetable(dag)
+    before = pendulum.now("UTC")
+
+    first = next_run(timetable, dag.start_date, catchup=False)
+
+    assert before <= first.run_after <= pendulum.now("UTC"), "not aligned to start_date + n * 2h"
+    later = first.run_after.add(hours=2)
+    assert next_run(timetable, dag.start_date, catchup=False, last=first.run_after).run_after >= later
+
+
 def test_once_at_runs_once_at_that_moment_read_in_the_job_timezone(tmp_path):
     from airflow.timetables.simple import OnceTimetable
 

@@ -522,8 +522,10 @@ class Job(Strict):
         pattern=DURATION_PATTERN,
         title="Every",
         description=(
-            "Run at a fixed interval counted from start_date, e.g. 15m, 2h, 1d (at least 1m): an Airflow "
-            "timedelta schedule. At most one of schedule, every and once_at."
+            "Run at a fixed interval, e.g. 15m, 2h, 1d (at least 1m), an Airflow timedelta schedule: first "
+            "when the DAG is unpaused (or at midnight of start_date if later), then one interval after "
+            "the previous run; with catchup, from midnight of start_date on. At most one of schedule, "
+            "every and once_at."
         ),
     )
     once_at: str | None = Field(

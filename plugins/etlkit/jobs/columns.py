@@ -68,3 +68,39 @@ _DECODERS = {"decimal": Decimal, "date": date.fromisoformat, "timestamp": _decod
 def decoder_for(column: Column):
     """Callable restoring a staged value, or None when the JSON value is already the Python value."""
     return _DECODERS.get(column.type)
+
+
+def arrow_type(column: Column):
+    """The Arrow type a column of this declared type has in batches and staged Parquet."""
+    import pyarrow as pa
+
+    if column.type == "decimal":
+        return pa.decimal128(column.precision, column.scale)
+    return {
+        "string": pa.string(),
+        "integer": pa.int64(),
+        "float": pa.float64(),
+        "boolean": pa.bool_(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }[column.type]
+
+
+def arrow_schema(schema: Schema):
+    import pyarrow as pa
+
+    return pa.schema([pa.field(c.name, arrow_type(c)) for c in schema])
+
+
+def arrow_array(values: list, kind=None):
+    """``pyarrow.array`` of Python values without importing pandas.
+
+    ``pyarrow.array(list)`` asks pyarrow's pandas shim whether the list is array-like, which imports
+    pandas (~70 MiB of a component's memory); an object ndarray skips that question.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    objects = np.empty(len(values), dtype=object)
+    objects[:] = values
+    return pa.array(objects, kind, from_pandas=False)

@@ -14,19 +14,26 @@ import io
 import json
 import os
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
 from etlkit.common.errors import BadInputError
+from etlkit.jobs.columns import REJECT_REASON_COLUMN, arrow_array, arrow_schema, arrow_type
 from etlkit.jobs.conversion import ConversionFailed, canonical_text, convert, converter
-from etlkit.jobs.expressions import compile_condition, compile_expression
+from etlkit.jobs.csvread import InvalidRows, LineGuard, open_batches
+from etlkit.jobs.csvtext import csv_bytes
+from etlkit.jobs.expressions import compile_expression, compile_vector_condition
 from etlkit.jobs.sqlwrite import write_sql
 from etlkit.jobs.validation import as_mapping, join_input_schema
+from etlkit.jobs.vconvert import convert_column
 
 
 def chunked(rows: Iterator[list], size: int) -> Iterator[list[list]]:
@@ -38,6 +45,45 @@ def chunked(rows: Iterator[list], size: int) -> Iterator[list[list]]:
             batch = []
     if batch:
         yield batch
+
+
+def rows_of(batch: pa.RecordBatch) -> list[list]:
+    """A batch as Python rows (the row-at-a-time components: JSON, SQL reads, joins, aggregation)."""
+    columns = [column.to_pylist() for column in batch.columns]
+    return (
+        [list(row) for row in zip(*columns, strict=True)] if columns else [[] for _ in range(batch.num_rows)]
+    )
+
+
+def _column_array(values: list, column) -> pa.Array:
+    kind = arrow_type(column)
+    try:
+        return arrow_array(values, kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        if column.type == "decimal":  # a derived value with more places than the derived scale
+            step = Decimal(1).scaleb(-column.scale)
+            return arrow_array(
+                [None if v is None else Decimal(v).quantize(step, ROUND_HALF_EVEN) for v in values], kind
+            )
+        if column.type == "float":
+            return arrow_array([None if v is None else float(v) for v in values], kind)
+        raise
+
+
+def emit_rows(run, port: str, rows: list[list]) -> None:
+    """Python rows to ``port`` as one batch of the port's Arrow schema."""
+    schema = run.out_schema(port)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    arrays = []
+    for column, values in zip(schema, columns, strict=True):
+        try:
+            arrays.append(_column_array(list(values), column))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
+            raise BadInputError(
+                f"{run.component.id}: batch written to port {port!r} does not match its schema: column "
+                f"{column.name!r} is not {column.type_label()}: {error}"
+            ) from None
+    run.emit(port, pa.RecordBatch.from_arrays(arrays, schema=arrow_schema(schema)))
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -73,26 +119,29 @@ def _atomic_output(run, path: Path):
     temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     raw = temporary.open("wb")
     stream = gzip.GzipFile(fileobj=raw, mode="wb") if path.suffix == ".gz" else raw
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
     try:
-        yield text
-        text.close()
+        yield stream
+        stream.close()
         raw.close()
         os.replace(temporary, path)
     except BaseException:
-        text.close()
+        stream.close()
         raw.close()
         temporary.unlink(missing_ok=True)
         raise
 
 
-def _writer_rows(run) -> tuple[list[str], Iterator[list[list]]]:
-    schema = run.in_schema()
-    names = [c.name for c in schema]
+def _writer_batches(run) -> tuple[list[str], Iterator[pa.RecordBatch]]:
+    names = [c.name for c in run.in_schema()]
     if run.config.columns is None:
         return names, run.read()
     indices = [names.index(name) for name in run.config.columns]
-    return list(run.config.columns), ([[row[i] for i in indices] for row in rows] for rows in run.read())
+    return list(run.config.columns), (batch.select(indices) for batch in run.read())
+
+
+def _writer_rows(run) -> tuple[list[str], Iterator[list[list]]]:
+    names, batches = _writer_batches(run)
+    return names, (rows_of(batch) for batch in batches)
 
 
 # ---- sources --------------------------------------------------------------------------------
@@ -100,49 +149,88 @@ def _writer_rows(run) -> tuple[list[str], Iterator[list[list]]]:
 
 def read_csv(run) -> None:
     config = run.config
-    columns = config.columns
-    nulls = set(config.null_values)
-    required = [i for i, c in enumerate(columns) if not c.nullable]
+    out_schema = arrow_schema(run.out_schema("out"))
     for path in _input_files(run, run.io.resolve_path(config.path, config.conn)):
-        with _open_text(path) as handle:
-            reader = csv.reader(handle, delimiter=config.delimiter)
-            if config.header:
-                header = next(reader, None) or []
-                indices = _header_indices(run, header, path)
-                width = len(header)
-            else:
-                indices, width = list(range(len(columns))), len(columns)
-            batch: list[list] = []
-            records = 0  # counted per chunk: a per-row call costs a quarter of the reader's time
-            for fields in reader:
-                if not fields:
-                    continue
-                records += 1
-                problem = None
-                if len(fields) != width and not (
-                    not config.header and config.extra_columns == "ignore" and len(fields) > width
-                ):
-                    problem = f"expected {width} fields, got {len(fields)}"
-                else:
-                    row = [None if (v := fields[i]) in nulls else v for i in indices]
-                    for i in required:
-                        if row[i] is None:
-                            problem = f"null in non-nullable column {columns[i].name!r}"
-                            break
-                if problem is not None:
-                    if config.on_bad_lines == "fail":
-                        raise BadInputError(f"{path} line {reader.line_num}: malformed line: {problem}")
-                    run.metrics.rows_dropped += 1
-                    run.metrics.reject("malformed_line")
-                    continue
-                batch.append(row)
-                if len(batch) >= run.chunk_size:
-                    run.count_source(records)
-                    run.emit("out", batch)
-                    batch, records = [], 0
-            run.count_source(records)
-            if batch:
-                run.emit("out", batch)
+        with pa.input_stream(str(path), compression="detect") as source:
+            guard = LineGuard(source)
+            for batch in _csv_file_batches(run, path, guard):
+                run.emit("out", pa.RecordBatch.from_arrays(batch.columns, schema=out_schema))
+
+
+def _csv_file_batches(run, path: Path, guard: LineGuard) -> Iterator[pa.RecordBatch]:
+    config = run.config
+    columns = config.columns
+    width = len(columns)
+    if config.header:
+        header_bytes = guard.header_line()
+        header = (
+            next(csv.reader([header_bytes.decode("utf-8")], delimiter=config.delimiter))
+            if header_bytes
+            else []
+        )
+        duplicates = sorted({name for name in header if header.count(name) > 1})
+        if duplicates:
+            raise BadInputError(f"{path}: duplicate header column(s) {', '.join(duplicates)}")
+        indices = _header_indices(run, header, path)
+        names, width = [f"f{i}" for i in range(len(header))], len(header)
+    else:
+        indices, names = list(range(width)), [f"f{i}" for i in range(width)]
+    if not names:
+        return
+    handler = InvalidRows(width, not config.header and config.extra_columns == "ignore", config.delimiter)
+    first_line = 2 if config.header else 1
+    required = [position for position, column in enumerate(columns) if not column.nullable]
+    block_size = max(1 << 20, min(run.chunk_size * 128, 1 << 25))
+
+    def bad_lines() -> None:
+        problems = [(guard.physical_line(n + first_line - 1), reason) for n, reason in handler.problems]
+        problems += [(bad.line, bad.reason) for bad in guard.bad]
+        handler.problems.clear()
+        guard.bad.clear()
+        if not problems:
+            return
+        if config.on_bad_lines == "fail":
+            line, reason = min(problems)
+            raise BadInputError(f"{path} line {line}: malformed line: {reason}")
+        run.count_source(len(problems))
+        run.metrics.rows_dropped += len(problems)
+        run.metrics.reject("malformed_line", len(problems))
+
+    batches = open_batches(guard, names, handler, config.delimiter, list(config.null_values), block_size)
+    for raw in batches:
+        bad_lines()
+        parts = [raw]
+        if handler.kept:
+            kept = list(zip(*handler.kept, strict=True))
+            nulls = set(config.null_values)
+            arrays = [
+                arrow_array([None if v in nulls else v for v in values], pa.string()) for values in kept
+            ]
+            parts.append(pa.RecordBatch.from_arrays(arrays, names=names))
+            handler.kept.clear()
+        for part in parts:
+            batch = part.select(indices)
+            run.count_source(batch.num_rows)
+            if required:
+                batch = _drop_required_nulls(run, path, batch, required)
+            for offset in range(0, batch.num_rows, run.chunk_size):
+                yield batch.slice(offset, run.chunk_size)
+    bad_lines()
+
+
+def _drop_required_nulls(run, path: Path, batch: pa.RecordBatch, required: list[int]) -> pa.RecordBatch:
+    missing = pc.is_null(batch.column(required[0]))
+    for position in required[1:]:
+        missing = pc.or_(missing, pc.is_null(batch.column(position)))
+    count = pc.sum(missing).as_py() or 0
+    if not count:
+        return batch
+    name = next(run.config.columns[p].name for p in required if pc.any(pc.is_null(batch.column(p))).as_py())
+    if run.config.on_bad_lines == "fail":
+        raise BadInputError(f"{path}: malformed line: null in non-nullable column {name!r}")
+    run.metrics.rows_dropped += count
+    run.metrics.reject("malformed_line", count)
+    return batch.filter(pc.invert(missing))
 
 
 def _header_indices(run, header: list[str], path: Path) -> list[int]:
@@ -166,8 +254,15 @@ def _json_records(handle, array: bool) -> Iterator[Any]:
     yield from _json_array_records(handle)
 
 
+MAX_JSON_RECORD_CHARS = 1 << 26  # one array element; a larger one is refused instead of buffered
+
+
 def _json_array_records(handle) -> Iterator[Any]:
-    """Elements of a top-level JSON array, parsed incrementally from 64 KiB reads."""
+    """Elements of the one top-level JSON array of a file, parsed incrementally from 64 KiB reads.
+
+    Strict as ``json.load``: elements are separated by exactly one comma, and nothing but whitespace
+    follows the closing bracket. Only an element cut by the end of a read makes it read more.
+    """
     decoder = json.JSONDecoder(parse_float=Decimal)
     buffer, position, eof = "", 0, False
 
@@ -187,32 +282,46 @@ def _json_array_records(handle) -> Iterator[Any]:
                 return False
             fill()
 
+    def cut_by_the_read(error: json.JSONDecodeError) -> bool:
+        return not eof and (error.pos >= len(buffer) - 1 or error.msg.startswith("Unterminated string"))
+
     fill()
     if not skip_space():
         return
     if buffer[position] != "[":
         raise ValueError("a JSON array file must start with '['")
     position += 1
+    expect_value = True  # after '[' and after ','
+    first, count = True, 0
     while True:
         if not skip_space():
             raise ValueError("unterminated JSON array")
-        if buffer[position] == "]":
-            return
-        if buffer[position] == ",":
+        character = buffer[position]
+        if character == "]" and (first or not expect_value):
             position += 1
+            break
+        if not expect_value:
+            if character != ",":
+                raise ValueError(f"expected ',' or ']' after element {count}, found {character!r}")
+            position += 1
+            expect_value = True
             continue
+        if character in ",]":
+            raise ValueError(f"expected an element after element {count}, found {character!r}")
         try:
             record, end = decoder.raw_decode(buffer, position)
-        except json.JSONDecodeError:
-            if eof:
+        except json.JSONDecodeError as error:
+            if not cut_by_the_read(error) or len(buffer) - position > MAX_JSON_RECORD_CHARS:
                 raise
             fill()
             continue
         if end == len(buffer) and not eof:  # a number may continue in the next read
             fill()
             continue
-        position = end
+        position, expect_value, first, count = end, False, False, count + 1
         yield record
+    if skip_space():
+        raise ValueError(f"unexpected data after the JSON array: {buffer[position]!r} (one array per file)")
 
 
 def _json_value(record: Any, dotted: str) -> tuple[bool, Any]:
@@ -273,7 +382,7 @@ def read_json(run) -> None:
                         continue
                     batch.append(row)
                     if len(batch) >= run.chunk_size:
-                        run.emit("out", batch)
+                        emit_rows(run, "out", batch)
                         batch = []
             except json.JSONDecodeError as error:
                 raise BadInputError(f"{path}: invalid JSON: {error}") from None
@@ -282,7 +391,7 @@ def read_json(run) -> None:
                     raise
                 raise BadInputError(f"{path}: {error}") from None
         if batch:
-            run.emit("out", batch)
+            emit_rows(run, "out", batch)
 
 
 def _json_row(record: Any, columns, sources: list[str]) -> tuple[list | None, str | None]:
@@ -349,88 +458,96 @@ def read_sql(run) -> None:
                                 f"{column.type}: {error}"
                             ) from None
                     batch.append(row)
-                run.emit("out", batch)
+                emit_rows(run, "out", batch)
 
 
 # ---- transforms -----------------------------------------------------------------------------
 
 
 def filter_rows(run) -> None:
-    matches = compile_condition(run.config.condition, as_mapping(run.in_schema()))
-    for rows in run.read():
-        passed, failed = [], []
-        for row in rows:
-            (passed if matches(row) else failed).append(row)
-        run.emit("pass", passed)
-        run.emit("fail", failed)
+    matches = compile_vector_condition(run.config.condition, as_mapping(run.in_schema()))
+    for batch in run.read():
+        mask = matches(batch)
+        run.emit("pass", batch.filter(mask))
+        run.emit("fail", batch.filter(pc.invert(mask)))
+
+
+def _with_reason(batch: pa.RecordBatch, reason: str | pa.Array) -> pa.RecordBatch:
+    reasons = pa.repeat(pa.scalar(reason, pa.string()), batch.num_rows) if isinstance(reason, str) else reason
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, reasons], names=[*batch.schema.names, REJECT_REASON_COLUMN]
+    )
 
 
 def split_rows(run) -> None:
     schema = as_mapping(run.in_schema())
-    branches = [(b.port, compile_condition(b.when, schema), b.reject_reason) for b in run.config.branches]
+    branches = [
+        (b.port, compile_vector_condition(b.when, schema), b.reject_reason) for b in run.config.branches
+    ]
     default = run.config.default_port
-    for rows in run.read():
-        outputs: dict[str, list] = {port: [] for port, _, _ in branches}
-        outputs[default] = []
-        for row in rows:
-            for port, matches, reason in branches:
-                if matches(row):
-                    if reason:
-                        outputs[port].append([*row, reason])
-                        run.metrics.reject(reason)
-                    else:
-                        outputs[port].append(row)
-                    break
-            else:
-                outputs[default].append(row)
-        for port, selected in outputs.items():
+    for batch in run.read():
+        remaining = pa.repeat(True, batch.num_rows)
+        for port, matches, reason in branches:
+            taken = pc.and_(remaining, matches(batch))
+            remaining = pc.and_(remaining, pc.invert(taken))
+            selected = batch.filter(taken)
+            if reason:
+                if selected.num_rows:
+                    run.metrics.reject(reason, selected.num_rows)
+                selected = _with_reason(selected, reason)
             run.emit(port, selected)
+        run.emit(default, batch.filter(remaining))
 
 
 def convert_types(run) -> None:
     config = run.config
-    names = [c.name for c in run.in_schema()]
-    nulls = set(config.null_values)
-    rules = [
-        (
-            names.index(r.column),
-            r.column,
-            converter(r.to, r.precision, r.scale, r.format, r.timezone),
-            r.on_error or config.on_error,
-        )
-        for r in config.rules
-    ]
-    for rows in run.read():
-        converted_rows, rejected_rows = [], []
-        for row in rows:
-            converted = list(row)
-            reason = None
-            for index, column, convert_value, on_error in rules:
-                value = row[index]
-                if isinstance(value, str):
-                    if config.trim:
-                        value = value.strip()
-                    if value in nulls:
-                        converted[index] = None
-                        continue
-                if value is None:
-                    continue
-                try:
-                    converted[index] = convert_value(value)
-                except ConversionFailed as error:
-                    run.metrics.count_detail("conversion_failures", column)
-                    if on_error == "fail":
-                        raise BadInputError(f"{run.component.id}: column {column!r}: {error}") from None
-                    converted[index] = None
-                    if on_error == "reject" and reason is None:
-                        reason = f"conversion_failed:{column}"
-            if reason is None:
-                converted_rows.append(converted)
-            else:
-                rejected_rows.append([*row, reason])
-                run.metrics.reject(reason)
-        run.emit("out", converted_rows)
-        run.emit("reject", rejected_rows)
+    in_schema = run.in_schema()
+    names = [c.name for c in in_schema]
+    out_schema = run.out_schema("out")
+    out_arrow = arrow_schema(out_schema)
+    null_texts = arrow_array(config.null_values, pa.string())
+    rules = [(names.index(r.column), r, r.on_error or config.on_error) for r in config.rules]
+    for batch in run.read():
+        columns = list(batch.columns)
+        reason = pa.repeat(pa.scalar(None, pa.string()), batch.num_rows)
+        for index, rule, on_error in rules:
+            values = batch.column(index)
+            if pa.types.is_string(values.type):
+                if config.trim:
+                    values = pc.utf8_trim_whitespace(values)
+                values = pc.if_else(
+                    pc.is_in(values, value_set=null_texts), pa.scalar(None, pa.string()), values
+                )
+            converted = convert_column(values, rule, out_schema[index])
+            failures = pc.sum(converted.failed).as_py() or 0
+            if failures:
+                run.metrics.count_detail("conversion_failures", rule.column, failures)
+                if on_error == "fail":
+                    value = converted.first_failure(values)
+                    try:
+                        converter(rule.to, rule.precision, rule.scale, rule.format, rule.timezone)(value)
+                        detail = f"{value!r} is not {rule.to}"
+                    except ConversionFailed as error:
+                        detail = str(error)
+                    raise BadInputError(f"{run.component.id}: column {rule.column!r}: {detail}")
+                if on_error == "reject":
+                    reason = pc.if_else(
+                        pc.and_(converted.failed, pc.is_null(reason)),
+                        f"conversion_failed:{rule.column}",
+                        reason,
+                    )
+            columns[index] = converted.values
+        rejected = pc.is_valid(reason)
+        converted_batch = pa.RecordBatch.from_arrays(columns, schema=out_arrow)
+        if pc.any(rejected).as_py():
+            rejects = _with_reason(batch, reason).filter(rejected)
+            for text, count in Counter(rejects.column(REJECT_REASON_COLUMN).to_pylist()).items():
+                run.metrics.reject(text, count)
+            run.emit("out", converted_batch.filter(pc.invert(rejected)))
+            run.emit("reject", rejects)
+        else:
+            run.emit("out", converted_batch)
+            run.emit("reject", _with_reason(batch.slice(0, 0), arrow_array([], pa.string())))
 
 
 def _mapping_getters(run, schema):
@@ -467,8 +584,8 @@ def map_schema(run) -> None:
         _join(run)
         return
     getters = _mapping_getters(run, run.in_schema())
-    for rows in run.read():
-        run.emit("out", [[get(row) for get in getters] for row in rows])
+    for batch in run.read():
+        emit_rows(run, "out", [[get(row) for get in getters] for row in rows_of(batch)])
 
 
 def _join(run) -> None:
@@ -481,8 +598,8 @@ def _join(run) -> None:
 
     right_rows: list[list] = []
     index: dict[tuple, list[int]] = {}
-    for rows in run.read("right"):
-        for row in rows:
+    for batch in run.read("right"):
+        for row in rows_of(batch):
             if len(right_rows) >= join.max_right_rows:
                 raise BadInputError(
                     f"{run.component.id}: right input exceeds max_right_rows={join.max_right_rows}"
@@ -504,13 +621,13 @@ def _join(run) -> None:
             if not positions and keep_left:
                 yield left + right_pad
 
-    for rows in run.read("left"):
-        for batch in chunked(joined(rows), run.chunk_size):
-            run.emit("out", [[get(row) for get in getters] for row in batch])
+    for left_batch in run.read("left"):
+        for batch in chunked(joined(rows_of(left_batch)), run.chunk_size):
+            emit_rows(run, "out", [[get(row) for get in getters] for row in batch])
     if join.how in ("right", "full"):
         unmatched = (left_pad + row for row, hit in zip(right_rows, matched, strict=True) if not hit)
         for batch in chunked(unmatched, run.chunk_size):
-            run.emit("out", [[get(row) for get in getters] for row in batch])
+            emit_rows(run, "out", [[get(row) for get in getters] for row in batch])
 
 
 class _Aggregate:
@@ -537,8 +654,8 @@ def _aggregate(run) -> None:
         for k, a in enumerate(config.aggregates)
     ]
     groups: dict[tuple, list[_Aggregate]] = {}
-    for rows in run.read():
-        for row in rows:
+    for batch in run.read():
+        for row in rows_of(batch):
             key = tuple(row[i] for i in group_indices)
             states = groups.get(key)
             if states is None:
@@ -582,20 +699,21 @@ def _aggregate(run) -> None:
         for key, states in ordered
     )
     for batch in chunked(rows, run.chunk_size):
-        run.emit("out", batch)
+        emit_rows(run, "out", batch)
 
 
 def merge(run) -> None:
-    out_names = [c.name for c in run.out_schema("out")]
+    out_schema = arrow_schema(run.out_schema("out"))
     for ref in run.validated.inputs[run.component.id]["in"]:
         names = [c.name for c in run.validated.out_schemas[(ref.source, ref.port)]]
-        positions = [names.index(n) if n in names else None for n in out_names]
-        identity = positions == list(range(len(names))) and len(names) == len(out_names)
-        for rows in run.read_route("in", ref):
-            if identity:
-                run.emit("out", rows)
-            else:
-                run.emit("out", [[row[p] if p is not None else None for p in positions] for row in rows])
+        for batch in run.read_route("in", ref):
+            arrays = [
+                batch.column(names.index(field.name))
+                if field.name in names
+                else pa.nulls(batch.num_rows, field.type)
+                for field in out_schema
+            ]
+            run.emit("out", pa.RecordBatch.from_arrays(arrays, schema=out_schema))
 
 
 # ---- writers --------------------------------------------------------------------------------
@@ -603,15 +721,15 @@ def merge(run) -> None:
 
 def write_csv(run) -> None:
     config = run.config
-    names, chunks = _writer_rows(run)
-    null = config.null_value
+    names, batches = _writer_batches(run)
     with _atomic_output(run, run.io.resolve_path(config.path, config.conn)) as handle:
-        writer = csv.writer(handle, delimiter=config.delimiter, lineterminator="\n")
         if config.header:
-            writer.writerow(names)
-        for rows in chunks:
-            writer.writerows([null if v is None else canonical_text(v) for v in row] for row in rows)
-            run.count_target(len(rows))
+            header = io.StringIO()
+            csv.writer(header, delimiter=config.delimiter, lineterminator="\n").writerow(names)
+            handle.write(header.getvalue().encode())
+        for batch in batches:
+            handle.write(csv_bytes(batch, config.delimiter, config.null_value))
+            run.count_target(batch.num_rows)
 
 
 def _json_text(value: Any) -> str:
@@ -641,7 +759,8 @@ def write_json(run) -> None:
     config = run.config
     names, chunks = _writer_rows(run)
     array = config.format == "array"
-    with _atomic_output(run, run.io.resolve_path(config.path, config.conn)) as handle:
+    with _atomic_output(run, run.io.resolve_path(config.path, config.conn)) as stream:
+        handle = io.TextIOWrapper(stream, encoding="utf-8", newline="")
         first = True
         if array:
             handle.write("[")
@@ -656,16 +775,18 @@ def write_json(run) -> None:
             run.count_target(len(rows))
         if array:
             handle.write("\n]\n")
+        handle.flush()
+        handle.detach()  # the stream is closed (and the file renamed) by _atomic_output
 
 
 def write_sql_rows(run) -> None:
-    names, chunks = _writer_rows(run)
+    names, chunks = _writer_batches(run)
     schema = {c.name: c for c in run.in_schema()}
 
-    def counted() -> Iterator[list[list]]:
-        for rows in chunks:
-            yield rows
-            run.count_target(len(rows))
+    def counted() -> Iterator[pa.RecordBatch]:
+        for batch in chunks:
+            yield batch
+            run.count_target(batch.num_rows)
 
     append_key = (
         run.io.append_key(run.component.id, run.config.table) if run.config.mode == "append" else None

@@ -11,9 +11,10 @@ from decimal import Context, Decimal
 from typing import Any
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_INTEGER = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+# re.ASCII: \d would otherwise take any script's digits ("١٢"), which int() and Decimal() accept.
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)", re.ASCII)
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -101,6 +102,8 @@ def to_date(value: Any, fmt: str | None = None) -> date:
     if not isinstance(value, str):
         raise ConversionFailed(f"{value!r} is not a date")
     fmt = fmt or "%Y-%m-%d"
+    if not value.isascii():  # strptime's %Y and %d take any script's digits
+        raise ConversionFailed(f"{value!r} does not match {fmt}")
     try:
         if fmt == "%Y-%m-%d" and len(value) == 10 and value[4] == value[7] == "-":
             return date.fromisoformat(value)  # the common case, without strptime's per-call cost

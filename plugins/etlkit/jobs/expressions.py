@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from etlkit.jobs.columns import NUMERIC_TYPES, Column
+from etlkit.jobs.columns import NUMERIC_TYPES, Column, arrow_array
 from etlkit.jobs.conversion import canonical_text
 
 MAX_LENGTH = 4000
@@ -586,3 +586,278 @@ def compile_condition(text: str, schema: Mapping[str, Column]) -> Evaluator:
         raise ExpressionError(f"condition must be boolean, got {compiled.type}", 1)
     evaluate = compiled.evaluate
     return lambda row: evaluate(row) is True
+
+
+# ---- vectorised compilation to pyarrow.compute -------------------------------------------------
+#
+# The same checked tree compiles to a function of a RecordBatch that calls pyarrow.compute kernels
+# on whole columns. Constructs whose Arrow semantics would differ from the row semantics above
+# (decimal division, mixed-type lists, text of timestamps and floats in concat) are not vectorised:
+# those expressions run the row evaluator over the batch, so results never depend on the path.
+
+Vector = Callable[[Any], Any]  # RecordBatch -> pyarrow Array or Scalar
+
+
+class NotVectorized(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class VectorCompiled:
+    evaluate: Vector
+    type: str
+
+
+def _arrow_literal_type(type_name: str):
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "integer": pa.int64(),
+        "float": pa.float64(),
+        "boolean": pa.bool_(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "null": pa.null(),
+    }.get(type_name)
+
+
+def _as_float(value):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.cast(value, pa.float64())
+
+
+class _VectorCompiler:
+    def __init__(self, schema: Mapping[str, Column]):
+        self.checker = _Compiler(schema)  # type rules and error messages are the row compiler's
+        self.schema = schema
+        self.index = {name: position for position, name in enumerate(schema)}
+
+    def compile(self, node: Node) -> VectorCompiled:
+        return getattr(self, f"_{type(node).__name__.lower()}")(node)
+
+    def _literal(self, node: Literal) -> VectorCompiled:
+        import pyarrow as pa
+
+        if node.type == "decimal":
+            scalar = pa.scalar(node.value)
+        else:
+            scalar = pa.scalar(node.value, _arrow_literal_type(node.type))
+        return VectorCompiled(lambda batch: scalar, node.type)
+
+    def _columnref(self, node: ColumnRef) -> VectorCompiled:
+        self.checker.compile(node)
+        position = self.index[node.name]
+        return VectorCompiled(lambda batch: batch.column(position), self.schema[node.name].type)
+
+    def _unary(self, node: Unary) -> VectorCompiled:
+        import pyarrow.compute as pc
+
+        checked = self.checker.compile(node)
+        operand = self.compile(node.operand).evaluate
+        if checked.type == "null":
+            return self._null(checked.type)
+        function = pc.invert if node.op == "not" else pc.negate_checked
+        return VectorCompiled(lambda batch: function(operand(batch)), checked.type)
+
+    def _null(self, type_name: str) -> VectorCompiled:
+        import pyarrow as pa
+
+        scalar = pa.scalar(None, _arrow_literal_type(type_name) or pa.float64())
+        return VectorCompiled(lambda batch: scalar, type_name)
+
+    def _numeric_operands(self, left: VectorCompiled, right: VectorCompiled):
+        if "float" in (left.type, right.type) and {left.type, right.type} != {"float"}:
+            lf, rf = left.evaluate, right.evaluate
+            return (lambda batch: _as_float(lf(batch))), (lambda batch: _as_float(rf(batch)))
+        return left.evaluate, right.evaluate
+
+    def _binary(self, node: Binary) -> VectorCompiled:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        checked = self.checker.compile(node)
+        left, right = self.compile(node.left), self.compile(node.right)
+        op = node.op
+        if op in ("and", "or"):
+            function = pc.and_kleene if op == "and" else pc.or_kleene
+            lf, rf = self._boolean(left), self._boolean(right)
+            return VectorCompiled(lambda batch: function(lf(batch), rf(batch)), "boolean")
+        if "null" in (left.type, right.type):
+            return self._null("boolean" if op in _COMPARISONS else checked.type)
+        lf, rf = self._numeric_operands(left, right)
+        if op in _COMPARISONS:
+            function = {
+                "==": pc.equal,
+                "!=": pc.not_equal,
+                "<": pc.less,
+                "<=": pc.less_equal,
+                ">": pc.greater,
+                ">=": pc.greater_equal,
+            }[op]
+            return VectorCompiled(lambda batch: function(lf(batch), rf(batch)), "boolean")
+        if op == "/":
+            if checked.type == "decimal":
+                raise NotVectorized("decimal division")
+            zero = pa.scalar(0.0)
+
+            def divide(batch):
+                divisor = _as_float(rf(batch))
+                divisor = pc.if_else(pc.equal(divisor, zero), pa.scalar(None, pa.float64()), divisor)
+                return pc.divide(_as_float(lf(batch)), divisor)
+
+            return VectorCompiled(divide, "float")
+        if checked.type == "decimal" and op == "*":
+            raise NotVectorized("decimal product (Arrow widens the precision)")
+        function = {"+": pc.add_checked, "-": pc.subtract_checked, "*": pc.multiply_checked}[op]
+        return VectorCompiled(lambda batch: function(lf(batch), rf(batch)), checked.type)
+
+    def _boolean(self, compiled: VectorCompiled):
+        import pyarrow as pa
+
+        if compiled.type == "null":
+            return lambda batch: pa.scalar(None, pa.bool_())
+        return compiled.evaluate
+
+    def _isnull(self, node: IsNull) -> VectorCompiled:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.checker.compile(node)
+        operand = self.compile(node.operand).evaluate
+        function = pc.is_valid if node.negated else pc.is_null
+
+        def evaluate(batch):
+            value = operand(batch)
+            if isinstance(value, pa.Scalar):
+                return pa.scalar(value.is_valid == node.negated)
+            return function(value)
+
+        return VectorCompiled(evaluate, "boolean")
+
+    def _inlist(self, node: InList) -> VectorCompiled:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.checker.compile(node)
+        operand = self.compile(node.operand)
+        kinds = {v.type for v in node.values} - {"null"}
+        if operand.type == "null" or kinds - {operand.type} or operand.type == "decimal":
+            raise NotVectorized("a list of another type than its operand")
+        value_set = arrow_array(
+            [v.value for v in node.values if v.value is not None], _arrow_literal_type(operand.type)
+        )
+        has_null = any(v.value is None for v in node.values)
+        found, missing = (
+            pa.scalar(not node.negated),
+            pa.scalar(None if has_null else node.negated, pa.bool_()),
+        )
+        evaluate_operand = operand.evaluate
+
+        def member(batch):
+            value = evaluate_operand(batch)
+            hit = pc.is_in(value, value_set=value_set)  # a null operand gives null below
+            return pc.if_else(pc.is_null(value), pa.scalar(None, pa.bool_()), pc.if_else(hit, found, missing))
+
+        return VectorCompiled(member, "boolean")
+
+    def _stringmatch(self, node: StringMatch) -> VectorCompiled:
+        import pyarrow.compute as pc
+
+        self.checker.compile(node)
+        operand = self.compile(node.operand)
+        if operand.type == "null":
+            return self._null("boolean")
+        function = {"contains": pc.match_substring, "starts_with": pc.starts_with, "ends_with": pc.ends_with}[
+            node.op
+        ]
+        evaluate, pattern = operand.evaluate, node.pattern
+        return VectorCompiled(lambda batch: function(evaluate(batch), pattern=pattern), "boolean")
+
+    def _call(self, node: Call) -> VectorCompiled:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        checked = self.checker.compile(node)
+        args = [self.compile(arg) for arg in node.args]
+        name = node.function
+        if name == "coalesce":
+            if checked.type == "null":
+                return self._null("null")
+            target = _arrow_literal_type(checked.type)
+            if target is None:  # decimal: the argument types may differ in precision and scale
+                raise NotVectorized("coalesce of decimals")
+            funcs = [a.evaluate for a in args if a.type != "null"]
+            return VectorCompiled(
+                lambda batch: pc.coalesce(*(pc.cast(f(batch), target) for f in funcs)), checked.type
+            )
+        if name == "concat":
+            if any(a.type in ("float", "timestamp") for a in args):
+                raise NotVectorized("text of floats and timestamps")
+            funcs = [a.evaluate for a in args if a.type != "null"]
+
+            def concat(batch):
+                # A null adds nothing; null_handling="skip" would drop rows whose parts are all null.
+                parts = [pc.fill_null(pc.cast(f(batch), pa.string()), "") for f in funcs]
+                if not parts:
+                    return pa.scalar("")
+                return pc.binary_join_element_wise(*parts, "")
+
+            return VectorCompiled(concat, "string")
+        if name in ("lower", "upper", "trim"):
+            if args[0].type == "null":
+                return self._null("string")
+            function = {"lower": pc.utf8_lower, "upper": pc.utf8_upper, "trim": pc.utf8_trim_whitespace}[name]
+            evaluate = args[0].evaluate
+            return VectorCompiled(lambda batch: function(evaluate(batch)), "string")
+        digits = node.args[1].value if len(node.args) == 2 else 0
+        evaluate, kind = args[0].evaluate, args[0].type
+        if kind in ("integer", "null"):
+            return VectorCompiled(evaluate, kind)
+        return VectorCompiled(
+            lambda batch: pc.round(evaluate(batch), ndigits=digits, round_mode="half_to_even"), kind
+        )
+
+
+def compile_vector(text: str, schema: Mapping[str, Column]) -> VectorCompiled:
+    """``text`` compiled to a function of a RecordBatch giving an Arrow array (or scalar).
+
+    Type errors are the row compiler's; an expression that cannot run on Arrow kernels with the
+    same result evaluates the row form over the batch's values instead.
+    """
+
+    node = parse(text)
+    row_form = _Compiler(schema).compile(node)
+    try:
+        return _VectorCompiler(schema).compile(node)
+    except NotVectorized:
+        pass
+    evaluate, arrow_type = row_form.evaluate, _arrow_literal_type(row_form.type)
+
+    def by_rows(batch):
+        columns = [column.to_pylist() for column in batch.columns]
+        values = [evaluate(row) for row in zip(*columns, strict=True)] if columns else []
+        return arrow_array(values, arrow_type) if arrow_type is not None else arrow_array(values)
+
+    return VectorCompiled(by_rows, row_form.type)
+
+
+def compile_vector_condition(text: str, schema: Mapping[str, Column]) -> Vector:
+    """A condition as a function of a RecordBatch giving a boolean mask: true only where it matches."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    compiled = compile_vector(text, schema)
+    if compiled.type not in ("boolean", "null"):
+        raise ExpressionError(f"condition must be boolean, got {compiled.type}", 1)
+    evaluate = compiled.evaluate
+
+    def mask(batch):
+        value = evaluate(batch)
+        if isinstance(value, pa.Scalar):
+            return pa.repeat(pa.scalar(value.as_py() is True), batch.num_rows)
+        return pc.fill_null(value, False)
+
+    return mask

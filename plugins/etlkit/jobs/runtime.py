@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from etlkit.common.errors import BadInputError
-from etlkit.jobs.columns import Schema
+from etlkit.jobs.columns import Schema, arrow_schema
 from etlkit.jobs.components import RUNNERS
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.sqlwrite import append_ledger_key
@@ -31,6 +33,7 @@ from etlkit.jobs.staging import (
     missing_output_message,
     output_id,
     read_port,
+    schema_mismatch,
 )
 from etlkit.jobs.validation import ValidatedJob
 
@@ -42,7 +45,7 @@ PROGRESS_EVERY_CHUNKS = 10
 class RuntimeIO:
     """What the runtime needs from its host (the Airflow operator, or a test/benchmark)."""
 
-    run_dir: Path
+    run_dir: Path  # or an airflow.sdk.ObjectStoragePath (see staging)
     # (templated path, logical conn or None) -> absolute, rendered path inside the allowed root
     resolve_path: Callable[[str, str | None], Path]
     # logical conn -> context manager yielding an open psycopg connection
@@ -102,19 +105,19 @@ class ComponentRun:
     def out_schema(self, port: str) -> Schema:
         return self.validated.out_schemas[(self.component.id, port)]
 
-    def read(self, port: str = "in") -> Iterator[list[list]]:
-        """Chunks of every route into ``port``, in route order; counts ``rows_in``."""
+    def read(self, port: str = "in") -> Iterator[pa.RecordBatch]:
+        """Batches of every route into ``port``, in route order; counts ``rows_in``."""
         self.metrics.rows_in.setdefault(port, 0)
         for ref in self.validated.inputs[self.component.id][port]:
             yield from self.read_route(port, ref)
 
-    def read_route(self, port: str, ref) -> Iterator[list[list]]:
+    def read_route(self, port: str, ref) -> Iterator[pa.RecordBatch]:
         schema = self.validated.out_schemas[(ref.source, ref.port)]
         try:
-            for rows in read_port(self.io.run_dir / ref.source / ref.port, schema):
-                self.metrics.count_in(port, len(rows))
+            for batch in read_port(self.io.run_dir / ref.source / ref.port, schema, self.chunk_size):
+                self.metrics.count_in(port, batch.num_rows)
                 self._progress()
-                yield rows
+                yield batch
         except StagingError as error:
             raise self.io.staging_failure(error) from None
 
@@ -131,15 +134,21 @@ class ComponentRun:
             raise self.io.staging_failure(error) from None
         return hashlib.sha256(json.dumps([self.component.id, ids]).encode()).hexdigest()
 
-    def emit(self, port: str, rows: list[list]) -> None:
+    def emit(self, port: str, batch: pa.RecordBatch) -> None:
+        """Hands one batch to ``port``: checked against the port schema, staged if routed."""
         if not self.validated.inputs[self.component.id]:
             self._progress()
         writer = self._writers.get(port)
         if writer is None:
-            self.metrics.rows_dropped += len(rows)
+            problem = schema_mismatch(
+                self.component.id, port, arrow_schema(self.out_schema(port)), batch.schema
+            )
+            if problem is not None:
+                raise BadInputError(problem)
+            self.metrics.rows_dropped += batch.num_rows
             return
-        writer.write(rows)
-        self.metrics.count_out(port, len(rows))
+        writer.write(batch)
+        self.metrics.count_out(port, batch.num_rows)
 
     def count_source(self, rows: int) -> None:
         self.metrics.count_in("source", rows)
@@ -151,7 +160,7 @@ class ComponentRun:
         clear_component_output(self.io.run_dir, self.component.id)
         for port in sorted(self.validated.routed_ports(self.component.id)):
             self._writers[port] = PortWriter(
-                self.io.run_dir / self.component.id / port, self.out_schema(port)
+                self.io.run_dir / self.component.id / port, self.out_schema(port), self.component.id, port
             )
             self.metrics.rows_out.setdefault(port, 0)
         try:

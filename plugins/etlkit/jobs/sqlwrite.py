@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import pyarrow as pa
 from psycopg import errors, sql
 
 from etlkit.common.errors import BadInputError
 from etlkit.common.sql import load_sql
+from etlkit.jobs.csvtext import csv_bytes
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +65,12 @@ def write_sql(
     connection,
     config,
     columns,
-    chunks: Iterator[list[list]],
+    chunks: Iterator[pa.RecordBatch],
     component_id: str,
     *,
     append_key: str | None = None,
 ) -> None:
-    """Writes ``chunks`` to ``config.table`` in one transaction.
+    """Writes ``chunks`` (Arrow batches of ``columns``) to ``config.table`` in one transaction, COPYed as CSV.
 
     With ``append_key`` (append mode: ``append_ledger_key`` of the logical run, component and
     table), the append is recorded in the schema's append log in the same transaction, and a later
@@ -102,11 +104,10 @@ def write_sql(
             sql.SQL("ALTER TABLE {} ADD COLUMN {} bigserial").format(stage, sql.Identifier(ORDINAL_COLUMN))
         )
         with connection.cursor() as cursor:
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, column_list)
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(stage, column_list)
             with cursor.copy(copy_sql) as copy:
-                for rows in chunks:
-                    for row in rows:
-                        copy.write_row(row)
+                for batch in chunks:
+                    copy.write(csv_bytes(batch, for_copy=True))
         if config.mode == "upsert":
             _upsert(connection, config, names, target, stage, component_id)
             return

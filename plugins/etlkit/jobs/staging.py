@@ -1,26 +1,32 @@
-"""Run-scoped staging of port outputs: typed JSON-lines chunks plus a manifest written last.
+"""Run-scoped staging of port outputs: zstd Parquet parts plus a manifest written last.
 
-Layout: ``<run_dir>/<component_id>/<port>/data.jsonl`` (one line per chunk, a JSON array of
-rows) and ``_manifest.json`` (output id, row count, chunks, schema fingerprint). The manifest marks the
-output complete; a task first removes its own partial output from an earlier try.
+Layout: ``<run_dir>/<component_id>/<port>/part-00000.parquet`` … (at most ``PART_ROWS`` rows each,
+one row group per batch written) and ``_manifest.json`` (output id, row count, parts, schema
+fingerprint). The manifest marks the output complete; a task first removes its own partial output
+from an earlier try. ``run_dir`` is a ``pathlib.Path`` or an ``airflow.sdk.ObjectStoragePath``
+(``file://``, ``s3://`` through a connection): only operations both offer are used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 
-from etlkit.jobs.columns import Schema, decoder_for, schema_fingerprint
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-DATA_FILE = "data.jsonl"
+from etlkit.common.errors import BadInputError
+from etlkit.jobs.columns import Schema, arrow_schema, schema_fingerprint
+
 MANIFEST_FILE = "_manifest.json"
+PART_ROWS = 1_000_000
+COMPRESSION = "zstd"
 
 
 class StagingError(RuntimeError):
@@ -30,13 +36,13 @@ class StagingError(RuntimeError):
 class StagedOutputMissing(StagingError):
     """An upstream output has no manifest here although its component finished."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory):
         super().__init__(f"staged output {directory} is incomplete or missing")
         self.directory = directory
 
 
 def missing_output_message(
-    directory: Path, run_dir: Path, staging_root: str | None, prepared_on: str | None, host: str
+    directory, run_dir, staging_root: str | None, prepared_on: str | None, host: str
 ) -> str:
     """Why a finished upstream's output is not here, and what to do: retrying cannot make it appear."""
     run_dir_state = "exists" if run_dir.is_dir() else "does not exist"
@@ -56,86 +62,158 @@ def safe_run_id(run_id: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)[:80]}-{digest}"
 
 
-def run_directory(staging_root: str | Path, dag_id: str, run_id: str) -> Path:
-    return Path(staging_root) / dag_id / safe_run_id(run_id)
+def staging_path(root: str | Path, conn_id: str | None = None):
+    """A local ``Path`` for a plain or ``file://`` root; an ``ObjectStoragePath`` for any other URI."""
+    text = str(root)
+    if "://" not in text:
+        return Path(text)
+    if text.startswith("file://"):
+        return Path(text.removeprefix("file://"))
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(text, conn_id=conn_id) if conn_id else ObjectStoragePath(text)
 
 
-def _encode(value):
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"cannot stage a {type(value).__name__}")
+def run_directory(staging_root, dag_id: str, run_id: str, conn_id: str | None = None):
+    return staging_path(staging_root, conn_id) / dag_id / safe_run_id(run_id)
+
+
+def schema_mismatch(component_id: str, port: str, expected: pa.Schema, actual: pa.Schema) -> str | None:
+    """Why ``actual`` is not ``expected`` (names, order, Arrow types), naming the first column that differs."""
+    for position in range(max(len(expected), len(actual))):
+        want = expected.field(position) if position < len(expected) else None
+        got = actual.field(position) if position < len(actual) else None
+        if want is not None and got is not None and want.name == got.name and want.type == got.type:
+            continue
+        if got is None:
+            detail = f"column {want.name!r} ({want.type}) is missing"
+        elif want is None:
+            detail = f"column {got.name!r} ({got.type}) is not in the port schema"
+        elif want.name != got.name:
+            detail = f"column {position + 1} is {got.name!r}, expected {want.name!r}"
+        else:
+            detail = f"column {want.name!r} is {got.type}, expected {want.type}"
+        return f"{component_id}: batch written to port {port!r} does not match its schema: {detail}"
+    return None
 
 
 class PortWriter:
-    def __init__(self, directory: Path, schema: Schema):
+    """Writes the batches of one port, checking each against the port schema."""
+
+    def __init__(self, directory, schema: Schema, component_id: str = "?", port: str = "?"):
         self.directory = directory
         self.schema = schema
+        self.arrow_schema = arrow_schema(schema)
+        self.component_id, self.port = component_id, port
         self.rows = 0
         self.chunks = 0
+        self.parts: list[str] = []
+        self._part_rows = 0
+        self._file = None
+        self._writer: pq.ParquetWriter | None = None
         directory.mkdir(parents=True, exist_ok=True)
-        self._file = (directory / DATA_FILE).open("w", encoding="utf-8")
 
-    def write(self, rows: list[list]) -> None:
-        if not rows:
+    def check(self, batch: pa.RecordBatch) -> None:
+        problem = schema_mismatch(self.component_id, self.port, self.arrow_schema, batch.schema)
+        if problem is not None:
+            raise BadInputError(problem)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.check(batch)
+        if batch.num_rows == 0:
             return
-        self._file.write(json.dumps(rows, separators=(",", ":"), default=_encode))
-        self._file.write("\n")
-        self.rows += len(rows)
+        offset = 0
+        while offset < batch.num_rows:
+            if self._writer is None or self._part_rows >= PART_ROWS:
+                self._next_part()
+            piece = batch.slice(offset, PART_ROWS - self._part_rows)
+            self._writer.write_batch(piece, row_group_size=piece.num_rows)
+            self._part_rows += piece.num_rows
+            offset += piece.num_rows
+        self.rows += batch.num_rows
         self.chunks += 1
 
+    def _next_part(self) -> None:
+        self._close_part()
+        name = f"part-{len(self.parts):05d}.parquet"
+        self._file = (self.directory / name).open("wb")
+        self._writer = pq.ParquetWriter(self._file, self.arrow_schema, compression=COMPRESSION)
+        self.parts.append(name)
+        self._part_rows = 0
+
+    def _close_part(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._file.close()
+            self._writer = self._file = None
+
     def commit(self) -> None:
-        self._file.close()
+        self._close_part()
         manifest = {
             # Identifies this instance of the output: a writer retried over the same staged input
             # sees the same id; a re-run upstream component writes a new one.
             "output_id": uuid.uuid4().hex,
             "rows": self.rows,
             "chunks": self.chunks,
+            "parts": self.parts,
             "fingerprint": schema_fingerprint(self.schema),
             "columns": [c.as_dict() for c in self.schema],
         }
-        (self.directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+        _write_last(self.directory / MANIFEST_FILE, json.dumps(manifest))
 
     def abort(self) -> None:
-        self._file.close()
+        try:
+            self._close_part()
+        except Exception:
+            pass
 
 
-def clear_component_output(run_dir: Path, component_id: str) -> None:
-    shutil.rmtree(run_dir / component_id, ignore_errors=True)
+def _write_last(path, text: str) -> None:
+    """Local files appear complete through a rename; an object store's single PUT is atomic already."""
+    if isinstance(path, Path):
+        temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    else:
+        path.write_text(text)
 
 
-def _manifest(directory: Path) -> dict:
+def clear_component_output(run_dir, component_id: str) -> None:
+    target = run_dir / component_id
+    if isinstance(target, Path):
+        shutil.rmtree(target, ignore_errors=True)
+    elif target.exists():
+        target.rmdir(recursive=True)
+
+
+def _manifest(directory) -> dict:
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
         raise StagedOutputMissing(directory)
-    manifest = json.loads(manifest_path.read_text())
-    # Outputs staged before ids existed: the manifest's write time stands in for the id.
-    manifest.setdefault("output_id", f"{directory}@{manifest_path.stat().st_mtime_ns}")
-    return manifest
+    return json.loads(manifest_path.read_text())
 
 
-def output_id(directory: Path) -> str:
+def output_id(directory) -> str:
     """The id of the committed output in ``directory`` (see ``PortWriter.commit``)."""
     return _manifest(directory)["output_id"]
 
 
-def read_port(directory: Path, schema: Schema) -> Iterator[list[list]]:
-    """The staged chunks of one port output, decoded to Python values."""
+def read_port(directory, schema: Schema, chunk_size: int) -> Iterator[pa.RecordBatch]:
+    """The staged batches of one port output, at most ``chunk_size`` rows each."""
     manifest = _manifest(directory)
     if manifest["fingerprint"] != schema_fingerprint(schema):
         raise StagingError(
             f"staged output {directory} has schema {manifest['fingerprint']!r}, expected "
             f"{schema_fingerprint(schema)!r}: the job file changed during the run; clear the run from the sources"
         )
-    decoders = [(i, d) for i, c in enumerate(schema) if (d := decoder_for(c)) is not None]
-    with (directory / DATA_FILE).open(encoding="utf-8") as lines:
-        for line in lines:
-            rows = json.loads(line)
-            if decoders:
-                for row in rows:
-                    for index, decode in decoders:
-                        if row[index] is not None:
-                            row[index] = decode(row[index])
-            yield rows
+    if "parts" not in manifest:
+        raise StagingError(
+            f"staged output {directory} was written by an earlier engine version; clear the run from the sources"
+        )
+    expected = arrow_schema(schema)
+    for name in manifest["parts"]:
+        with (directory / name).open("rb") as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=chunk_size):
+                if batch.schema != expected:  # Parquet keeps the Arrow schema; a cast fixes only metadata
+                    batch = batch.cast(expected)
+                yield batch

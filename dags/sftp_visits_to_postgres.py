@@ -28,7 +28,8 @@ A load-control log (`load_log`, view `load_log_monthly`) makes every file load a
 
 * Connections: `sftp_visits` (host key pinned in the extra `host_key`), `postgres_visits`.
 * Variable `sftp_visits_config` (JSON): directories, pattern, table names, batch size (see docs/visits.md).
-* Params: `reference_date` (R for the visit counters, `YYYY-MM-DD`), `file_pattern` (narrows the Variable's pattern), `dry_run`.
+* Params: `reference_date` (R for the visit counters, `YYYY-MM-DD`), `file_pattern` (narrows the Variable's pattern), `dry_run`,
+  `give_up_files` (`{"report_7.txt": "why"}`: a file that holds back the later ones is set aside unloaded).
 """
 
 with DAG(
@@ -53,6 +54,13 @@ with DAG(
         ),
         "dry_run": Param(
             False, type="boolean", description="Parse and validate, commit nothing, touch nothing"
+        ),
+        "give_up_files": Param(
+            {},
+            type="object",
+            additionalProperties={"type": "string", "minLength": 1},
+            description="{file name: reason}: files not to load (quarantined, GIVEN_UP with the reason"
+            " in load_log), so the files held back behind them load",
         ),
     },
     default_args=pipeline_default_args("visits"),

@@ -150,7 +150,8 @@ def test_each_bad_file_gets_its_outcome_in_one_run(visits):
         " count(*) FILTER (WHERE status IN ('LOADED','COMPLETED')),"
         " count(*) FILTER (WHERE status IN ('REJECTED','QUARANTINED')),"
         " count(*) FILTER (WHERE status = 'DUPLICATE'), count(*) FILTER (WHERE status = 'FAILED'),"
-        " sum(rows_read), sum(rows_loaded), sum(rows_rejected) FROM load_log GROUP BY 1"
+        " sum(rows_read), sum(rows_loaded), sum(rows_rejected),"
+        " count(*) FILTER (WHERE status = 'GIVEN_UP') FROM load_log GROUP BY 1"
     )
     assert visits.query("SELECT files_loaded, files_rejected, rows_read FROM load_log_monthly") == [
         (6, 4, 29)

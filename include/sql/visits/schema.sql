@@ -10,7 +10,9 @@ CREATE TABLE IF NOT EXISTS {schema}.{load_log} (
   remote_mtime TIMESTAMPTZ,
   encoding TEXT,
   column2_header TEXT,
-  status TEXT NOT NULL CHECK (status IN ('LOADED','COMPLETED','REJECTED','QUARANTINED','FAILED','DUPLICATE')),
+  -- GIVEN_UP: not loaded on purpose (param give_up_files), quarantined with the operator's reason.
+  -- An older table gets GIVEN_UP admitted by VisitsStore.ensure_schema.
+  status TEXT NOT NULL CHECK (status IN ('LOADED','COMPLETED','REJECTED','QUARANTINED','FAILED','DUPLICATE','GIVEN_UP')),
   reason TEXT,
   rows_read INTEGER NOT NULL DEFAULT 0,
   rows_loaded INTEGER NOT NULL DEFAULT 0,
@@ -95,6 +97,7 @@ SELECT date_trunc('month', coalesce(committed_at, started_at) AT TIME ZONE {tz})
        count(*) FILTER (WHERE status = 'FAILED') AS failed,
        sum(rows_read) AS rows_read,
        sum(rows_loaded) AS rows_loaded,
-       sum(rows_rejected) AS rows_rejected
+       sum(rows_rejected) AS rows_rejected,
+       count(*) FILTER (WHERE status = 'GIVEN_UP') AS files_given_up
 FROM {schema}.{load_log}
 GROUP BY 1;

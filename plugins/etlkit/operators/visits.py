@@ -24,8 +24,10 @@ from etlkit.visits.process import (
     RemoteFile,
     ReportProcessor,
     RunInfo,
+    check_give_up,
     list_eligible,
     open_store,
+    parse_give_up,
     process_in_order,
 )
 from etlkit.visits.store import VisitsStore
@@ -143,7 +145,8 @@ class ListVisitReportsOperator(VisitsBaseOperator):
 class LoadVisitReportsOperator(VisitsBaseOperator):
     """The listed files one after another in ascending ``<n>``, each downloaded, checked, loaded in
     its own transaction, archived and deleted at the source; a failed file holds back the later
-    ones (``process_in_order``). Per-file outcomes go to the XCom ``file_outcomes``, on failure too."""
+    ones until it loads or the param ``give_up_files`` gives it up with a reason
+    (``process_in_order``). Per-file outcomes go to the XCom ``file_outcomes``, on failure too."""
 
     template_fields: Sequence[str] = (*VisitsBaseOperator.template_fields, "remote_files")
 
@@ -154,19 +157,24 @@ class LoadVisitReportsOperator(VisitsBaseOperator):
     def execute_with_config(self, context, config) -> None:
         remotes = [RemoteFile.from_dict(value) for value in self.remote_files or []]
         run = self.run_info(context, config)
+        give_up = parse_give_up((context.get("params") or {}).get("give_up_files"), config)
         outcomes: list[dict[str, Any]] = []
         try:
-            if remotes:
-                self._process(config, run, remotes, outcomes)
+            if remotes or give_up:
+                self._process(config, run, remotes, give_up, outcomes)
         finally:
             context["ti"].xcom_push(key=FILE_OUTCOMES_KEY, value=outcomes)
 
-    def _process(self, config, run: RunInfo, remotes: list[RemoteFile], outcomes: list) -> None:
+    def _process(self, config, run: RunInfo, remotes: list[RemoteFile], give_up, outcomes: list) -> None:
         with alert_context(reference_date=str(run.reference_date)):
             hook = VerifiedSFTPHook(ssh_conn_id=config.sftp_conn_id)
             store = self.open_store(config)
-            with store.conn, hook.verified_client() as sftp:
-                process_in_order(ReportProcessor(sftp, store, config, run), remotes, outcomes)
+            with store.conn:
+                check_give_up(give_up, remotes, store)
+                if not remotes:
+                    return
+                with hook.verified_client() as sftp:
+                    process_in_order(ReportProcessor(sftp, store, config, run), remotes, outcomes, give_up)
 
 
 class SummarizeVisitLoadsOperator(VisitsBaseOperator):

@@ -13,7 +13,7 @@ import posixpath
 import re
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from etlkit.common.alerting import alert_context
-from etlkit.common.errors import ConfigurationError
+from etlkit.common.errors import BadInputError, ConfigurationError
 from etlkit.common.metrics import RunMetrics
 from etlkit.visits import files
 from etlkit.visits.config import VisitsConfig
@@ -39,6 +39,10 @@ from etlkit.visits.validation import (
 log = logging.getLogger(__name__)
 REPORT_NUMBER = re.compile(r"(\d+)")
 HELD_BACK = "HELD_BACK"  # not handled: an earlier file failed and must load first
+# PostgreSQL's context of a refused COPY row: 'COPY statistics, line 2: "<the row>"' or, for one value,
+# 'COPY statistics, line 2, column email: "<the value>"'.
+_COPY_CONTEXT = re.compile(r'COPY (\w+), line (\d+)(?:, column (\w+))?(?::\s*"(.*))?', re.DOTALL)
+_QUOTED = re.compile(r':?\s*"[^"]*"')
 NOT_DONE = ("FAILED", HELD_BACK)
 
 
@@ -132,12 +136,60 @@ class ReportProcessor:
 
     def process(self, remote: RemoteFile) -> RunMetrics:
         metrics = RunMetrics("visits", extra={"file": remote.name})
+        downloaded = self._download(remote, metrics)
+        if downloaded is None:
+            return metrics
+        remote, staged, file_fields = downloaded
+        try:
+            record = self.store.find_once_only(remote.name, staged.sha256)
+            if record is None:
+                record = self._load(staged, file_fields, metrics)
+            if record is None or self.run.dry_run:
+                return metrics
+            self._finish(record, remote, staged, file_fields, metrics)
+        finally:
+            staged.path.unlink(missing_ok=True)
+        return metrics
+
+    def give_up(self, remote: RemoteFile, reason: str) -> RunMetrics:
+        """Set the file aside unloaded, on an operator's word (param ``give_up_files``): a byte-identical
+        copy in quarantine, a ``GIVEN_UP`` row with the reason, removed at the source; the files after
+        it then load. Bytes that are already loaded are not given up (that would not unload them)."""
+        metrics = RunMetrics("visits", extra={"file": remote.name})
+        if self.run.dry_run:
+            log.info("dry run: %s would be given up: %s", remote.name, reason)
+            metrics.extra["status"] = "DRY_RUN"
+            return metrics
+        downloaded = self._download(remote, metrics)
+        if downloaded is None:
+            return metrics
+        remote, staged, file_fields = downloaded
+        try:
+            loaded = self.store.find_once_only(remote.name, staged.sha256)
+            if loaded is not None:
+                log.warning(
+                    "%s: these bytes were loaded by load %s (%s): not given up, handled as loaded",
+                    remote.name,
+                    loaded.load_id,
+                    loaded.status,
+                )
+                self._finish(loaded, remote, staged, file_fields, metrics)
+                return metrics
+            record = self.store.give_up(file=file_fields, run=self.run.as_load_fields(), reason=reason)
+            log.warning("%s given up (load %s), not loaded: %s", remote.name, record.load_id, reason)
+            self._set_aside(record, remote, staged, metrics)
+        finally:
+            staged.path.unlink(missing_ok=True)
+        return metrics
+
+    def _download(self, remote: RemoteFile, metrics: RunMetrics):
+        """``(remote as it is now, staged copy, load_log file fields)``, or None when it is gone."""
         current = self._stat(remote.name)
         if current is None:
             closed = 0 if self.run.dry_run else self.store.close_loads_of_gone_file(remote.name)
             log.info("%s is gone from the server (%s archived loads closed)", remote.name, closed)
             metrics.extra["status"] = "GONE"
-            return metrics
+            return None
         remote = RemoteFile(remote.name, current.st_size, current.st_mtime)
         with self.sftp.open(self.remote_path(remote.name), "rb") as source:
             source.prefetch()
@@ -150,16 +202,7 @@ class ReportProcessor:
             "remote_mtime": datetime.fromtimestamp(remote.mtime, UTC),
             "started_at": datetime.now(UTC),
         }
-        try:
-            record = self.store.find_once_only(remote.name, staged.sha256)
-            if record is None:
-                record = self._load(staged, file_fields, metrics)
-            if record is None or self.run.dry_run:
-                return metrics
-            self._finish(record, remote, staged, file_fields, metrics)
-        finally:
-            staged.path.unlink(missing_ok=True)
-        return metrics
+        return remote, staged, file_fields
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -182,7 +225,10 @@ class ReportProcessor:
             metrics.extra["status"] = "DRY_RUN"
             return None
         except Exception as exc:
-            self.store.record_failure(file=file_fields, run=self.run.as_load_fields(), error=exc)
+            refused = refused_row(exc, name)
+            self.store.record_failure(file=file_fields, run=self.run.as_load_fields(), error=refused or exc)
+            if refused is not None:
+                raise refused from None  # psycopg's text quotes the row: personal data
             raise
 
     def _load_transaction(self, staged: files.StagedFile, file_fields: dict, metrics: RunMetrics):
@@ -276,14 +322,25 @@ class ReportProcessor:
         if record.status in ("COMPLETED", "QUARANTINED"):
             self._duplicate(record, remote, file_fields, metrics)
             return
-        stem = Path(remote.name).stem
-        stamp = record.committed_at.astimezone(self.tz).strftime("%Y%m%dT%H%M%S")
         if record.status == "LOADED":
+            stem, stamp = self._archive_stem(remote, record)
             target = Path(self.config.backup_dir) / f"{stem}_{stamp}.zip"
             files.write_verified_zip(staged.path, target, remote.name, staged.sha256)
+            self._close(record, remote, target, metrics)
         else:
-            target = Path(self.config.quarantine_dir) / f"{stem}_{stamp}.txt"
-            files.write_verified_copy(staged.path, target, staged.sha256)
+            self._set_aside(record, remote, staged, metrics)
+
+    def _set_aside(self, record: LoadRecord, remote: RemoteFile, staged, metrics) -> None:
+        """A byte-identical copy in quarantine (a rejected or given-up file), then close the load."""
+        stem, stamp = self._archive_stem(remote, record)
+        target = Path(self.config.quarantine_dir) / f"{stem}_{stamp}.txt"
+        files.write_verified_copy(staged.path, target, staged.sha256)
+        self._close(record, remote, target, metrics)
+
+    def _archive_stem(self, remote: RemoteFile, record: LoadRecord) -> tuple[str, str]:
+        return Path(remote.name).stem, record.committed_at.astimezone(self.tz).strftime("%Y%m%dT%H%M%S")
+
+    def _close(self, record: LoadRecord, remote: RemoteFile, target: Path, metrics) -> None:
         self.store.mark_archived(record.load_id, target.name)
         if self._delete_at_source(remote):
             self.store.mark_source_deleted(record.load_id)
@@ -319,22 +376,53 @@ class ReportProcessor:
         return True
 
 
-def process_in_order(processor: ReportProcessor, remotes: Sequence[RemoteFile], outcomes: list[dict]) -> None:
+def refused_row(exc: BaseException, file_name: str) -> BadInputError | None:
+    """A row PostgreSQL refused in a COPY (a value that does not fit, a constraint, a trigger), named
+    by the file's line and the column, never by its content; None for any other error."""
+    refused = isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)) or (
+        isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("P0")
+    )
+    place = _COPY_CONTEXT.search(exc.diag.context or "") if refused else None
+    if place is None:
+        return None
+    table, copy_line, column, quoted = place.groups()
+    fields = (quoted or "").split("\t") if not column else []
+    # statistics and errors rows start with (load_id, source_file, line_number, ...).
+    line = f"line {fields[2]}" if len(fields) > 2 and fields[2].isdigit() else f"COPY line {copy_line}"
+    reason = _QUOTED.sub("", exc.diag.message_primary or type(exc).__name__)
+    return BadInputError(
+        f"PostgreSQL refused {line} of {file_name} in {table}{f' (column {column})' if column else ''}:"
+        f" {reason} [SQLSTATE {exc.sqlstate}]; the row is not shown: personal data"
+    )
+
+
+def process_in_order(
+    processor: ReportProcessor,
+    remotes: Sequence[RemoteFile],
+    outcomes: list[dict],
+    give_up: Mapping[str, str] | None = None,
+) -> None:
     """Handle ``remotes`` one after another in ascending ``<n>`` (spec §1): first visits depend on it.
 
     Each file is its own load (transaction and ``load_log`` row). Bad input is an outcome, not a
     failure: the file is quarantined with its reason and the run goes on. A file that fails stops
-    the run there and the later files are held back, untouched, until it is loaded: the retry (or
-    the next run) starts again at it, taking the files this run already finished from
-    ``load_log`` instead of downloading them again. ``outcomes`` gets one per-file entry as it
-    goes, the failed and held-back files included, so the caller can publish them even on failure.
+    the run there and the later files are held back, untouched, until it is loaded or given up on
+    (``give_up``: ``{file name: reason}``, see ``ReportProcessor.give_up``): the retry (or the next
+    run) starts again at it, taking the files this run already finished from ``load_log`` instead
+    of downloading them again. ``outcomes`` gets one per-file entry as it goes, the failed and
+    held-back files included, so the caller can publish them even on failure.
     """
+    give_up = give_up or {}
     ordered = sorted(remotes, key=lambda remote: report_sort_key(remote.name))
     finished = {} if processor.run.dry_run else processor.store.finished_loads_of_run(processor.run.run_id)
     for index, remote in enumerate(ordered):
         with alert_context(file=remote.name):
             try:
-                metrics = _already_finished(finished.get(remote.name), remote) or processor.process(remote)
+                metrics = _already_finished(finished.get(remote.name), remote) or (
+                    processor.give_up(remote, give_up[remote.name])
+                    if remote.name in give_up
+                    else processor.process(remote)
+                )
             except Exception as exc:
                 held_back = [later.name for later in ordered[index + 1 :]]
                 outcomes.append(file_outcome(remote.name, "FAILED", error=type(exc).__name__))
@@ -345,6 +433,36 @@ def process_in_order(processor: ReportProcessor, remotes: Sequence[RemoteFile], 
                     )
                 raise
         outcomes.append(metrics.log(dag_run_id=processor.run.run_id))
+
+
+def parse_give_up(value: Any, config: VisitsConfig) -> dict[str, str]:
+    """The ``give_up_files`` param: ``{file name: reason}``, each a report name and a non-empty reason."""
+    if value in (None, {}):
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigurationError(
+            f"param give_up_files must be an object {{file name: reason}}, not {value!r}"
+        )
+    pattern = re.compile(config.file_pattern)
+    give_up = {}
+    for name, reason in value.items():
+        if not pattern.match(name):
+            raise ConfigurationError(f"param give_up_files: {name!r} is not a report file name")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigurationError(f"param give_up_files: {name!r} needs a reason (a non-empty text)")
+        give_up[name] = reason.strip()
+    return give_up
+
+
+def check_give_up(give_up: Mapping[str, str], remotes: Sequence[RemoteFile], store: VisitsStore) -> None:
+    """Every file to give up is listed in this run, or was given up already (a rerun): else a typo."""
+    unknown = set(give_up) - {remote.name for remote in remotes}
+    unknown -= store.given_up_names(unknown) if unknown else set()
+    if unknown:
+        raise ConfigurationError(
+            f"param give_up_files names {sorted(unknown)}: not among the files listed for this run"
+            " (wrong name, younger than min_file_age_s, or outside file_pattern); nothing was done"
+        )
 
 
 def file_outcome(name: str, status: str, **details: Any) -> dict[str, Any]:

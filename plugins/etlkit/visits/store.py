@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 7_310_202_401  # one writer at a time on the visits tables, whatever the run
 ONCE_ONLY_STATUSES = ("LOADED", "COMPLETED", "REJECTED", "QUARANTINED")
+# GIVEN_UP: an operator chose not to load these bytes (param give_up_files): quarantined with the reason.
+LOAD_STATUSES = (*ONCE_ONLY_STATUSES, "FAILED", "DUPLICATE", "GIVEN_UP")
 STATISTICS_COLUMNS = (
     "load_id",
     "source_file",
@@ -109,6 +111,36 @@ class VisitsStore:
     def ensure_schema(self) -> None:
         with self.locked_transaction():
             self.conn.execute(self._file_sql("schema.sql"))
+            self._admit_every_status()
+
+    def _admit_every_status(self) -> None:
+        """A ``load_log`` created before a status existed gets the check that admits it."""
+        checks = self.conn.execute(
+            "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c"
+            " JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace"
+            " WHERE n.nspname = %s AND t.relname = %s AND c.contype = 'c'"
+            " AND pg_get_constraintdef(c.oid) LIKE '%%(status%%'",
+            (self.config.db_schema, self.config.table_load_log),
+        ).fetchall()
+        stale = [
+            name for name, definition in checks if any(f"'{s}'" not in definition for s in LOAD_STATUSES)
+        ]
+        if not stale:
+            return
+        log.info("load_log: the status check now admits %s (was %s)", LOAD_STATUSES, stale)
+        self.conn.execute(
+            sql.SQL(
+                "ALTER TABLE {schema}.{load_log} {drops}, ADD CONSTRAINT {name} CHECK (status IN ({statuses}))"
+            ).format(
+                schema=self.names["schema"],
+                load_log=self.names["load_log"],
+                drops=sql.SQL(", ").join(
+                    sql.SQL("DROP CONSTRAINT {}").format(sql.Identifier(n)) for n in stale
+                ),
+                name=sql.Identifier(f"{self.config.table_load_log}_status_check"[:63]),
+                statuses=sql.SQL(", ").join(map(sql.Literal, LOAD_STATUSES)),
+            )
+        )
 
     def lock(self) -> None:
         self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
@@ -204,12 +236,13 @@ class VisitsStore:
     _CLOSE_GONE = (
         "UPDATE {schema}.{load_log} SET finished_at = now(),"
         " source_deleted_at = coalesce(source_deleted_at, now()),"
-        " status = CASE status WHEN 'LOADED' THEN 'COMPLETED' ELSE 'QUARANTINED' END"
-        " WHERE status IN ('LOADED', 'REJECTED') AND archive_name IS NOT NULL AND "
+        " status = CASE status WHEN 'LOADED' THEN 'COMPLETED' WHEN 'REJECTED' THEN 'QUARANTINED' ELSE status END"
+        " WHERE status IN ('LOADED', 'REJECTED', 'GIVEN_UP') AND finished_at IS NULL"
+        " AND archive_name IS NOT NULL AND "
     )
 
     def reconcile_deleted_sources(self, remote_names: Iterable[str]) -> int:
-        """Close ``LOADED``/``REJECTED`` loads whose archive exists and whose file is gone."""
+        """Close ``LOADED``/``REJECTED``/``GIVEN_UP`` loads whose archive exists and whose file is gone."""
         with self.locked_transaction():
             return self._execute(
                 self._CLOSE_GONE + "NOT (file_name = ANY(%s))", (list(remote_names),)
@@ -219,6 +252,33 @@ class VisitsStore:
         """The same for one file found gone (a retry after the source was already deleted)."""
         with self.locked_transaction():
             return self._execute(self._CLOSE_GONE + "file_name = %s", (file_name,)).rowcount
+
+    def give_up(self, *, file: dict[str, Any], run: dict[str, Any], reason: str) -> LoadRecord:
+        """The ``GIVEN_UP`` row of these bytes: the unfinished one an earlier try left, else a new one."""
+        with self.locked_transaction():
+            row = self._execute(
+                "SELECT load_id, status, archive_name, committed_at FROM {schema}.{load_log}"
+                " WHERE file_name = %s AND sha256 = %s AND status = 'GIVEN_UP' AND finished_at IS NULL"
+                " ORDER BY load_id DESC LIMIT 1",
+                (file["file_name"], file["sha256"]),
+            ).fetchone()
+            if row:
+                return LoadRecord(*row)
+            load_id = self.insert_load(status="GIVEN_UP", file=file, run=run, reason=reason)
+            committed_at = self._execute(
+                "UPDATE {schema}.{load_log} SET committed_at = clock_timestamp() WHERE load_id = %s"
+                " RETURNING committed_at",
+                (load_id,),
+            ).fetchone()[0]
+        return LoadRecord(load_id, "GIVEN_UP", None, committed_at)
+
+    def given_up_names(self, file_names: Iterable[str]) -> set[str]:
+        """Which of ``file_names`` have been given up (by any run)."""
+        rows = self._execute(
+            "SELECT DISTINCT file_name FROM {schema}.{load_log} WHERE status = 'GIVEN_UP' AND file_name = ANY(%s)",
+            (list(file_names),),
+        ).fetchall()
+        return {row[0] for row in rows}
 
     def record_failure(self, *, file: dict[str, Any], run: dict[str, Any], error: BaseException) -> None:
         """Best effort, in its own short transaction: the attempt was rolled back."""
@@ -302,7 +362,7 @@ class VisitsStore:
             " extract(epoch FROM remote_mtime)::bigint, rows_read, rows_loaded, rows_rejected,"
             " visits_loaded, archive_name FROM {schema}.{load_log}"
             " WHERE dag_run_id = %s AND finished_at IS NOT NULL"
-            " AND status IN ('COMPLETED', 'QUARANTINED', 'DUPLICATE')"
+            " AND status IN ('COMPLETED', 'QUARANTINED', 'DUPLICATE', 'GIVEN_UP')"
             " ORDER BY file_name, load_id DESC",
             (dag_run_id,),
         ).fetchall()

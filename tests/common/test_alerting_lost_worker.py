@@ -48,34 +48,53 @@ def test_the_last_try_lost_is_alerted_as_failed():
     assert failure_record(lost_try(1, 2, state="TaskInstanceState.UP_FOR_RETRY"))["outcome"] == "up_for_retry"
 
 
-def test_a_lost_try_is_alerted_with_the_context_it_published_last(monkeypatch):
-    """The worker is gone, so the dag-processor reads the pipeline's context back from the try's XCom."""
+class VariableStore(dict):
+    """Airflow's Variable API as the worker and the dag-processor reach it, over one dict."""
+
+    def get(self, key, default=None):
+        return super().get(key, default)
+
+    def set(self, key, value, description=None):
+        self[key] = value
+
+    def delete(self, key):
+        self.pop(key, None)
+
+
+def test_a_lost_try_is_alerted_with_the_context_it_kept_last(monkeypatch):
+    """The worker is gone, so the dag-processor reads the pipeline's context back from where the try
+    kept it (a Variable named after the task instance: a retry clears XComs when it starts)."""
     import airflow.sdk
 
-    from etlkit.common.alerting import CONTEXT_XCOM_KEY, alert_context
+    from etlkit.common import alerting
+    from etlkit.common.alerting import alert_context, context_variable
 
-    pushed: list[dict] = []
-    running = SimpleNamespace(xcom_push=lambda key, value: pushed.append({key: value}))
+    monkeypatch.setattr(alerting, "_variables_reachable", lambda: True)  # as in the dag-processor
+    store = VariableStore()
+    monkeypatch.setattr(airflow.sdk, "Variable", store)
+    running = lost_try(1, 2)["ti"]
     monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": running})
-    with alert_context(reference_date="2024-06-15"), alert_context(file="report_302.txt"):
-        pass
-    assert pushed == [
-        {CONTEXT_XCOM_KEY: {"reference_date": "2024-06-15"}},
-        {CONTEXT_XCOM_KEY: {"reference_date": "2024-06-15", "file": "report_302.txt"}},
-        {CONTEXT_XCOM_KEY: {"reference_date": "2024-06-15"}},  # between files: no stale file name
-        {CONTEXT_XCOM_KEY: {}},
-    ]
-    context = lost_try(1, 2)
-    asked = {}
+    key = context_variable(running)
+    with alert_context(reference_date="2024-06-15"):
+        with alert_context(file="report_301.txt"):
+            pass
+        assert json.loads(store[key])["context"] == {"reference_date": "2024-06-15"}  # no stale file
+        with alert_context(file="report_302.txt"):
+            kept_while_loading = json.loads(store[key])
+    assert store == {}  # a try that left every block keeps nothing
+    assert kept_while_loading == {
+        "try_number": 1,
+        "context": {"reference_date": "2024-06-15", "file": "report_302.txt"},
+    }
 
-    def xcom_pull(**kwargs):
-        asked.update(kwargs)
-        return pushed[1][CONTEXT_XCOM_KEY]
-
-    context["ti"].xcom_pull = xcom_pull
-    alert = failure_record(context)
+    store[key] = json.dumps(kept_while_loading)  # the worker was lost inside the block
+    alert = failure_record(lost_try(1, 2))
     assert alert["pipeline_context"] == {"reference_date": "2024-06-15", "file": "report_302.txt"}
-    assert asked == {"task_ids": "sync_sessions", "key": CONTEXT_XCOM_KEY, "map_indexes": -1}
+    assert store == {}  # read once, then removed
+
+    store[key] = json.dumps({**kept_while_loading, "try_number": 2})  # the retry is already running
+    assert failure_record(lost_try(1, 2))["pipeline_context"] == {}
+    assert key in store  # the retry's own context stays
 
 
 def test_a_task_body_outside_airflow_publishes_nothing_and_fails_nothing():

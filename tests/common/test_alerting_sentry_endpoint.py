@@ -37,3 +37,28 @@ def test_a_request_without_the_dsn_key_is_refused():
         assert server.events() == [] and server.rejected == 1
     finally:
         server.stop()
+
+
+def test_the_retry_policy_names_the_run_and_the_worker_in_the_error_report():
+    """Airflow's integration tags dag, task and try; the policy, evaluated inside the failed task's
+    Sentry scope, adds the run and the worker."""
+    from types import SimpleNamespace
+
+    from etlkit.common.errors import TransientError
+    from etlkit.common.retry import PipelineRetryPolicy
+
+    server = SentryServer().start()
+    ti = SimpleNamespace(run_id="manual__2026-12-06T10:00:00+00:00", hostname="worker2")
+    try:
+        sentry_sdk.init(dsn=server.dsn, default_integrations=False)
+        with sentry_sdk.new_scope():
+            error = TransientError("503 from the API")
+            PipelineRetryPolicy("visits").evaluate(error, 1, 3, context={"ti": ti})
+            sentry_sdk.capture_exception(error)
+        sentry_sdk.flush(timeout=10)
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.init(dsn=None)
+        server.stop()
+    [event] = server.events()
+    assert (event["tags"]["run_id"], event["tags"]["worker"]) == (ti.run_id, "worker2")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,22 +26,47 @@ _pipeline_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextV
 _CONTEXT_ATTRIBUTE = "etlkit_alert_context"
 
 
-# The context is also kept as this XCom of the running try: when its worker is lost, no exception
-# carries it, and the alert is made by the dag-processor, which reads it back from there.
-CONTEXT_XCOM_KEY = "etlkit_alert_context"
+# A lost worker leaves no exception to carry the context, and its alert is made by the dag-processor.
+# So the context of a running try is also kept in a Variable named after its task instance (not an
+# XCom: a retry clears the try's XComs when it starts, which can be before that alert is made); the
+# outermost block removes it when it ends, and the lost try's alert when it has read it.
+CONTEXT_VARIABLE_PREFIX = "etlkit_alert_context"
 
 
-def _publish(context: dict[str, Any]) -> None:
+def context_variable(ti: Any) -> str:
+    """``etlkit_alert_context.<dag>.<task>.<map index>.<run>``, in the characters a key may hold."""
+    name = f"{CONTEXT_VARIABLE_PREFIX}.{ti.dag_id}.{ti.task_id}.{ti.map_index}.{ti.run_id}"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:250]
+
+
+def _running_ti() -> Any:
     try:
         from airflow.sdk import get_current_context
 
-        ti = get_current_context()["ti"]
-    except Exception:  # not inside a running task (unit tests, scripts, dag.test's own code)
+        return get_current_context()["ti"]
+    except Exception:  # not inside a running task (unit tests, scripts)
+        return None
+
+
+def _keep(ti: Any, context: dict[str, Any]) -> None:
+    """Keep ``context`` for the alert of a lost worker, or forget it (empty: the try left every block)."""
+    if ti is None:
         return
+    from airflow.sdk import Variable
+
     try:
-        ti.xcom_push(CONTEXT_XCOM_KEY, context)
+        if context:
+            kept = {"try_number": ti.try_number, "context": context}
+            Variable.set(context_variable(ti), json.dumps(kept, default=str), description=_KEPT_DESCRIPTION)
+        else:
+            Variable.delete(context_variable(ti))
     except Exception:  # the alert context must never fail the task
-        log.debug("could not keep the alert context as an XCom", exc_info=True)
+        log.debug("could not keep the alert context", exc_info=True)
+
+
+_KEPT_DESCRIPTION = (
+    "etlkit: what a running try works on, for the alert if its worker is lost; removed when it ends"
+)
 
 
 @contextmanager
@@ -48,11 +75,11 @@ def alert_context(**values: Any) -> Iterator[None]:
 
     An exception leaving the block carries the context with it (the innermost block's, the most
     detailed), because the failure callback runs after the task body has unwound every block. The
-    current context is also published for the alert of a lost worker (``CONTEXT_XCOM_KEY``).
+    current context is also kept for the alert of a lost worker (``context_variable``).
     """
-    outer = _pipeline_context.get({})
+    outer, ti = _pipeline_context.get({}), _running_ti()
     token = _pipeline_context.set({**outer, **values})
-    _publish(_pipeline_context.get())
+    _keep(ti, _pipeline_context.get())
     try:
         yield
     except BaseException as exc:
@@ -61,7 +88,7 @@ def alert_context(**values: Any) -> Iterator[None]:
         raise
     finally:
         _pipeline_context.reset(token)
-        _publish(outer)
+        _keep(ti, outer)
 
 
 def current_alert_context() -> dict[str, Any]:
@@ -98,14 +125,32 @@ def _outcome(ti: Any) -> str:
     return "failed"
 
 
-def _lost_try_context(ti: Any) -> dict[str, Any]:
-    """What the lost try published last (see ``alert_context``), read back by the dag-processor."""
+def _variables_reachable() -> bool:
+    """Inside a task or a dag-processor callback: Variables are reached through the supervisor."""
     try:
-        kept = ti.xcom_pull(task_ids=ti.task_id, key=CONTEXT_XCOM_KEY, map_indexes=ti.map_index)
-    except Exception:  # no XCom access here (a unit test's bare object): the alert still goes out
+        from airflow.sdk.execution_time import task_runner
+    except ImportError:
+        return False
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+
+def _lost_try_context(ti: Any) -> dict[str, Any]:
+    """What the lost try kept last (see ``alert_context``), read back, then removed, by the dag-processor.
+    A retry that already started keeps its own: that is not the lost try's, and stays."""
+    if not _variables_reachable():
+        return current_alert_context()
+    try:
+        from airflow.sdk import Variable
+
+        raw = Variable.get(context_variable(ti), default=None)
+        kept = json.loads(raw) if raw else {}
+        if kept.get("try_number") != ti.try_number:
+            return current_alert_context()
+        Variable.delete(context_variable(ti))
+        return dict(kept["context"])
+    except Exception:  # no Variable access here (a unit test's bare object): the alert still goes out
         log.debug("could not read the lost try's alert context", exc_info=True)
-        kept = None
-    return dict(kept) if isinstance(kept, dict) else current_alert_context()
+        return current_alert_context()
 
 
 def _run_params(context: dict[str, Any]) -> dict[str, Any]:
@@ -135,6 +180,20 @@ def failure_record(context: dict[str, Any]) -> dict[str, Any]:
         "params": _run_params(context),
         "pipeline_context": _context_of(exception) if exception else _lost_try_context(ti),
     }
+
+
+def tag_error_report(context: dict[str, Any] | None) -> None:
+    """Name the run and the worker in the error report of Airflow's Sentry integration (it tags dag,
+    task and try only); called while the failed task's Sentry scope is open (the retry policy)."""
+    sentry = sys.modules.get("sentry_sdk")
+    ti = (context or {}).get("ti")
+    if sentry is None or ti is None:
+        return
+    try:
+        sentry.set_tag("run_id", ti.run_id)
+        sentry.set_tag("worker", getattr(ti, "hostname", None))
+    except Exception:  # reporting must never change the failure's outcome
+        log.debug("could not tag the error report", exc_info=True)
 
 
 def log_task_failure(context: dict[str, Any]) -> None:

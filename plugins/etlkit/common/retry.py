@@ -34,6 +34,7 @@ from typing import Any, Literal
 from airflow.listeners import hookimpl
 from airflow.sdk.definitions.retry_policy import RetryAction, RetryDecision, RetryPolicy
 
+from etlkit.common.alerting import tag_error_report
 from etlkit.common.errors import InjectedFault, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
@@ -534,6 +535,7 @@ class ClassifiedRetryPolicy(RetryPolicy):
     """Permanent causes fail at once; transient ones take the task's own retries and delays."""
 
     def evaluate(self, exception, try_number, max_tries, context=None):
+        tag_error_report(context)
         verdict = explain(exception)
         _attach(exception, verdict)
         if verdict.kind == PERMANENT:
@@ -557,6 +559,7 @@ class PipelineRetryPolicy(RetryPolicy):
         RetrySettings(**defaults)  # fail at parse time on a typo
 
     def evaluate(self, exception, try_number, max_tries, context=None):
+        tag_error_report(context)
         verdict = explain(exception)
         _attach(exception, verdict)
         if verdict.kind == PERMANENT:

@@ -92,9 +92,15 @@ def test_a_lost_try_is_alerted_with_the_context_it_kept_last(monkeypatch):
     assert alert["pipeline_context"] == {"reference_date": "2024-06-15", "file": "report_302.txt"}
     assert store == {}  # read once, then removed
 
-    store[key] = json.dumps({**kept_while_loading, "try_number": 2})  # the retry is already running
-    assert failure_record(lost_try(1, 2))["pipeline_context"] == {}
-    assert key in store  # the retry's own context stays
+    # The retry may be running before the lost try's alert is made: it keeps its own, apart.
+    store[key] = json.dumps(kept_while_loading)
+    retry = lost_try(2, 2)["ti"]
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": retry})
+    with alert_context(reference_date="2024-06-15"), alert_context(file="report_301.txt"):
+        assert context_variable(retry) in store and key in store
+        alert = failure_record(lost_try(1, 2))
+    assert alert["pipeline_context"] == {"reference_date": "2024-06-15", "file": "report_302.txt"}
+    assert store == {}
 
 
 def test_a_task_body_outside_airflow_publishes_nothing_and_fails_nothing():

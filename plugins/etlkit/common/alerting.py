@@ -27,15 +27,16 @@ _CONTEXT_ATTRIBUTE = "etlkit_alert_context"
 
 
 # A lost worker leaves no exception to carry the context, and its alert is made by the dag-processor.
-# So the context of a running try is also kept in a Variable named after its task instance (not an
-# XCom: a retry clears the try's XComs when it starts, which can be before that alert is made); the
+# So the context of a running try is also kept in a Variable named after the try (not an XCom: a
+# retry clears the try's XComs when it starts, which can be before that alert is made); the
 # outermost block removes it when it ends, and the lost try's alert when it has read it.
 CONTEXT_VARIABLE_PREFIX = "etlkit_alert_context"
 
 
 def context_variable(ti: Any) -> str:
-    """``etlkit_alert_context.<dag>.<task>.<map index>.<run>``, in the characters a key may hold."""
-    name = f"{CONTEXT_VARIABLE_PREFIX}.{ti.dag_id}.{ti.task_id}.{ti.map_index}.{ti.run_id}"
+    """``etlkit_alert_context.<dag>.<task>.<map index>.<try>.<run>``, in the characters a key may
+    hold: one per try, as the retry may start before the lost try's alert reads it."""
+    name = f"{CONTEXT_VARIABLE_PREFIX}.{ti.dag_id}.{ti.task_id}.{ti.map_index}.{ti.try_number}.{ti.run_id}"
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:250]
 
 
@@ -135,8 +136,7 @@ def _variables_reachable() -> bool:
 
 
 def _lost_try_context(ti: Any) -> dict[str, Any]:
-    """What the lost try kept last (see ``alert_context``), read back, then removed, by the dag-processor.
-    A retry that already started keeps its own: that is not the lost try's, and stays."""
+    """What the lost try kept last (see ``alert_context``), read back, then removed, by the dag-processor."""
     if not _variables_reachable():
         return current_alert_context()
     try:

@@ -135,22 +135,31 @@ def _variables_reachable() -> bool:
     return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
 
 
-def _lost_try_context(ti: Any) -> dict[str, Any]:
-    """What the lost try kept last (see ``alert_context``), read back, then removed, by the dag-processor."""
+def _claim_lost_try(ti: Any) -> tuple[dict[str, Any], bool]:
+    """(the context the lost try kept, whether this callback is the first for it).
+
+    Airflow 3.3 calls back twice for one lost try (the heartbeat purge, then the executor's event),
+    in the dag-processor: the first alerts and marks the kept Variable, the second finds the mark,
+    removes the Variable and stays silent.
+    """
     if not _variables_reachable():
-        return current_alert_context()
+        return current_alert_context(), True
     try:
         from airflow.sdk import Variable
 
-        raw = Variable.get(context_variable(ti), default=None)
+        key = context_variable(ti)
+        raw = Variable.get(key, default=None)
         kept = json.loads(raw) if raw else {}
-        if kept.get("try_number") != ti.try_number:
-            return current_alert_context()
-        Variable.delete(context_variable(ti))
-        return dict(kept["context"])
-    except Exception:  # no Variable access here (a unit test's bare object): the alert still goes out
+        if kept.get("alerted"):
+            Variable.delete(key)
+            return dict(kept.get("context") or {}), False
+        context = dict(kept.get("context") or {}) or current_alert_context()
+        mark = {"try_number": ti.try_number, "context": context, "alerted": True}
+        Variable.set(key, json.dumps(mark, default=str), description=_KEPT_DESCRIPTION)
+        return context, True
+    except Exception:  # no Variable access: the alert still goes out
         log.debug("could not read the lost try's alert context", exc_info=True)
-        return current_alert_context()
+        return current_alert_context(), True
 
 
 def _run_params(context: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +170,7 @@ def _run_params(context: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
-def failure_record(context: dict[str, Any]) -> dict[str, Any]:
+def failure_record(context: dict[str, Any], lost_try_context: dict[str, Any] | None = None) -> dict[str, Any]:
     ti = context.get("ti") or context.get("task_instance")
     exception = context.get("exception")
     outcome = _outcome(ti)
@@ -178,7 +187,9 @@ def failure_record(context: dict[str, Any]) -> dict[str, Any]:
         "error_type": type(exception).__name__ if exception else "WorkerLost",
         "error": str(exception)[:2000] if exception else LOST_TRY,
         "params": _run_params(context),
-        "pipeline_context": _context_of(exception) if exception else _lost_try_context(ti),
+        "pipeline_context": _context_of(exception)
+        if exception or lost_try_context is None
+        else lost_try_context,
     }
 
 
@@ -198,4 +209,11 @@ def tag_error_report(context: dict[str, Any] | None) -> None:
 
 def log_task_failure(context: dict[str, Any]) -> None:
     """``on_failure_callback`` / ``on_retry_callback`` for every task of every pipeline."""
-    log.error("ETL_ALERT %s", json.dumps(failure_record(context), default=str, sort_keys=True))
+    ti = context.get("ti") or context.get("task_instance")
+    kept = None
+    if context.get("exception") is None and ti is not None:  # a lost try, alerted by the dag-processor
+        kept, first = _claim_lost_try(ti)
+        if not first:
+            log.info("the loss of %s try %s is already alerted", getattr(ti, "task_id", None), ti.try_number)
+            return
+    log.error("ETL_ALERT %s", json.dumps(failure_record(context, kept), default=str, sort_keys=True))

@@ -145,8 +145,9 @@ def give_enderturing_sessions_for(stack, days: tuple[date, ...]) -> dict[date, i
 def pick_datetime(page, field, day: date) -> None:
     """The dialog's date fields open a popover with a date and a time input (the UI's zone, UTC)."""
     field.click()
-    page.get_by_placeholder("YYYY/MM/DD").fill(day.strftime("%Y/%m/%d"))
-    page.get_by_placeholder("HH:mm").fill("00:00")
+    picker = page.locator('[data-scope="popover"][data-part="content"][data-state="open"]')
+    picker.get_by_placeholder("YYYY/MM/DD").fill(day.strftime("%Y/%m/%d"))
+    picker.get_by_placeholder("HH:mm").fill("00:00")
     page.keyboard.press("Enter")
 
 

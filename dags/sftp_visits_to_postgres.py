@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
+from etlkit.common.assets import VISITS
 from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.common.retry import retry_default_args
 from etlkit.operators.visits import (
@@ -80,5 +81,6 @@ with DAG(
         load_task_id="process_files",
         trigger_rule="all_done",
         retries=0,
+        outlets=[VISITS],
     )
     ensure_schema >> refresh_counters >> list_files >> process_files >> summarize

@@ -14,7 +14,9 @@ from airflow.sdk import BaseOperator, Variable
 from airflow.sdk.exceptions import AirflowFailException
 
 from etlkit.common.alerting import alert_context
+from etlkit.common.assets import VISITS, record_asset_event
 from etlkit.common.errors import ConfigurationError
+from etlkit.common.lineage import LineageReporting, visits_lineage
 from etlkit.common.metrics import RunMetrics
 from etlkit.hooks.sftp import VerifiedSFTPHook
 from etlkit.visits import files
@@ -142,7 +144,7 @@ class ListVisitReportsOperator(VisitsBaseOperator):
         return [remote.as_dict() for remote in eligible]
 
 
-class LoadVisitReportsOperator(VisitsBaseOperator):
+class LoadVisitReportsOperator(LineageReporting, VisitsBaseOperator):
     """The listed files one after another in ascending ``<n>``, each downloaded, checked, loaded in
     its own transaction, archived and deleted at the source; a failed file holds back the later
     ones until it loads or the param ``give_up_files`` gives it up with a reason
@@ -164,6 +166,7 @@ class LoadVisitReportsOperator(VisitsBaseOperator):
                 self._process(config, run, remotes, give_up, outcomes)
         finally:
             context["ti"].xcom_push(key=FILE_OUTCOMES_KEY, value=outcomes)
+            self.note_lineage(visits_lineage(config, outcomes))
 
     def _process(self, config, run: RunInfo, remotes: list[RemoteFile], give_up, outcomes: list) -> None:
         with alert_context(reference_date=str(run.reference_date)):
@@ -213,4 +216,9 @@ class SummarizeVisitLoadsOperator(VisitsBaseOperator):
                 f"{len(not_done)} files not loaded (FAILED: the file that failed; HELD_BACK: waits for it;"
                 f" None: not reached, see process_files): {not_done}"
             )
+        record_asset_event(context, VISITS, {**row_counts(summary), "statuses": statuses})
         return summary
+
+
+def row_counts(summary: dict[str, Any]) -> dict[str, Any]:
+    return {key: summary[key] for key in ("rows_read", "rows_loaded", "rows_rejected", "files_listed")}

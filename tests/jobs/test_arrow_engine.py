@@ -134,15 +134,15 @@ def test_field_count_error_counts_physical_lines_around_removed_ones(tmp_path):
     results, data = run(tmp_path, spec)
     assert (data / "out.csv").read_text() == "id,name\n1,a\n2,b\n"
     assert results["read"].reject_reasons == {"malformed_line": 2}
-    from etlkit.jobs.csvread import InvalidRows, LineGuard, open_batches
+    from etlkit.jobs.csvread import InvalidRows, LineGuard, guarded_batches
 
-    guard = LineGuard(pa.BufferReader(b"id,name\n1,a\n\n2,b\n3,c,EXTRA\n"))
+    guard = LineGuard(pa.BufferReader(b"id,name\n1,a\n\n2,b\n3,c,EXTRA\n\n4,d,e\n"))
     guard.header_line()
-    handler = InvalidRows(2, False, ",")
-    list(open_batches(guard, ["a", "b"], handler, ",", [""], 1 << 20))
-    assert [(guard.physical_line(n + 1), reason) for n, reason in handler.problems] == [
-        (5, "expected 2 fields, got 3")
-    ]
+    handler = InvalidRows(guard, 2, False, ",")
+    batches = list(guarded_batches(guard, ["a", "b"], handler, ",", [""]))
+    assert handler.problems == [(5, "expected 2 fields, got 3"), (7, "expected 2 fields, got 3")]
+    assert [(bad.line, bad.reason) for bad in guard.bad] == [(3, "blank line"), (6, "blank line")]
+    assert sum(b.num_rows for b in batches) == 2
 
 
 def test_duplicate_header_columns_are_an_error(tmp_path):
@@ -417,3 +417,85 @@ def test_run_job_on_the_arrow_engine_keeps_row_counts_over_many_batches(tmp_path
     assert len((data / "out.csv").read_text().splitlines()) == 1001
     assert results["keep"].rows_in == {"in": 1000} and results["keep"].rows_out == {"pass": 1000}
     assert run_job  # the in-process runner the benchmark uses
+
+
+def test_join_and_aggregation_on_arrow_give_the_rows_python_gives(tmp_path):
+    rng = random.Random(5)
+    data = tmp_path / "data"
+    data.mkdir()
+    orders = [(i, rng.choice(["C1", "C2", "C3", "C9", ""]), rng.randint(-5, 40)) for i in range(3000)]
+    (data / "orders.csv").write_text("id,customer,qty\n" + "".join(f"{i},{c},{q}\n" for i, c, q in orders))
+    (data / "customers.csv").write_text("customer,region\nC1,north\nC2,south\nC3,\nC4,east\n")
+    spec = job(
+        "join_agg",
+        {
+            "id": "orders",
+            "type": "read_csv",
+            "config": {
+                "path": "orders.csv",
+                "columns": [{"name": "id"}, {"name": "customer"}, {"name": "qty"}],
+            },
+            "routes": {"out": ["typed"]},
+        },
+        {
+            "id": "typed",
+            "type": "type_conversion",
+            "config": {"rules": [{"column": "id", "to": "integer"}, {"column": "qty", "to": "integer"}]},
+            "routes": {"out": ["joined.left"]},
+        },
+        {
+            "id": "customers",
+            "type": "read_csv",
+            "config": {"path": "customers.csv", "columns": [{"name": "customer"}, {"name": "region"}]},
+            "routes": {"out": ["joined.right"]},
+        },
+        {
+            "id": "joined",
+            "type": "schema_mapping",
+            "config": {
+                "join": {"how": "full", "left_on": ["customer"], "right_on": ["customer"]},
+                "columns": [
+                    {"name": "id", "from": "left.id"},
+                    {"name": "region", "expr": "coalesce(right.region, 'none')"},
+                    {"name": "qty", "from": "left.qty"},
+                ],
+            },
+            "routes": {"out": ["rows", "totals"]},
+        },
+        {
+            "id": "totals",
+            "type": "aggregation",
+            "config": {
+                "group_by": ["region"],
+                "aggregates": [
+                    {"name": "n", "function": "count"},
+                    {"name": "qty", "function": "sum", "column": "qty"},
+                    {"name": "low", "function": "min", "column": "qty"},
+                    {"name": "high", "function": "max", "column": "qty"},
+                    {"name": "mean", "function": "avg", "column": "qty"},
+                ],
+            },
+            "routes": {"out": ["out"]},
+        },
+        csv_writer("rows", "rows.csv"),
+        csv_writer("out", "out.csv"),
+        chunk_size=700,
+    )
+    run(tmp_path, spec)
+    regions = {"C1": "north", "C2": "south"}
+    expected_rows = [(i, regions.get(c, "none"), q) for i, c, q in orders] + [(None, "east", None)]
+    got_rows = list(csv.reader((data / "rows.csv").read_text().splitlines()[1:]))
+    assert got_rows == [["" if v is None else str(v) for v in row] for row in expected_rows]
+    totals = {}
+    for _, region, qty in expected_rows:
+        totals.setdefault(region, []).append(qty)
+    lines = (data / "out.csv").read_text().splitlines()
+    assert lines[0] == "region,n,qty,low,high,mean"
+    expected = []
+    for region in sorted(totals):
+        values = [q for q in totals[region] if q is not None]
+        mean = sum(values) / len(values) if values else None
+        row = [region, len(totals[region]), sum(values) if values else None, min(values, default=None)]
+        row += [max(values, default=None), mean]
+        expected.append(",".join("" if v is None else str(v) for v in row))
+    assert lines[1:] == expected

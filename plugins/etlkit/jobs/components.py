@@ -21,17 +21,15 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-from psycopg import sql
+import numpy as np
 
 from etlkit.common.errors import BadInputError
+from etlkit.jobs.arrowlib import pa, pc
 from etlkit.jobs.columns import REJECT_REASON_COLUMN, arrow_array, arrow_schema, arrow_type
 from etlkit.jobs.conversion import ConversionFailed, canonical_text, convert, converter
-from etlkit.jobs.csvread import InvalidRows, LineGuard, open_batches
+from etlkit.jobs.csvread import InvalidRows, LineGuard, guarded_batches
 from etlkit.jobs.csvtext import csv_bytes
-from etlkit.jobs.expressions import compile_expression, compile_vector_condition
-from etlkit.jobs.sqlwrite import write_sql
+from etlkit.jobs.expressions import compile_expression, compile_vector, compile_vector_condition
 from etlkit.jobs.validation import as_mapping, join_input_schema
 from etlkit.jobs.vconvert import convert_column
 
@@ -177,14 +175,13 @@ def _csv_file_batches(run, path: Path, guard: LineGuard) -> Iterator[pa.RecordBa
         indices, names = list(range(width)), [f"f{i}" for i in range(width)]
     if not names:
         return
-    handler = InvalidRows(width, not config.header and config.extra_columns == "ignore", config.delimiter)
-    first_line = 2 if config.header else 1
+    handler = InvalidRows(
+        guard, width, not config.header and config.extra_columns == "ignore", config.delimiter
+    )
     required = [position for position, column in enumerate(columns) if not column.nullable]
-    block_size = max(1 << 20, min(run.chunk_size * 128, 1 << 25))
 
     def bad_lines() -> None:
-        problems = [(guard.physical_line(n + first_line - 1), reason) for n, reason in handler.problems]
-        problems += [(bad.line, bad.reason) for bad in guard.bad]
+        problems = handler.problems + [(bad.line, bad.reason) for bad in guard.bad]
         handler.problems.clear()
         guard.bad.clear()
         if not problems:
@@ -196,8 +193,7 @@ def _csv_file_batches(run, path: Path, guard: LineGuard) -> Iterator[pa.RecordBa
         run.metrics.rows_dropped += len(problems)
         run.metrics.reject("malformed_line", len(problems))
 
-    batches = open_batches(guard, names, handler, config.delimiter, list(config.null_values), block_size)
-    for raw in batches:
+    for raw in guarded_batches(guard, names, handler, config.delimiter, list(config.null_values)):
         bad_lines()
         parts = [raw]
         if handler.kept:
@@ -413,6 +409,8 @@ def _json_row(record: Any, columns, sources: list[str]) -> tuple[list | None, st
 
 
 def read_sql(run) -> None:
+    from psycopg import sql
+
     config = run.config
     columns = config.columns
     sources = [c.source or c.name for c in columns]
@@ -579,16 +577,138 @@ def _mapping_getters(run, schema):
     return getters
 
 
+_ARROW_CASTS = {  # (from, to) that Arrow's safe cast does exactly as conversion.convert
+    ("integer", "float"),
+    ("integer", "decimal"),
+    ("decimal", "decimal"),
+    ("decimal", "integer"),
+}
+
+
+def _mapping_vectors(run, schema) -> list:
+    """One function per output column: a batch of ``schema`` -> the column's Arrow array."""
+    known = as_mapping(schema)
+    names = list(known)
+    vectors = []
+    for mapped, out_column in zip(run.config.columns, run.out_schema("out"), strict=True):
+        if mapped.expr is None:
+            index = names.index(mapped.from_ or mapped.name)
+            vectors.append(lambda batch, i=index: batch.column(i))
+            continue
+        compiled = compile_vector(mapped.expr, known)
+        vectors.append(_typed_vector(run, compiled, out_column, cast=mapped.type is not None))
+    return vectors
+
+
+def _typed_vector(run, compiled, column, cast: bool):
+    target = arrow_type(column)
+    row_cast = converter(column.type, column.precision, column.scale) if cast else None
+
+    def by_value(values: list) -> pa.Array:
+        if row_cast is None:
+            return _column_array(values, column)
+        converted = []
+        for value in values:
+            try:
+                converted.append(None if value is None else row_cast(value))
+            except ConversionFailed as error:
+                raise BadInputError(
+                    f"{run.component.id}: column {column.name!r}: cast failed: {error}"
+                ) from None
+        return arrow_array(converted, target)
+
+    def evaluate(batch: pa.RecordBatch) -> pa.Array:
+        values = compiled.evaluate(batch)
+        if isinstance(values, pa.Scalar):
+            values = (
+                pa.repeat(values, batch.num_rows) if values.is_valid else pa.nulls(batch.num_rows, target)
+            )
+        if values.type == target:
+            return values
+        if pa.types.is_null(values.type):
+            return pa.nulls(len(values), target)
+        if (compiled.type, column.type) in _ARROW_CASTS or compiled.type == column.type:
+            try:
+                return pc.cast(values, target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # out of range or more places than the scale: the row rules decide
+        return by_value(values.to_pylist())
+
+    return evaluate
+
+
+def _mapped(run, vectors, batch: pa.RecordBatch) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [vector(batch) for vector in vectors], schema=arrow_schema(run.out_schema("out"))
+    )
+
+
 def map_schema(run) -> None:
     if run.config.join is not None:
         _join(run)
         return
-    getters = _mapping_getters(run, run.in_schema())
+    vectors = _mapping_vectors(run, run.in_schema())
     for batch in run.read():
-        emit_rows(run, "out", [[get(row) for get in getters] for row in rows_of(batch)])
+        run.emit("out", _mapped(run, vectors, batch))
 
 
 def _join(run) -> None:
+    join = run.config.join
+    left_schema, right_schema = run.in_schema("left"), run.in_schema("right")
+    left_types = {c.name: arrow_type(c) for c in left_schema}
+    right_types = {c.name: arrow_type(c) for c in right_schema}
+    if any(left_types[a] != right_types[b] for a, b in zip(join.left_on, join.right_on, strict=True)):
+        _join_rows(run)  # keys of different types compare by value in the row form
+        return
+    vectors = _mapping_vectors(run, join_input_schema(left_schema, right_schema))
+    left_names = [f"l{i}" for i in range(len(left_schema))]
+    right_names = [f"r{i}" for i in range(len(right_schema))]
+    left_keys = [left_names[[c.name for c in left_schema].index(k)] for k in join.left_on]
+    right_keys = [right_names[[c.name for c in right_schema].index(k)] for k in join.right_on]
+    right = _right_table(run, right_names, join.max_right_rows)
+    matched = np.zeros(right.num_rows, dtype=bool)
+    joined_names = [*left_names, *right_names]
+    how = {"inner": "inner", "right": "inner", "left": "left outer", "full": "left outer"}[join.how]
+    for batch in run.read("left"):
+        left = pa.Table.from_batches([batch]).rename_columns(left_names)
+        left = left.append_column("_left_row", pa.array(np.arange(left.num_rows, dtype=np.int64)))
+        result = left.join(
+            right,
+            keys=left_keys,
+            right_keys=right_keys,
+            join_type=how,
+            coalesce_keys=False,
+            use_threads=False,
+        )
+        # Arrow's hash join does not keep order: put rows back in left order, matches in right order.
+        result = result.sort_by([("_left_row", "ascending"), ("_right_row", "ascending")])
+        hits = result.column("_right_row").drop_null().to_numpy()
+        matched[hits] = True
+        for piece in result.select(joined_names).to_batches(max_chunksize=run.chunk_size):
+            run.emit("out", _mapped(run, vectors, piece))
+    if join.how in ("right", "full"):
+        unmatched = right.filter(pa.array(~matched)).select(right_names)
+        for piece in unmatched.to_batches(max_chunksize=run.chunk_size):
+            nulls = [pa.nulls(piece.num_rows, left_types[c.name]) for c in left_schema]
+            padded = pa.RecordBatch.from_arrays([*nulls, *piece.columns], names=joined_names)
+            run.emit("out", _mapped(run, vectors, padded))
+
+
+def _right_table(run, names: list[str], limit: int) -> pa.Table:
+    batches, rows = [], 0
+    for batch in run.read("right"):
+        rows += batch.num_rows
+        if rows > limit:
+            raise BadInputError(f"{run.component.id}: right input exceeds max_right_rows={limit}")
+        batches.append(batch.rename_columns(names))
+    schema = pa.schema(
+        [pa.field(n, t) for n, t in zip(names, [arrow_type(c) for c in run.in_schema("right")], strict=True)]
+    )
+    table = pa.Table.from_batches(batches, schema=schema)
+    return table.append_column("_right_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def _join_rows(run) -> None:
     join = run.config.join
     left_schema, right_schema = run.in_schema("left"), run.in_schema("right")
     getters = _mapping_getters(run, join_input_schema(left_schema, right_schema))
@@ -638,6 +758,62 @@ class _Aggregate:
         self.value = None
 
 
+def _partial_aggregates(batch: pa.RecordBatch, group_indices: list[int], specs, schema) -> list[tuple]:
+    """Per group of one batch, Arrow's (count, value) of every aggregate (value: sum, min or max)."""
+    columns = {f"k{n}": batch.column(i) for n, i in enumerate(group_indices)}
+    aggregations = []
+    for n, (function, index, _) in enumerate(specs):
+        if index is None:
+            aggregations.append(([], "count_all"))
+            continue
+        values = batch.column(index)
+        if function in ("sum", "avg") and schema[index].type == "integer":
+            values = pc.cast(
+                values, pa.decimal128(38, 0)
+            )  # an int64 sum may overflow; 38 digits hold 50k rows
+        columns[f"v{n}"] = values
+        aggregations.append((f"v{n}", "count"))
+        if function != "count":
+            aggregations.append((f"v{n}", {"avg": "sum"}.get(function, function)))
+    table = pa.table(columns) if columns else pa.table({"_": pa.nulls(batch.num_rows, pa.bool_())})
+    result = table.group_by([f"k{n}" for n in range(len(group_indices))], use_threads=False).aggregate(
+        aggregations
+    )
+    keys = [result.column(f"k{n}").to_pylist() for n in range(len(group_indices))]
+    parts = []
+    for n, (function, index, _) in enumerate(specs):
+        if index is None:
+            counts = result.column("count_all").to_pylist()
+            parts.append(list(zip(counts, [None] * len(counts), strict=True)))
+            continue
+        counts = result.column(f"v{n}_count").to_pylist()
+        name = f"v{n}_{ {'avg': 'sum'}.get(function, function) }"
+        values = result.column(name).to_pylist() if function != "count" else [None] * len(counts)
+        if function in ("sum", "avg") and schema[index].type == "integer":
+            values = [None if v is None else int(v) for v in values]
+        parts.append(list(zip(counts, values, strict=True)))
+    return [(tuple(k[r] for k in keys), [p[r] for p in parts]) for r in range(result.num_rows)]
+
+
+def _merge_partials(run, groups: dict, partial: list[tuple], specs, key_count: int) -> None:
+    for key, states_in in partial:
+        states = groups.get(key)
+        if states is None:
+            if len(groups) >= run.config.max_groups:
+                raise BadInputError(
+                    f"{run.component.id}: more than max_groups={run.config.max_groups} groups"
+                )
+            states = groups[key] = [_Aggregate() for _ in specs]
+        for state, (count, value), (function, _, _) in zip(states, states_in, specs, strict=True):
+            state.count += count
+            if value is None or function == "count":
+                continue
+            if function in ("sum", "avg"):
+                state.value = value if state.value is None else state.value + value
+            elif state.value is None or (value < state.value if function == "min" else value > state.value):
+                state.value = value
+
+
 def aggregate(run) -> None:
     # Sums of decimal(38, s) columns need more than the default 28 digits; 80 is exact for them.
     with localcontext(Context(prec=80)):
@@ -654,7 +830,15 @@ def _aggregate(run) -> None:
         for k, a in enumerate(config.aggregates)
     ]
     groups: dict[tuple, list[_Aggregate]] = {}
+    schema = run.in_schema()
     for batch in run.read():
+        try:
+            partial = _partial_aggregates(batch, group_indices, specs, schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            partial = None  # e.g. a batch sum beyond 38 digits: the row form adds exactly
+        if partial is not None:
+            _merge_partials(run, groups, partial, specs, len(group_indices))
+            continue
         for row in rows_of(batch):
             key = tuple(row[i] for i in group_indices)
             states = groups.get(key)
@@ -777,6 +961,13 @@ def write_json(run) -> None:
             handle.write("\n]\n")
         handle.flush()
         handle.detach()  # the stream is closed (and the file renamed) by _atomic_output
+
+
+def write_sql(*args, **options) -> None:
+    """``sqlwrite.write_sql``, imported when used: psycopg is ~16 MiB a component without SQL need not hold."""
+    from etlkit.jobs.sqlwrite import write_sql as write
+
+    write(*args, **options)
 
 
 def write_sql_rows(run) -> None:

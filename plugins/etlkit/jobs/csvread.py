@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import bisect
 import csv
-import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import pyarrow as pa
 import pyarrow.csv as pacsv
 
-BLOCK_BYTES = 1 << 22
+from etlkit.jobs.arrowlib import pa
+
+BLOCK_BYTES = 1 << 20
 BOM = b"\xef\xbb\xbf"
 _QUOTED_LINE = re.compile(rb'[^\n]*"[^\n]*\n')
 _BLANK_LINE = re.compile(rb"(?:(?<=\n)|^)\r?\n")
@@ -32,58 +32,56 @@ class BadLine:
 
 
 @dataclass
-class LineGuard(io.RawIOBase):
-    """A binary stream of the CSV without its blank and unbalanced-quote lines (see module doc)."""
+class LineGuard:
+    """Line-aligned blocks of the CSV without its blank and unbalanced-quote lines (see module doc)."""
 
     source: object  # a pyarrow input stream (decompressed already)
     removed: list[int] = field(default_factory=list)  # physical line numbers taken out, ascending
     bad: list[BadLine] = field(default_factory=list)  # not yet reported
     lines: int = 0  # physical lines passed through or removed so far
+    kept: int = 0  # lines passed through so far (the header included)
     _pending: bytes = b""
-    _out: memoryview = memoryview(b"")
-    _eof: bool = False
     _started: bool = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._out and not self._eof:
-            self._fill()
-        size = min(len(buffer), len(self._out))
-        buffer[:size] = self._out[:size]
-        self._out = self._out[size:]
-        return size
-
-    def header_line(self) -> bytes | None:
-        """The first line (without its line end), taken out of the stream; None for an empty file."""
-        while b"\n" not in bytes(self._out) and not self._eof:
-            self._fill()
-        data = bytes(self._out)
-        if not data:
-            return None
-        end = data.find(b"\n")
-        line, rest = (data, b"") if end < 0 else (data[:end], data[end + 1 :])
-        self._out = memoryview(rest)
-        return line.rstrip(b"\r")
-
-    def _fill(self) -> None:
+    def _read(self) -> bytes:
         chunk = self.source.read(BLOCK_BYTES)
         if not self._started:
             self._started = True
             chunk = chunk.removeprefix(BOM)
-        if not chunk:
-            self._eof = True
-            data, self._pending = self._pending, b""
-            if data and not data.endswith(b"\n"):
-                data += b"\n"
-        else:
-            data = self._pending + chunk
-            cut = data.rfind(b"\n") + 1
-            data, self._pending = data[:cut], data[cut:]
-        if data:
-            cleaned = self._clean(data)
-            self._out = memoryview(bytes(self._out) + cleaned if self._out else cleaned)
+        return chunk
+
+    def header_line(self) -> bytes | None:
+        """The first line (without its line end), taken out of the stream; None for an empty file."""
+        while b"\n" not in self._pending:
+            chunk = self._read()
+            if not chunk:
+                break
+            self._pending += chunk
+        if not self._pending:
+            return None
+        line, _, self._pending = self._pending.partition(b"\n")
+        self.lines, self.kept = 1, 1
+        return line.rstrip(b"\r")
+
+    def blocks(self) -> Iterator[bytes]:
+        """Cleaned blocks ending at a line end; ``kept`` counts the lines before the block yielded."""
+        while True:
+            chunk = self._read()
+            if not chunk:
+                data, self._pending = self._pending, b""
+                if data and not data.endswith(b"\n"):
+                    data += b"\n"
+            else:
+                data = self._pending + chunk
+                cut = data.rfind(b"\n") + 1
+                data, self._pending = data[:cut], data[cut:]
+            if data:
+                block = self._clean(data)
+                if block:
+                    yield block
+                    self.kept += block.count(b"\n")
+            if not chunk:
+                return
 
     def _clean(self, block: bytes) -> bytes:
         spans = [(m.start(), m.end(), "blank line") for m in _BLANK_LINE.finditer(block)]
@@ -118,42 +116,42 @@ class LineGuard(io.RawIOBase):
 
 @dataclass
 class InvalidRows:
-    """Rows the parser refused (wrong field count), collected by the handler during a read."""
+    """Rows the parser refused (wrong field count), collected by the handler while a block is parsed."""
 
+    guard: LineGuard
     width: int
     keep_extra: bool  # no header and extra_columns=ignore: a longer row keeps its first fields
     delimiter: str
-    problems: list[tuple[int, str]] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (physical line, reason)
     kept: list[list[str]] = field(default_factory=list)
 
     def __call__(self, row) -> str:
         if self.keep_extra and row.actual_columns > self.width:
             self.kept.append(next(csv.reader([row.text], delimiter=self.delimiter))[: self.width])
         else:
-            self.problems.append((row.number, f"expected {self.width} fields, got {row.actual_columns}"))
+            line = self.guard.physical_line(self.guard.kept + row.number)
+            self.problems.append((line, f"expected {self.width} fields, got {row.actual_columns}"))
         return "skip"
 
 
-def open_batches(
-    guard: LineGuard,
-    names: list[str],
-    handler: InvalidRows,
-    delimiter: str,
-    null_values: list[str],
-    block_size: int,
+def guarded_batches(
+    guard: LineGuard, names: list[str], handler: InvalidRows, delimiter: str, null_values: list[str]
 ) -> Iterator[pa.RecordBatch]:
-    """Batches of all-string columns named ``names`` from the guarded stream (header already taken)."""
-    reader = pacsv.open_csv(
-        guard,
-        read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=block_size),
-        parse_options=pacsv.ParseOptions(
-            delimiter=delimiter, invalid_row_handler=handler, newlines_in_values=False
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names},
-            null_values=null_values,
-            strings_can_be_null=bool(null_values),
-            quoted_strings_can_be_null=bool(null_values),
-        ),
+    """Batches of all-string columns named ``names`` (header already taken), one parse per block.
+
+    Each block is parsed on its own and synchronously: pyarrow's streaming reader reads ahead and
+    holds several times more memory for no gain in speed here.
+    """
+    parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=handler, newlines_in_values=False)
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in names},
+        null_values=null_values,
+        strings_can_be_null=bool(null_values),
+        quoted_strings_can_be_null=bool(null_values),
     )
-    yield from reader
+    for block in guard.blocks():
+        read = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=len(block) + 1)
+        table = pacsv.read_csv(
+            pa.BufferReader(block), read_options=read, parse_options=parse, convert_options=convert
+        )
+        yield from table.to_batches()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import re
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from etlkit.jobs.arrowlib import pa, pc
 from etlkit.jobs.columns import arrow_array
 from etlkit.jobs.conversion import canonical_text
 

@@ -709,8 +709,6 @@ class _VectorCompiler:
                 return pc.divide(_as_float(lf(batch)), divisor)
 
             return VectorCompiled(divide, "float")
-        if checked.type == "decimal" and op == "*":
-            raise NotVectorized("decimal product (Arrow widens the precision)")
         function = {"+": pc.add_checked, "-": pc.subtract_checked, "*": pc.multiply_checked}[op]
         return VectorCompiled(lambda batch: function(lf(batch), rf(batch)), checked.type)
 
@@ -828,12 +826,10 @@ def compile_vector(text: str, schema: Mapping[str, Column]) -> VectorCompiled:
     same result evaluates the row form over the batch's values instead.
     """
 
+    import pyarrow as pa
+
     node = parse(text)
     row_form = _Compiler(schema).compile(node)
-    try:
-        return _VectorCompiler(schema).compile(node)
-    except NotVectorized:
-        pass
     evaluate, arrow_type = row_form.evaluate, _arrow_literal_type(row_form.type)
 
     def by_rows(batch):
@@ -841,7 +837,18 @@ def compile_vector(text: str, schema: Mapping[str, Column]) -> VectorCompiled:
         values = [evaluate(row) for row in zip(*columns, strict=True)] if columns else []
         return arrow_array(values, arrow_type) if arrow_type is not None else arrow_array(values)
 
-    return VectorCompiled(by_rows, row_form.type)
+    try:
+        vector = _VectorCompiler(schema).compile(node)
+    except NotVectorized:
+        return VectorCompiled(by_rows, row_form.type)
+
+    def by_kernels(batch):
+        try:
+            return vector.evaluate(batch)
+        except pa.ArrowInvalid:  # overflow, or a decimal product beyond 38 digits: Python's numbers
+            return by_rows(batch)
+
+    return VectorCompiled(by_kernels, row_form.type)
 
 
 def compile_vector_condition(text: str, schema: Mapping[str, Column]) -> Vector:

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from etlkit.common.errors import BadInputError
+from etlkit.jobs.arrowlib import pa
 from etlkit.jobs.columns import Schema, arrow_schema
 from etlkit.jobs.components import RUNNERS
 from etlkit.jobs.metrics import ComponentMetrics
-from etlkit.jobs.sqlwrite import append_ledger_key
 from etlkit.jobs.staging import (
     PortWriter,
     StagedOutputMissing,
@@ -60,6 +58,8 @@ class RuntimeIO:
     run_key: str | None = None
 
     def append_key(self, component_id: str, table: str) -> str:
+        from etlkit.jobs.sqlwrite import append_ledger_key  # psycopg only in the tasks that write SQL
+
         return append_ledger_key(self.run_key or str(self.run_dir), component_id, table)
 
     def staging_failure(self, error: StagingError) -> BadInputError:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-import pyarrow as pa
 from psycopg import errors, sql
 
 from etlkit.common.errors import BadInputError
 from etlkit.common.sql import load_sql
+from etlkit.jobs.arrowlib import pa
 from etlkit.jobs.csvtext import csv_bytes
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from etlkit.jobs.arrowlib import pa, pc
 from etlkit.jobs.columns import Column, arrow_array, arrow_type
 from etlkit.jobs.conversion import ConversionFailed, converter
 

@@ -499,3 +499,21 @@ def test_join_and_aggregation_on_arrow_give_the_rows_python_gives(tmp_path):
         row += [max(values, default=None), mean]
         expected.append(",".join("" if v is None else str(v) for v in row))
     assert lines[1:] == expected
+
+
+def test_a_job_stages_through_an_object_storage_path(tmp_path):
+    from etlkit.jobs.staging import run_directory, staging_path
+
+    write_rows(tmp_path, 30)
+    spec = filter_job(chunk_size=7)
+    validated = validate_job_text(json.dumps(spec), tmp_path / "staged.json")
+    run_dir = run_directory(f"file://{tmp_path}/objects", "staged", "manual__2025-03-02T00:00:00+00:00")
+    assert type(run_dir).__name__ == "ObjectStoragePath" and str(run_dir).startswith("file://")
+    assert staging_path(str(run_dir)) == run_dir
+    io_ = make_io(tmp_path)
+    io_.run_dir = run_dir
+    results = run_job(validated, io_)
+    assert results["keep"].rows_out == {"pass": 30}
+    assert len((tmp_path / "data" / "out.csv").read_text().splitlines()) == 31
+    port = Path(str(run_dir).removeprefix("file://")) / "keep" / "pass"
+    assert json.loads((port / MANIFEST_FILE).read_text())["rows"] == 30

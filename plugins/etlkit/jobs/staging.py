@@ -63,12 +63,10 @@ def safe_run_id(run_id: str) -> str:
 
 
 def staging_path(root: str | Path, conn_id: str | None = None):
-    """A local ``Path`` for a plain or ``file://`` root; an ``ObjectStoragePath`` for any other URI."""
+    """A local ``Path`` for a plain path; an ``ObjectStoragePath`` for a URI (``file://``, ``s3://`` …)."""
     text = str(root)
     if "://" not in text:
         return Path(text)
-    if text.startswith("file://"):
-        return Path(text.removeprefix("file://"))
     from airflow.sdk import ObjectStoragePath
 
     return ObjectStoragePath(text, conn_id=conn_id) if conn_id else ObjectStoragePath(text)

@@ -517,3 +517,11 @@ def test_a_job_stages_through_an_object_storage_path(tmp_path):
     assert len((tmp_path / "data" / "out.csv").read_text().splitlines()) == 31
     port = Path(str(run_dir).removeprefix("file://")) / "keep" / "pass"
     assert json.loads((port / MANIFEST_FILE).read_text())["rows"] == 30
+
+
+def test_text_that_is_not_utf8_fails_without_retries_naming_the_file(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.csv").write_bytes(b"id,name\n1,caf\xe9\n")
+    spec = job("latin1", csv_reader("in.csv", ["id", "name"], ["out"]), csv_writer("out", "out.csv"))
+    with pytest.raises(BadInputError, match=r"in\.csv: unreadable CSV: .*UTF8"):
+        run(tmp_path, spec)

@@ -151,8 +151,13 @@ def read_csv(run) -> None:
     for path in _input_files(run, run.io.resolve_path(config.path, config.conn)):
         with pa.input_stream(str(path), compression="detect") as source:
             guard = LineGuard(source)
-            for batch in _csv_file_batches(run, path, guard):
-                run.emit("out", pa.RecordBatch.from_arrays(batch.columns, schema=out_schema))
+            try:
+                for batch in _csv_file_batches(run, path, guard):
+                    run.emit("out", pa.RecordBatch.from_arrays(batch.columns, schema=out_schema))
+            except UnicodeDecodeError:
+                raise BadInputError(f"{path}: the header is not UTF-8 text") from None
+            except pa.ArrowInvalid as error:  # e.g. invalid UTF-8; Arrow's message quotes no field values
+                raise BadInputError(f"{path}: unreadable CSV: {error}") from None
 
 
 def _csv_file_batches(run, path: Path, guard: LineGuard) -> Iterator[pa.RecordBatch]:

@@ -52,8 +52,11 @@ with DAG(
         postgres_conn_id=WAREHOUSE_CONN_ID,
     )
     # Extract and load in one task: its staging is worker-local and gone when the task ends.
+    # One day at a time across ALL runs: Airflow counts a backfill's runs apart from the DAG's
+    # max_active_runs (the backfill has its own, 10 by default), the scheduler enforces this one.
     sync_sessions = EnderTuringSyncSessionsOperator(
         task_id="sync_sessions",
+        max_active_tis_per_dag=1,
         enderturing_conn_id=ENDERTURING_CONN_ID,
         postgres_conn_id=WAREHOUSE_CONN_ID,
         changed_categories=refresh_dictionaries.output["changed_category_ids"],

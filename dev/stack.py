@@ -67,6 +67,9 @@ SIERRA_ITEMS = 1200
 SIERRA_BATCH_SIZE = 500
 ENDERTURING_DAYS = (date(2024, 6, 24), date(2024, 6, 25), date(2024, 6, 26))
 ENDERTURING_SESSIONS_PER_DAY = 60
+# Days only the backfill tests load (tests/stack/test_schedules_and_backfills.py), so that no other
+# test's day is in their way.
+ENDERTURING_BACKFILL_DAYS = tuple(date(2024, 5, day) for day in range(13, 17))
 MOVIES_FILMS = 300
 JOBS_DAY = date(2025, 3, 2)
 # Transient faults retry after seconds, not the production minutes (the policy's ceiling stays the DAG's).
@@ -138,7 +141,9 @@ class DemoSystems:
         self.signum = SignumServer(BackendState(batch_size=SIERRA_BATCH_SIZE, keys={self.signum_key: "etl"}))
         self.signum.start()
         self.enderturing = FakeEnderTuring(
-            generate_dataset(list(ENDERTURING_DAYS), ENDERTURING_SESSIONS_PER_DAY, seed=7)
+            generate_dataset(
+                [*ENDERTURING_DAYS, *ENDERTURING_BACKFILL_DAYS], ENDERTURING_SESSIONS_PER_DAY, seed=7
+            )
         )
         self.enderturing_server = start_server(self.enderturing)
         with psycopg.connect(pgdb.dsn(layout.database("movies")), autocommit=True) as conn:
@@ -258,6 +263,8 @@ class Stack:
     system_env: dict[str, str]
     extra_env: dict[str, str] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
+    # Per component, applied at its next (re)start: e.g. a schedule only the dag-processor reads.
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     near_cron: bool = False
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -321,7 +328,7 @@ class Stack:
                     **self.worker_env,
                 }
             )
-        return env
+        return {**env, **self.service_env.get(component, {})}
 
     # ---- processes ------------------------------------------------------------------------------
 

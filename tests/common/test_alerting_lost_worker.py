@@ -111,6 +111,10 @@ def test_a_lost_try_is_alerted_once_with_the_context_it_kept_last(monkeypatch, c
     assert (alert["event"], alert["try_number"]) == ("task_up_for_retry", 1)
     assert store == {}  # the lost try's removed by the second callback, the retry's by its end
 
+    with caplog.at_level(logging.INFO, logger="etlkit.alerts"):
+        log_task_failure(lost_try(3, 2))  # a try that kept nothing: alerted, and nothing is left behind
+    assert alerts_in(caplog)[-1]["event"] == "task_failed" and store == {}
+
 
 def test_a_task_body_outside_airflow_publishes_nothing_and_fails_nothing():
     from etlkit.common.alerting import alert_context

@@ -140,7 +140,9 @@ def _claim_lost_try(ti: Any) -> tuple[dict[str, Any], bool]:
 
     Airflow 3.3 calls back twice for one lost try (the heartbeat purge, then the executor's event),
     in the dag-processor: the first alerts and marks the kept Variable, the second finds the mark,
-    removes the Variable and stays silent.
+    removes the Variable and stays silent. A try that kept nothing leaves nothing to mark: each of
+    its callbacks alerts (a try failed by the executor alone, e.g. while the broker was down, gets
+    one callback, so a mark made for it would never be removed).
     """
     if not _variables_reachable():
         return current_alert_context(), True
@@ -150,13 +152,13 @@ def _claim_lost_try(ti: Any) -> tuple[dict[str, Any], bool]:
         key = context_variable(ti)
         raw = Variable.get(key, default=None)
         kept = json.loads(raw) if raw else {}
+        if not kept:  # the try kept nothing (or a callback without a second one, e.g. broker down)
+            return current_alert_context(), True
         if kept.get("alerted"):
             Variable.delete(key)
             return dict(kept.get("context") or {}), False
-        context = dict(kept.get("context") or {}) or current_alert_context()
-        mark = {"try_number": ti.try_number, "context": context, "alerted": True}
-        Variable.set(key, json.dumps(mark, default=str), description=_KEPT_DESCRIPTION)
-        return context, True
+        Variable.set(key, json.dumps({**kept, "alerted": True}, default=str), description=_KEPT_DESCRIPTION)
+        return dict(kept.get("context") or {}), True
     except Exception:  # no Variable access: the alert still goes out
         log.debug("could not read the lost try's alert context", exc_info=True)
         return current_alert_context(), True

@@ -44,6 +44,9 @@ with DAG(
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # Each run takes what the source holds now, whatever its interval: a backfill would only start
+    # that same run again for every day at once. So backfills are refused (REST 400, the CLI fails).
+    allowed_run_types=["scheduled", "manual", "operator_triggered"],
     tags=["sierra", "signum"],
     doc_md=DOC,
     default_args=pipeline_default_args("sierra"),

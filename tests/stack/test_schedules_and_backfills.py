@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from dev import pgdb
@@ -304,6 +305,20 @@ def test_backfills_via_rest_and_cli_load_exactly_their_days_one_at_a_time_and_a_
         + "".join(f"sync_sessions of {name}: {start}..{end}\n" for name, start, end in sync_spans)
         + f"airflow backfill create (CLI) took {cli_s:.0f} s\n"
     )
+
+
+@pytest.mark.parametrize("dag_id", [VISITS_DAG, "sierra_signum_item_sync"])
+def test_dags_whose_runs_take_what_the_source_holds_now_refuse_backfills(stack, dag_id):
+    """Item 8: a backfill of visits or Sierra would start the same run for every day at once."""
+    assert dag_details(stack, dag_id)["is_backfillable"] is False  # the UI offers no backfill
+    with stack.api() as api:
+        response = api.post(
+            "/backfills",
+            json={"dag_id": dag_id, "from_date": "2026-11-01T00:00:00Z", "to_date": "2026-11-03T00:00:00Z"},
+        )
+    assert response.status_code == 400, response.text
+    assert "does not allow backfill runs" in response.json()["detail"]
+    assert not [r for r in all_runs(stack, dag_id) if r["run_type"] == "backfill"]
 
 
 def wait_until_running(stack, dag_id: str, run_id: str, task_id: str, timeout_s: float = 300) -> None:

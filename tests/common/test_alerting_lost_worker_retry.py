@@ -61,10 +61,36 @@ def test_the_plugin_sets_the_override_the_scheduler_reads(scheduler_task, airflo
     ti = TaskInstance(scheduler_task, run_id="manual__lost", dag_version_id=None)
     ti.try_number, ti.state = 1, TaskInstanceState.UP_FOR_RETRY
     ti.end_date = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-    # As TaskInstance.fetch_handle_failure_context calls it after setting the state, before saving.
+    # As TaskInstance.fetch_handle_failure_context calls it after setting the state, before saving,
+    # with the scheduler's message (the try was running: its worker was lost).
     get_listener_manager().hook.on_task_instance_failed(
-        previous_state=TaskInstanceState.RUNNING, task_instance=ti, error="heartbeat timeout"
+        previous_state=TaskInstanceState.RUNNING, task_instance=ti, error=executor_message("running")
     )
     assert ti.retry_delay_override == 5
     assert ti.next_retry_datetime() == ti.end_date + timedelta(seconds=5)
     assert "etl_retry_policy" in ti.retry_reason
+
+
+def test_a_try_failed_while_queued_keeps_airflow_s_delay(scheduler_task, airflow_var):
+    """Never on a worker (the broker was down): not a lost try, and the policy's seconds would burn
+    every retry during an outage."""
+    from airflow.listeners.listener import get_listener_manager
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.state import TaskInstanceState
+
+    airflow_var("etl_retry_policy", {"retry_delay_s": 5, "max_retry_delay_s": 20})
+    ti = TaskInstance(scheduler_task, run_id="manual__queued", dag_version_id=None)
+    ti.try_number, ti.state = 1, TaskInstanceState.UP_FOR_RETRY
+    get_listener_manager().hook.on_task_instance_failed(
+        previous_state=TaskInstanceState.RUNNING, task_instance=ti, error=executor_message("queued")
+    )
+    assert ti.retry_delay_override is None
+
+
+def executor_message(state: str) -> str:
+    """The scheduler's message for a try the executor reported failed (3.3.2's wording)."""
+    return (
+        "Executor CeleryExecutor(parallelism=32) reported that the task instance <TaskInstance: "
+        f"{VISITS_DAG}.{LOAD_TASK} manual__lost [{state}]> finished with state failed, but the task "
+        f"instance's state attribute is {state}. Learn more: https://airflow.apache.org/docs/"
+    )

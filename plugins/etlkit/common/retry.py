@@ -663,6 +663,14 @@ def closed_try_retry(task_instance: Any, overrides: dict[str, Any]) -> tuple[flo
     return delay, reason
 
 
+# The scheduler's message for a try the executor reports failed (a lost worker's included, after the
+# heartbeat purge) names the state the try was in: "... but the task instance's state attribute is
+# running" (airflow/jobs/scheduler_job_runner.py, _process_executor_events, 3.3.2).
+_RAN_ON_A_WORKER = re.compile(
+    r"state attribute is (TaskInstanceState\.)?(running|restarting)\b", re.IGNORECASE
+)
+
+
 class ClosedTryRetryListener:
     """Airflow listener (see ``plugins/etlkit_retry_plugin.py``): the scheduler's side of the policy."""
 
@@ -671,6 +679,10 @@ class ClosedTryRetryListener:
         from airflow.models.taskinstance import TaskInstance
 
         if not isinstance(task_instance, TaskInstance):  # a worker's own failure: its policy decided
+            return
+        if not _RAN_ON_A_WORKER.search(str(error or "")):
+            # Failed while queued (never reached a worker, e.g. the broker was down): not a lost try;
+            # Airflow's delay applies, as the policy's 5 s on the stack burnt 5 tries in a 30 s outage.
             return
         try:
             decision = closed_try_retry(task_instance, _read_overrides_on_server())

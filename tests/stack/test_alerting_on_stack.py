@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from dev.stack import ENDERTURING_DAYS, WORKERS
-from tests.stack.test_faults import unpause_when_parsed, wait_for_no_active_run
+from tests.stack.test_faults import wait_for_settled_dag
 
 ET_DAG = "enderturing_to_warehouse"
 FAILING_TASK = "refresh_dictionaries"
@@ -65,8 +65,7 @@ def message_of(event: dict) -> str:
 
 def test_a_failing_task_reaches_sentry_with_its_coordinates_and_no_secret(stack, stack_output: Path):
     server, fake = stack.systems.sentry, stack.systems.enderturing
-    unpause_when_parsed(stack, ET_DAG)
-    wait_for_no_active_run(stack, ET_DAG)
+    wait_for_settled_dag(stack, ET_DAG)  # so that only the run below meets the refused tokens
     day = ENDERTURING_DAYS[-1] + timedelta(days=30)  # a day no other test loads; nothing loads anyway
     fake.reject_all_tokens = True
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from collections import Counter, defaultdict
@@ -73,8 +74,7 @@ def wait_for_no_active_run(stack, dag_id: str, timeout_s: float = 300) -> None:
 def test_a_worker_killed_during_the_enderturing_load_is_retried_on_the_other(stack, stack_output: Path):
     day = ENDERTURING_DAYS[0]
     expected = sum(1 for s in stack.systems.enderturing.dataset.sessions if s["start_dt"][:10] == str(day))
-    stack.unpause(ET_DAG)
-    wait_for_no_active_run(stack, ET_DAG)
+    wait_for_settled_dag(stack, ET_DAG)
     # Slow summary calls keep sync_sessions busy long enough to lose its worker in the middle.
     stack.systems.enderturing.add_fault(r"/summary$", 120, action="delay", delay_s=1.0)
     run_id = stack.trigger(ET_DAG, {"run_resync": False}, f"{day + timedelta(days=1)}T03:00:00Z")
@@ -108,8 +108,7 @@ def test_a_worker_killed_during_the_enderturing_load_is_retried_on_the_other(sta
 def test_runs_resume_when_redis_returns_after_30_s(stack):
     """The broker down for 30 s: a run triggered meanwhile waits, then completes once Redis is back."""
     dag_id = "movies_postgres_to_elasticsearch"
-    stack.unpause(dag_id)
-    wait_for_no_active_run(stack, dag_id)
+    wait_for_settled_dag(stack, dag_id)
     stack.stack.stop_service("redis")
     try:
         run_id = stack.trigger(dag_id, {})
@@ -129,8 +128,7 @@ def test_a_run_completes_when_the_scheduler_is_killed_and_started_again(stack, s
     """The scheduler SIGKILLed (no graceful shutdown) while a task of the run is running, then started
     again: the running task reports to the API server meanwhile, and the new scheduler finishes the run."""
     dag_id = "movies_postgres_to_elasticsearch"
-    unpause_when_parsed(stack, dag_id)
-    wait_for_no_active_run(stack, dag_id)
+    wait_for_settled_dag(stack, dag_id)
     run_id = stack.trigger(dag_id, {})
     deadline = time.monotonic() + 300
     while not any(ti["state"] == "running" for ti in stack.task_instances(dag_id, run_id)):
@@ -267,14 +265,18 @@ def wait_for_lock_wait_on_visitor(dsn: str, run_id: str, stack, timeout_s: float
             time.sleep(0.5)
 
 
-def kept_alert_contexts(stack) -> dict[str, dict]:
-    """The alert contexts running tries keep as Variables (etlkit.common.alerting), via REST."""
+def kept_alert_contexts(stack, dag_id: str, run_id: str) -> dict[str, dict]:
+    """The alert contexts the run's tries keep as Variables (etlkit.common.alerting), via REST."""
+    prefix, run = f"etlkit_alert_context.{dag_id}.", re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
     with stack.api() as api:
-        response = api.get(
-            "/variables", params={"variable_key_pattern": "etlkit_alert_context", "limit": 100}
-        )
+        response = api.get("/variables", params={"variable_key_pattern": prefix, "limit": 100})
         response.raise_for_status()
-        return {v["key"]: json.loads(v["value"]) for v in response.json()["variables"]}
+        variables = response.json()["variables"]
+    return {
+        v["key"]: json.loads(v["value"])
+        for v in variables
+        if v["key"].startswith(prefix) and v["key"].endswith(run)
+    }
 
 
 def wait_for_lost_try_alert(stack, run_id: str, timeout_s: float = 180) -> tuple[list[dict], dict]:
@@ -287,7 +289,7 @@ def wait_for_lost_try_alert(stack, run_id: str, timeout_s: float = 180) -> tuple
             for a in etl_alerts([stack.layout.logs, stack.layout.home / "logs"], run_id)
             if a["task_id"] == "process_files" and a["error_type"] == "WorkerLost"
         ]
-        kept = kept_alert_contexts(stack)
+        kept = kept_alert_contexts(stack, VISITS_DAG, run_id)
         if (alerts and not kept) or time.monotonic() > deadline:
             return alerts, kept
         time.sleep(2)
@@ -346,7 +348,7 @@ def test_a_worker_lost_during_a_visits_load_is_retried_under_the_policy_and_load
         )
         wait_for_lock_wait_on_visitor(dsn, run_id, stack)
         running = wait_until_running(stack, VISITS_DAG, run_id, "process_files")
-        kept_while_loading = kept_alert_contexts(stack)
+        kept_while_loading = kept_alert_contexts(stack, VISITS_DAG, run_id)
         with psycopg.connect(dsn) as conn:
             committed = [
                 r[0]

@@ -8,6 +8,7 @@ import pendulum
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
+from etlkit.common.assets import ENDERTURING_WAREHOUSE
 from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.operators.enderturing import (
     EnderTuringCategoryWatermarkOperator,
@@ -61,6 +62,7 @@ with DAG(
         postgres_conn_id=WAREHOUSE_CONN_ID,
         changed_categories=refresh_dictionaries.output["changed_category_ids"],
         et_timezone=ET_CLOCK_TIMEZONE,
+        outlets=[ENDERTURING_WAREHOUSE],
     )
     advance_category_watermark = EnderTuringCategoryWatermarkOperator(
         task_id="advance_category_watermark",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Asset, Param
+from airflow.sdk import DAG, Param
 
+from etlkit.common.assets import MOVIES_INDEX
 from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.movies.settings import default_settings
 from etlkit.operators.movies import (
@@ -76,7 +77,7 @@ alias in one `_aliases` request. See docs/movies.md.
     plan = MoviesPlanOperator(task_id="plan")
     sync = MoviesSyncOperator(task_id="sync", execution_timeout=timedelta(minutes=120))
     publish = MoviesPublishOperator(task_id="publish")
-    commit_state = MoviesCommitStateOperator(task_id="commit_state", outlets=[Asset("movies")])
+    commit_state = MoviesCommitStateOperator(task_id="commit_state", outlets=[MOVIES_INDEX])
     reconcile = MoviesReconcileOperator(task_id="reconcile", execution_timeout=timedelta(minutes=120))
 
     plan >> sync >> publish >> commit_state >> reconcile

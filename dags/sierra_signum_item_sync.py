@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
+from etlkit.common.assets import SIGNUM_ITEMS
 from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.operators.sierra import SierraSignumSyncOperator
 from etlkit.sierra.budget import check_execution_timeout, settings_from_environment
@@ -70,4 +71,5 @@ with DAG(
         pool=SIERRA_POOL,
         # Transient faults are retried inside the task, per operation; the next tick is the outer retry.
         retries=0,
+        outlets=[SIGNUM_ITEMS],
     )

@@ -64,4 +64,43 @@ def datasets(event: dict, side: str) -> dict[str, dict]:
     return {f"{d['namespace']}/{d['name']}": d for d in event.get(side) or []}
 
 
+from tests.enderturing.conftest import et_airflow, et_database, fake_et, warehouse  # noqa: E402,F401
+from tests.jobs.conftest import jobs_db, jobs_dsn, jobs_env  # noqa: E402,F401
+from tests.movies.conftest import (  # noqa: E402,F401
+    clean_state,
+    es_factory,
+    es_server,
+    generated_source,
+    movies_connections,
+    source_conn,
+    source_db,
+)
+from tests.sierra.conftest import backend, backend_server, sierra, sierra_dbname, sync_env  # noqa: E402,F401
 from tests.visits.conftest import visits, visits_sandbox  # noqa: E402,F401  (the visits fixtures)
+
+
+def asset_extras(dag_run) -> dict[str, dict]:
+    """``{asset uri: extra}`` of the asset events this run emitted."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetModel.uri, AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_dag_id == dag_run.dag_id, AssetEvent.source_run_id == dag_run.run_id)
+        ).all()
+    return {uri: extra for uri, extra in rows}
+
+
+def row_counts(event: dict) -> dict[str, int | None]:
+    """``{namespace/name: rowCount}`` of an event's outputs."""
+    return {
+        key: (d.get("outputFacets") or {}).get("outputStatistics", {}).get("rowCount")
+        for key, d in datasets(event, "outputs").items()
+    }
+
+
+def schema_names(dataset: dict) -> list[str]:
+    return [f["name"] for f in dataset["facets"]["schema"]["fields"]]

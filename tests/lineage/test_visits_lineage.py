@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dev.pgdb import PG_HOST, PG_PORT
 from dev.visits_data import write_report
 from tests.conftest import task_states
 from tests.lineage.conftest import completed_tasks, datasets
@@ -33,7 +34,7 @@ def test_visits_run_reports_files_in_and_tables_out(visits, lineage_events, sshd
     report = next(iter(datasets(event, "inputs").values()))
     assert [f["name"] for f in report["facets"]["schema"]["fields"]][:2] == ["email", "column 2"]
     outputs = datasets(event, "outputs")
-    prefix = f"postgres://127.0.0.1:5432/{pg_database}.{visits.schema}"
+    prefix = f"postgres://{PG_HOST}:{PG_PORT}/{pg_database}.{visits.schema}"
     assert sorted(outputs) == [f"{prefix}.errors", f"{prefix}.statistics", f"{prefix}.visitor"]
     rows = {
         name.rsplit(".", 1)[1]: d["outputFacets"].get("outputStatistics", {}).get("rowCount")

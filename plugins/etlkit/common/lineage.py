@@ -17,6 +17,7 @@ Namespaces and names follow the OpenLineage naming conventions:
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -76,6 +77,8 @@ class Endpoint:
 def resolve_endpoint(kind: str, conn_id: str) -> Endpoint:
     from airflow.sdk import BaseHook
 
+    if kind == FILE:
+        return Endpoint(FILE)
     connection = BaseHook.get_connection(conn_id)
     host = connection.host or "localhost"
     if kind == HTTP:
@@ -209,3 +212,99 @@ def visits_lineage(config: Any, outcomes: list[dict[str, Any]]) -> LineageNote:
         table(config.table_visitor, None),
     ]
     return LineageNote(inputs, outputs)
+
+
+SIERRA_TABLES = (
+    "item_record",
+    "item_record_property",
+    "record_metadata",
+    "bib_record_item_record_link",
+    "bib_record_property",
+    "subfield",
+    "itype_property_myuser",
+    "material_property_myuser",
+)
+
+
+def sierra_lineage(settings: Any, summary: dict[str, Any]) -> LineageNote:
+    """``sierra_view`` → the Signum backend's ``/sync`` (gzip TSV of the protocol's columns)."""
+    from etlkit.sierra.protocol import COLUMNS
+
+    inputs = [DatasetRef(POSTGRES, settings.sierra_conn_id, f"sierra_view.{t}") for t in SIERRA_TABLES]
+    output = DatasetRef(
+        HTTP, settings.backend_conn_id, "/sync", summary.get("rows"), tuple((c, "text") for c in COLUMNS)
+    )
+    return LineageNote(inputs, [output])
+
+
+DICTIONARY_PATHS = ["/agents", "/categories", "/agent-groups", "/labels", "/scorecards", "/tags", "/users"]
+SESSION_PATHS = ["/sessions", "/sessions/{id}/{detail}"]
+
+
+def enderturing_lineage(
+    enderturing_conn_id: str, postgres_conn_id: str, schema: str, paths: list[str], tables: dict[str, dict]
+) -> LineageNote:
+    """The Ender Turing API's endpoints → the warehouse tables (rows inserted or updated)."""
+    inputs = [DatasetRef(HTTP, enderturing_conn_id, path) for path in paths]
+    outputs = [
+        DatasetRef(POSTGRES, postgres_conn_id, f"{schema}.{table}", counts["inserted"] + counts["updated"])
+        for table, counts in tables.items()
+    ]
+    return LineageNote(inputs, outputs)
+
+
+def movies_lineage(pg_conn_id: str, es_conn_id: str, pg_schema: str, index: str, rows: int) -> LineageNote:
+    """The ``content`` schema's film works, genres and people → the ``movies`` index (alias)."""
+    from etlkit.movies import queries
+
+    inputs = [DatasetRef(POSTGRES, pg_conn_id, f"{pg_schema}.{t}") for t in queries.SOURCE_TABLES]
+    return LineageNote(inputs, [DatasetRef(ELASTICSEARCH, es_conn_id, index, rows, movies_fields())])
+
+
+def movies_fields() -> tuple[tuple[str, str], ...]:
+    import json
+    from pathlib import Path
+
+    import etlkit.movies
+
+    body = json.loads((Path(etlkit.movies.__file__).parent / "index_body.json").read_text())
+    properties = body.get("mappings", {}).get("properties", {})
+    return tuple((name, spec.get("type", "object")) for name, spec in properties.items())
+
+
+FILE = "file"
+
+
+def job_component_lineage(
+    component: Any, run_context: dict[str, Any], path: str | None, summary: dict
+) -> LineageNote:
+    """A declarative job's component: a reader's source is an input, a writer's sink an output.
+
+    Files are ``file`` datasets (namespace ``file``, the absolute path), tables PostgreSQL ones;
+    a reader's query is parsed for the tables it reads (openlineage-sql).
+    """
+    config = component.config
+    conn_id = run_context["connections"].get(getattr(config, "conn", None) or "", "")
+    columns = getattr(config, "columns", None) or []  # a writer's columns are plain names
+    fields = tuple((c.name, getattr(c, "type", None) or "string") for c in columns if hasattr(c, "name"))
+    kind = component.type
+    if kind in ("read_csv", "read_json"):
+        return LineageNote([DatasetRef(FILE, "", path or config.path, None, fields)], [])
+    if kind == "read_sql":
+        return LineageNote([DatasetRef(POSTGRES, conn_id, t) for t in sql_tables(config)], [])
+    written = summary.get("rows_out", {}).get("target")
+    if kind in ("write_csv", "write_json"):
+        return LineageNote([], [DatasetRef(FILE, "", path or config.path, written)])
+    if kind == "write_sql":
+        return LineageNote([], [DatasetRef(POSTGRES, conn_id, config.table, written)])
+    return LineageNote()
+
+
+def sql_tables(config: Any) -> list[str]:
+    if config.table:
+        return [config.table]
+    import openlineage_sql
+
+    # The parser does not read psycopg placeholders: a literal stands in for each.
+    parsed = openlineage_sql.parse([re.sub(r"%\(\w+\)s|%s", "NULL", config.query)])
+    return [t.qualified_name for t in parsed.in_tables if "." in t.qualified_name]

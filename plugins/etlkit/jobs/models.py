@@ -538,6 +538,15 @@ class Job(Strict):
             "whatever catchup says). At most one of schedule, every and once_at."
         ),
     )
+    on_asset: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9+.-]*://\S+$",
+        title="On asset",
+        description=(
+            "Run after each event of this Asset (its URI, e.g. etlkit://postgres_visits/visits: every "
+            "successful visits load), instead of schedule, every or once_at."
+        ),
+    )
     timezone: str = Field("UTC", title="Timezone", description="IANA zone of the schedule.")
     start_date: dt.date | None = Field(
         None, title="Start date", description="Required with schedule or every; not allowed with once_at."
@@ -588,6 +597,14 @@ class Job(Strict):
         except ValueError:
             raise ValueError(f"once_at {once_at!r} is not an ISO-8601 timestamp") from None
         return once_at
+
+    @field_validator("on_asset")
+    @classmethod
+    def _on_asset(cls, on_asset: str | None, info: ValidationInfo) -> str | None:
+        others = [f for f in SCHEDULE_FIELDS if on_asset is not None and info.data.get(f) is not None]
+        if others:
+            raise ValueError(f"on_asset cannot be combined with {' and '.join(others)}: set one of them")
+        return on_asset
 
     @field_validator("timezone")
     @classmethod

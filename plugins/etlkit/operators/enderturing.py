@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 from airflow.sdk import BaseHook, BaseOperator
 
 from etlkit.common.alerting import alert_context
+from etlkit.common.assets import ENDERTURING_WAREHOUSE, record_asset_event
 from etlkit.common.errors import ConfigurationError
+from etlkit.common.lineage import DICTIONARY_PATHS, SESSION_PATHS, LineageReporting, enderturing_lineage
 from etlkit.common.metrics import RunMetrics
 from etlkit.common.state import VariableWatermark
 from etlkit.enderturing import extract, load, staging, sync
@@ -68,7 +70,7 @@ class EnderTuringSchemaOperator(BaseOperator):
             load.ensure_schema(conn, self.schema)
 
 
-class EnderTuringDictionariesOperator(BaseOperator):
+class EnderTuringDictionariesOperator(LineageReporting, BaseOperator):
     """Fetch the seven dictionaries and load tables 1–12 in one transaction.
 
     Returns the changed category ids and the category watermark candidate (small XCom).
@@ -104,12 +106,17 @@ class EnderTuringDictionariesOperator(BaseOperator):
             rows_loaded=sum(t["inserted"] + t["updated"] for t in tables.values()),
             extra={"warnings": dict(transformer.warnings)},
         ).log(task="refresh_dictionaries")
+        self.note_lineage(
+            enderturing_lineage(
+                self.enderturing_conn_id, self.postgres_conn_id, self.schema, DICTIONARY_PATHS, tables
+            )
+        )
         context["ti"].xcom_push(key="changed_category_ids", value=changed)
         context["ti"].xcom_push(key="watermark_candidate", value=candidate)
         return {"changed_category_ids": changed, "watermark_candidate": candidate, "tables": tables}
 
 
-class EnderTuringSyncSessionsOperator(BaseOperator):
+class EnderTuringSyncSessionsOperator(LineageReporting, BaseOperator):
     """List the run's passes and windows, fetch per-session details and load tables 13–20 in ONE
     transaction, staging in a worker-local temp directory that is gone when the task ends."""
 
@@ -180,6 +187,16 @@ class EnderTuringSyncSessionsOperator(BaseOperator):
             rows_rejected=report.detail_failures,
             extra={"passes": len(passes), "warnings": result.warnings},
         ).log(task="sync_sessions", day=day.isoformat())
+        self.note_lineage(
+            enderturing_lineage(
+                self.enderturing_conn_id, self.postgres_conn_id, self.schema, SESSION_PATHS, result.tables
+            )
+        )
+        record_asset_event(
+            context,
+            ENDERTURING_WAREHOUSE,
+            {"day": day.isoformat(), "sessions": report.sessions, "tables": result.tables},
+        )
         return {
             "day": day.isoformat(),
             "passes": [p.name for p in passes],

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, BaseHook, BaseOperator, BaseSensorOperator, ExceptionRetryPolicy, Param
+from airflow.sdk import DAG, Asset, BaseHook, BaseOperator, BaseSensorOperator, ExceptionRetryPolicy, Param
 from airflow.sdk.definitions.retry_policy import RetryAction, RetryRule
 
 from etlkit.common.alerting import alert_context, log_task_failure
+from etlkit.common.assets import job_sink, record_asset_event
 from etlkit.common.errors import BadInputError, ConfigurationError, TransientError
+from etlkit.common.lineage import LineageReporting, job_component_lineage
 from etlkit.common.staging import remove_stale_runs
 from etlkit.jobs import metrics_store
 from etlkit.jobs.components import matching_files
@@ -40,7 +42,7 @@ from etlkit.jobs.models import duration_seconds
 from etlkit.jobs.runtime import RuntimeIO, run_component
 from etlkit.jobs.sqlwrite import logical_run_key
 from etlkit.jobs.staging import run_directory
-from etlkit.jobs.validation import JobDefinitionError, ValidatedJob, load_job
+from etlkit.jobs.validation import WRITER_TYPES, JobDefinitionError, ValidatedJob, load_job
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +212,7 @@ def _job_row(validated, context, run_context, status: str, totals: dict[str, int
     }
 
 
-class DeclarativeComponentOperator(BaseOperator):
+class DeclarativeComponentOperator(LineageReporting, BaseOperator):
     """Runs one component of a job; SQL components connect only through Airflow connections."""
 
     template_fields = ("job_file",)
@@ -245,6 +247,7 @@ class DeclarativeComponentOperator(BaseOperator):
             with alert_context(job=validated.job.name, component=self.component_id):
                 run_component(validated, self.component_id, io, metrics)
             metrics.finish("success")
+            self._note_lineage_and_asset(component, run_context, context, metrics.summary())
         except BadInputError as error:
             metrics.finish("failed", error)
             raise _fail(f"{self.component_id}: {error}") from error
@@ -255,6 +258,14 @@ class DeclarativeComponentOperator(BaseOperator):
             summary = metrics.log()
             self._store(run_context, context, summary)
         return summary
+
+    def _note_lineage_and_asset(self, component, run_context: dict, context, summary: dict) -> None:
+        path = getattr(component.config, "path", None)
+        if path:
+            path = str(self._resolve_path(path, component.config.conn, run_context, context))
+        self.note_lineage(job_component_lineage(component, run_context, path, summary))
+        for asset in self.outlets:
+            record_asset_event(context, asset, {"rows_written": summary["rows_out"].get("target", 0)})
 
     def _resolve_path(self, path: str, conn: str | None, run_context: dict, context) -> Path:
         rendered = self.render_template(path, context)
@@ -467,6 +478,8 @@ def _timetable(job):
     Not EventsTimetable: on 3.3.2 a DAG with one fails to serialize (the SDK encoder writes no
     ``_summary``, which the core decoder requires), so the dag-processor would record an import error.
     """
+    if job.on_asset is not None:
+        return [Asset.ref(uri=job.on_asset)]
     if job.every is not None:
         return job.every_timedelta()
     if job.once_at is not None:
@@ -505,6 +518,8 @@ def build_job_dag(validated: ValidatedJob) -> DAG:
         tasks = {}
         for component in job.components:
             overrides = {"retries": component.retries} if component.retries is not None else {}
+            if component.type in WRITER_TYPES:
+                overrides["outlets"] = [job_sink(job.name, component.id)]
             tasks[component.id] = DeclarativeComponentOperator(
                 job_file=job_file, component_id=component.id, **overrides
             )

@@ -15,7 +15,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, Variable
 
 from etlkit.common.alerting import alert_context
+from etlkit.common.assets import MOVIES_INDEX, record_asset_event
 from etlkit.common.errors import TransientError
+from etlkit.common.lineage import LineageReporting, movies_lineage
 from etlkit.common.metrics import RunMetrics
 from etlkit.movies import queries
 from etlkit.movies.bulk import Action, BulkLoader, BulkResult, delete_action, index_action
@@ -222,7 +224,7 @@ class MoviesPlanOperator(MoviesBaseOperator):
         return plan
 
 
-class MoviesSyncOperator(MoviesBaseOperator):
+class MoviesSyncOperator(LineageReporting, MoviesBaseOperator):
     """Stream candidate film works from PostgreSQL through the transform into ``_bulk``."""
 
     def execute(self, context) -> dict[str, Any]:
@@ -245,6 +247,11 @@ class MoviesSyncOperator(MoviesBaseOperator):
             # The run summary of a failed run (emitted by the failure callback) reports what got through.
             setattr(exc, PROGRESS, load_progress(keys.rows_read, result))
             raise
+        self.note_lineage(
+            movies_lineage(
+                self.pg_conn_id, self.es_conn_id, settings.pg_schema, settings.index_alias, result.succeeded
+            )
+        )
         if stats.ignored_roles:
             log.warning("%d person link(s) with an unknown or NULL role ignored", stats.ignored_roles)
         if report := keys.future_report():
@@ -329,6 +336,8 @@ class MoviesCommitStateOperator(MoviesBaseOperator):
         else:
             after = before.after_incremental(max_key, ceiling)
         store.save(after)
+        extra = {"mode": plan["mode"], "rows_read": synced["rows_read"], "rows_loaded": synced["rows_loaded"]}
+        record_asset_event(context, MOVIES_INDEX, {**extra, "index": after.index, "hwm": after.hwm})
         return {"mode": plan["mode"], "hwm_before": before.hwm, "hwm_after": after.hwm, "index": after.index}
 
 

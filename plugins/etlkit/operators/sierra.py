@@ -12,7 +12,9 @@ import psycopg
 from airflow.sdk import BaseOperator, Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
+from etlkit.common.assets import SIGNUM_ITEMS, record_asset_event
 from etlkit.common.errors import BadInputError
+from etlkit.common.lineage import LineageReporting, sierra_lineage
 from etlkit.sierra.budget import SETUP_AND_CLEANUP_SECONDS, check_execution_timeout
 from etlkit.sierra.retrying import BackendHttpError, RetriesExhausted
 from etlkit.sierra.settings import SETTINGS_VARIABLE, parse_settings
@@ -31,7 +33,7 @@ def _emit_metric(name: str, value: float) -> None:
         Stats.incr(name, int(value))
 
 
-class SierraSignumSyncOperator(BaseOperator):
+class SierraSignumSyncOperator(LineageReporting, BaseOperator):
     """Ask the backend what it needs, extract it from Sierra as gzip TSV, post it; loop in full mode.
 
     :param settings: the ``sierra_sync_settings`` object (templated; the DAG reads the Variable).
@@ -88,4 +90,10 @@ class SierraSignumSyncOperator(BaseOperator):
         except FINAL_ERRORS as exc:
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
         self.log.info("sierra sync summary: %s", json.dumps(summary))
+        if not self.dry_run_dir:
+            self.note_lineage(sierra_lineage(settings, summary))
+        keys = ("mode", "batches", "rows", "full_sync_completed")
+        record_asset_event(
+            context, SIGNUM_ITEMS, {"dry_run": bool(self.dry_run_dir), **{k: summary.get(k) for k in keys}}
+        )
         return summary

@@ -310,7 +310,10 @@ def jobs_demo(ws: Workspace, dag_id: str) -> Outcome:
         "metrics_conn_id": "jobs_metrics",
         "staging": {"root": str(ws.path("jobs", "staging")), "retention_days": 7},
         "environments": {
-            "DEV": {"data_root": str(data_root), "connections": {"warehouse": "jobs_warehouse_dev"}}
+            "DEV": {
+                "data_root": str(data_root),
+                "connections": {"warehouse": "jobs_warehouse_dev", "visits": "postgres_visits"},
+            }
         },
     }
     env = dict(

@@ -178,7 +178,10 @@ class DemoSystems:
             "metrics_conn_id": "etl_metrics_pg",
             "staging": {"root": str(layout.shared / "jobs" / "staging")},
             "environments": {
-                "STACK": {"data_root": str(layout.jobs_data_root), "connections": {"warehouse": "warehouse"}}
+                "STACK": {
+                    "data_root": str(layout.jobs_data_root),
+                    "connections": {"warehouse": "warehouse", "visits": "postgres_visits"},
+                }
             },
         }
         return (

@@ -30,13 +30,13 @@ _CONTEXT_ATTRIBUTE = "etlkit_alert_context"
 # So the context of a running try is also kept in a Variable named after the try (not an XCom: a
 # retry clears the try's XComs when it starts, which can be before that alert is made); the
 # outermost block removes it when it ends, and the lost try's alert when it has read it.
-CONTEXT_VARIABLE_PREFIX = "etlkit_alert_context"
+KEPT_CONTEXT_STATE_PREFIX = "etlkit_alert_context"
 
 
 def context_variable(ti: Any) -> str:
     """``etlkit_alert_context.<dag>.<task>.<map index>.<try>.<run>``, in the characters a key may
     hold: one per try, as the retry may start before the lost try's alert reads it."""
-    name = f"{CONTEXT_VARIABLE_PREFIX}.{ti.dag_id}.{ti.task_id}.{ti.map_index}.{ti.try_number}.{ti.run_id}"
+    name = f"{KEPT_CONTEXT_STATE_PREFIX}.{ti.dag_id}.{ti.task_id}.{ti.map_index}.{ti.try_number}.{ti.run_id}"
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:250]
 
 

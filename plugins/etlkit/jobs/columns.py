@@ -70,12 +70,10 @@ def decoder_for(column: Column):
     return _DECODERS.get(column.type)
 
 
-def arrow_type(column: Column):
-    """The Arrow type a column of this declared type has in batches and staged Parquet."""
+def arrow_type_of(type_name: str):
+    """The Arrow type of a declared type that takes no parameters (not decimal), or None."""
     import pyarrow as pa
 
-    if column.type == "decimal":
-        return pa.decimal128(column.precision, column.scale)
     return {
         "string": pa.string(),
         "integer": pa.int64(),
@@ -83,7 +81,17 @@ def arrow_type(column: Column):
         "boolean": pa.bool_(),
         "date": pa.date32(),
         "timestamp": pa.timestamp("us", tz="UTC"),
-    }[column.type]
+        "null": pa.null(),
+    }.get(type_name)
+
+
+def arrow_type(column: Column):
+    """The Arrow type a column of this declared type has in batches and staged Parquet."""
+    import pyarrow as pa
+
+    if column.type == "decimal":
+        return pa.decimal128(column.precision, column.scale)
+    return arrow_type_of(column.type)
 
 
 def arrow_schema(schema: Schema):

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from etlkit.jobs.columns import NUMERIC_TYPES, Column, arrow_array
+from etlkit.jobs.columns import NUMERIC_TYPES, Column, arrow_array, arrow_type_of
 from etlkit.jobs.conversion import canonical_text
 
 MAX_LENGTH = 4000
@@ -608,20 +608,6 @@ class VectorCompiled:
     type: str
 
 
-def _arrow_literal_type(type_name: str):
-    import pyarrow as pa
-
-    return {
-        "string": pa.string(),
-        "integer": pa.int64(),
-        "float": pa.float64(),
-        "boolean": pa.bool_(),
-        "date": pa.date32(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "null": pa.null(),
-    }.get(type_name)
-
-
 def _as_float(value):
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -644,7 +630,7 @@ class _VectorCompiler:
         if node.type == "decimal":
             scalar = pa.scalar(node.value)
         else:
-            scalar = pa.scalar(node.value, _arrow_literal_type(node.type))
+            scalar = pa.scalar(node.value, arrow_type_of(node.type))
         return VectorCompiled(lambda batch: scalar, node.type)
 
     def _columnref(self, node: ColumnRef) -> VectorCompiled:
@@ -665,7 +651,7 @@ class _VectorCompiler:
     def _null(self, type_name: str) -> VectorCompiled:
         import pyarrow as pa
 
-        scalar = pa.scalar(None, _arrow_literal_type(type_name) or pa.float64())
+        scalar = pa.scalar(None, arrow_type_of(type_name) or pa.float64())
         return VectorCompiled(lambda batch: scalar, type_name)
 
     def _numeric_operands(self, left: VectorCompiled, right: VectorCompiled):
@@ -745,7 +731,7 @@ class _VectorCompiler:
         if operand.type == "null" or kinds - {operand.type} or operand.type == "decimal":
             raise NotVectorized("a list of another type than its operand")
         value_set = arrow_array(
-            [v.value for v in node.values if v.value is not None], _arrow_literal_type(operand.type)
+            [v.value for v in node.values if v.value is not None], arrow_type_of(operand.type)
         )
         has_null = any(v.value is None for v in node.values)
         found, missing = (
@@ -784,7 +770,7 @@ class _VectorCompiler:
         if name == "coalesce":
             if checked.type == "null":
                 return self._null("null")
-            target = _arrow_literal_type(checked.type)
+            target = arrow_type_of(checked.type)
             if target is None:  # decimal: the argument types may differ in precision and scale
                 raise NotVectorized("coalesce of decimals")
             funcs = [a.evaluate for a in args if a.type != "null"]
@@ -830,7 +816,7 @@ def compile_vector(text: str, schema: Mapping[str, Column]) -> VectorCompiled:
 
     node = parse(text)
     row_form = _Compiler(schema).compile(node)
-    evaluate, arrow_type = row_form.evaluate, _arrow_literal_type(row_form.type)
+    evaluate, arrow_type = row_form.evaluate, arrow_type_of(row_form.type)
 
     def by_rows(batch):
         columns = [column.to_pylist() for column in batch.columns]

@@ -4,7 +4,8 @@ Sentry is Airflow's own integration, switched on by configuration only
 (``AIRFLOW__SENTRY__SENTRY_ON=True``, ``AIRFLOW__SENTRY__SENTRY_DSN``,
 ``AIRFLOW__SENTRY__ENVIRONMENT``); it tags dag, task and try. On top of it every task gets
 ``log_task_failure``: one structured JSON log line per failure with the run's coordinates and
-the pipeline's own context (file name, batch, window...) registered while the task works.
+the pipeline's own context (file name, batch, window...) registered while the task works, then
+the pipeline's channels (e-mail, Slack webhook: ``etlkit.common.notify``) when it has any.
 """
 
 from __future__ import annotations
@@ -218,4 +219,11 @@ def log_task_failure(context: dict[str, Any]) -> None:
         if not first:
             log.info("the loss of %s try %s is already alerted", getattr(ti, "task_id", None), ti.try_number)
             return
-    log.error("ETL_ALERT %s", json.dumps(failure_record(context, kept), default=str, sort_keys=True))
+    record = failure_record(context, kept)
+    log.error("ETL_ALERT %s", json.dumps(record, default=str, sort_keys=True))
+    from etlkit.common.notify import notify_failure  # lazily: the log line needs none of it
+
+    try:
+        notify_failure(record, context)
+    except Exception:  # a channel must never change the failure's outcome
+        log.exception("ETL_ALERT_CHANNEL could not send the alert")

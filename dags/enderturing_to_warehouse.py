@@ -10,6 +10,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from etlkit.common.assets import ENDERTURING_WAREHOUSE
 from etlkit.common.dag_defaults import pipeline_default_args
+from etlkit.common.notify import deadline_alert
 from etlkit.operators.enderturing import (
     EnderTuringCategoryWatermarkOperator,
     EnderTuringDictionariesOperator,
@@ -29,6 +30,8 @@ with DAG(
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,  # history is loaded with `airflow backfill create`
     max_active_runs=1,
+    # Not finished N hours (etl_alerting deadline_hours, default 6) after it was queued: alert.
+    deadline=deadline_alert("enderturing_to_warehouse"),
     tags=["enderturing", "warehouse", "postgres"],
     doc_md=__doc__ + "\n\nSee docs/enderturing.md for connections, Variables, params and backfill.",
     default_args=pipeline_default_args("enderturing", retries=2),  # spec §6: 2 retries, exponential backoff

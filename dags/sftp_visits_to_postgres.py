@@ -8,6 +8,7 @@ from airflow.sdk import DAG, CronTriggerTimetable, Param
 
 from etlkit.common.assets import VISITS
 from etlkit.common.dag_defaults import pipeline_default_args
+from etlkit.common.notify import deadline_alert
 from etlkit.common.retry import retry_default_args
 from etlkit.operators.visits import (
     EnsureVisitsSchemaOperator,
@@ -43,6 +44,8 @@ with DAG(
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # Not finished N hours (etl_alerting deadline_hours, default 6) after it was queued: alert.
+    deadline=deadline_alert("sftp_visits_to_postgres"),
     # Each run takes what the source holds now, whatever its interval: a backfill would only start
     # that same run again for every day at once. So backfills are refused (REST 400, the CLI fails).
     allowed_run_types=["scheduled", "manual", "operator_triggered"],

@@ -6,8 +6,10 @@ import csv
 import gzip
 import io
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -146,7 +148,9 @@ def run_task(sync_env, monkeypatch):
         operator = operator_module.SierraSignumSyncOperator(
             task_id="sync_items", **{"execution_timeout": DAG_EXECUTION_TIMEOUT, **(operator_kwargs or {})}
         )
-        return operator.execute({})
+        # The task runner's context holds the outlets' event accessors; a success sets its extra.
+        run.outlet_events = defaultdict(SimpleNamespace)
+        return operator.execute({"outlet_events": run.outlet_events})
 
     run.metrics = metrics
     run.sleeps = sleeps

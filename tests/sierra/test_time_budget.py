@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from etlkit.common.assets import SIGNUM_ITEMS
 from etlkit.common.errors import ConfigurationError
 from etlkit.sierra.budget import check_execution_timeout, worst_case_batch_seconds
 from etlkit.sierra.settings import SyncSettings, parse_settings
@@ -87,6 +88,13 @@ def test_no_batch_starts_that_could_outlast_the_timeout(run_task, sierra, backen
     summary = run_task({"execution_timeout": timedelta(hours=1)}, itype_null_fallback=0)
     assert summary["batches"] == 2 and not summary["full_sync_completed"]
     assert post_attempts(backend) == 2 and backend.last_synced_id() == item_id(20)
+    assert run_task.outlet_events[SIGNUM_ITEMS].extra == {
+        "dry_run": False,
+        "mode": "SYNC_FULL",
+        "batches": 2,
+        "rows": 20,
+        "full_sync_completed": False,
+    }
 
 
 def test_one_extraction_attempt_shares_its_statement_timeout(run_task, sierra, backend, monkeypatch):

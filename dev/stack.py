@@ -295,6 +295,8 @@ class Stack:
             **api_environment(self.port),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            # The deadlines the test harness switches off for dag.test(): a real scheduler runs them.
+            "ETLKIT_DEADLINE_ALERTS": "on",
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),

@@ -348,10 +348,16 @@ class Consumers:
         others = [self.nodes[w] for w in WORKERS if w != worker]
         self.app.control.cancel_consumer("default", destination=others, reply=True, timeout=10)
 
-    def all(self) -> None:
+    def all(self, stack) -> None:
+        """Every worker back on ``default``, for good: restarted gracefully. A queue cancelled and
+        added again by remote control is consumed until the next broker reconnection only (Celery
+        does not re-select a queue it already knows), and a later test stops the broker."""
         self.app.control.add_consumer(
             "default", destination=list(self.nodes.values()), reply=True, timeout=10
         )
+        for worker in WORKERS:
+            stack.stack.restart(worker)
+        stack.stack.wait_for_workers(120)
 
 
 def test_job_components_on_different_workers_share_staging_through_the_shared_root(stack, stack_output: Path):
@@ -379,7 +385,7 @@ def test_job_components_on_different_workers_share_staging_through_the_shared_ro
         staged = [p for p in (run_dir / "read_orders").rglob("*") if p.is_file()]
         run = stack.wait(JOB_DAG, run_id)
     finally:
-        consumers.all()
+        consumers.all(stack)
     tis = {ti["task_id"]: ti for ti in stack.task_instances(JOB_DAG, run_id)}
     assert run["state"] == "success", tis
     hosts = {task_id: ti["hostname"] for task_id, ti in tis.items()}

@@ -144,9 +144,18 @@ DISTRIBUTED_EXECUTORS = ("Celery", "Kubernetes", "Edge")
 def check_staging_declared(settings: dict[str, Any] | None, executor: str) -> None:
     """On executors that run tasks on several hosts, the default staging root (a directory under each
     host's own AIRFLOW_HOME) is not shared: require ``staging.root`` to be set explicitly."""
+    root = str(((settings or {}).get("staging") or {}).get("root") or "")
+    if "://" in root:
+        # The engine stages through ObjectStoragePath, but the DAG's tasks still hand a filesystem
+        # run directory to each other (issue 15).
+        raise ConfigurationError(
+            f"Variable {VARIABLE_KEY!r} sets staging.root {root!r}: a DAG run stages on a filesystem "
+            "path only (a directory on a volume every worker mounts); object storage roots work in "
+            "`python -m etlkit.jobs run` only"
+        )
     if not any(name in executor for name in DISTRIBUTED_EXECUTORS):
         return
-    if not ((settings or {}).get("staging") or {}).get("root"):
+    if not root:
         raise ConfigurationError(
             f"executor {executor!r} runs tasks on several hosts, but Variable {VARIABLE_KEY!r} sets no "
             "staging.root: set it to a directory on a volume every worker mounts (the default under "

@@ -40,6 +40,10 @@ def test_visits_run_reports_files_in_and_tables_out(visits, lineage_events, sshd
         name.rsplit(".", 1)[1]: d["outputFacets"].get("outputStatistics", {}).get("rowCount")
         for name, d in outputs.items()
     }
-    assert rows == {"statistics": loaded, "errors": rejected, "visitor": None}
+    # Each load upserts every e-mail it has a dated visit for.
+    upserted = visits.scalar(
+        "SELECT count(DISTINCT (load_id, email)) FROM statistics WHERE fecha_open IS NOT NULL"
+    )
+    assert rows == {"statistics": loaded, "errors": rejected, "visitor": upserted} and upserted > 0
     statistics_columns = [f["name"] for f in outputs[f"{prefix}.statistics"]["facets"]["schema"]["fields"]]
     assert "email" in statistics_columns and "source_file" in statistics_columns

@@ -209,7 +209,7 @@ def visits_lineage(config: Any, outcomes: list[dict[str, Any]]) -> LineageNote:
     outputs = [
         table(config.table_statistics, sum(o.get("rows_loaded") or 0 for o in read)),
         table(config.table_errors, sum(o.get("rows_rejected") or 0 for o in read)),
-        table(config.table_visitor, None),
+        table(config.table_visitor, sum(o["extra"].get("visitors_upserted") or 0 for o in read)),
     ]
     return LineageNote(inputs, outputs)
 

@@ -249,7 +249,7 @@ class ReportProcessor:
             out_of_order = self.store.count_out_of_order_visitors(load_id)
             if out_of_order:
                 log.warning("%s: %s e-mails have a visit older than their first visit", name, out_of_order)
-            self.store.upsert_visitors(load_id, self.run.reference_date)
+            visitors = self.store.upsert_visitors(load_id, self.run.reference_date)
             committed_at = self.store.mark_loaded(
                 load_id,
                 {
@@ -264,7 +264,10 @@ class ReportProcessor:
             metrics.rows_read, metrics.rows_loaded = counts.rows_read, counts.rows_loaded
             metrics.rows_rejected = counts.rows_rejected
             metrics.extra.update(
-                visits_loaded=counts.visits_loaded, encoding=staged.encoding, load_id=load_id
+                visits_loaded=counts.visits_loaded,
+                visitors_upserted=visitors,
+                encoding=staged.encoding,
+                load_id=load_id,
             )
             if self.run.dry_run:
                 raise DryRunRollback

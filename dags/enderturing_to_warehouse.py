@@ -30,8 +30,9 @@ with DAG(
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,  # history is loaded with `airflow backfill create`
     max_active_runs=1,
-    # Not finished N hours (etl_alerting deadline_hours, default 6) after it was queued: alert.
-    deadline=deadline_alert("enderturing_to_warehouse"),
+    # Not finished N hours (etl_alerting deadline_hours, default 6) after its scheduled time, one
+    # day after its logical date: alert.
+    deadline=deadline_alert("enderturing_to_warehouse", schedule_lag=timedelta(days=1)),
     tags=["enderturing", "warehouse", "postgres"],
     doc_md=__doc__ + "\n\nSee docs/enderturing.md for connections, Variables, params and backfill.",
     default_args=pipeline_default_args("enderturing", retries=2),  # spec §6: 2 retries, exponential backoff

@@ -44,8 +44,9 @@ with DAG(
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
-    # Not finished N hours (etl_alerting deadline_hours, default 6) after it was queued: alert.
-    deadline=deadline_alert("sftp_visits_to_postgres"),
+    # Not finished N hours (etl_alerting deadline_hours, default 6) after its scheduled time, one
+    # day after its logical date: alert.
+    deadline=deadline_alert("sftp_visits_to_postgres", schedule_lag=timedelta(days=1)),
     # Each run takes what the source holds now, whatever its interval: a backfill would only start
     # that same run again for every day at once. So backfills are refused (REST 400, the CLI fails).
     allowed_run_types=["scheduled", "manual", "operator_triggered"],

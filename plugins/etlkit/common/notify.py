@@ -100,7 +100,7 @@ def deadline_message(
     dag_id: str, dag_run: dict[str, Any], deadline: dict[str, Any], hours: float
 ) -> tuple[str, str]:
     run_id = dag_run.get("dag_run_id") or dag_run.get("run_id")
-    subject = f"[etlkit] {dag_id} run {run_id} is late: not finished {hours:g} h after it was queued"
+    subject = f"[etlkit] {dag_id} run {run_id} is late: not finished {hours:g} h after its scheduled time"
     base_url = log_url(dag_id, run_id, "", None, None).rsplit("/tasks/", 1)[0]
     text = "\n".join(
         [
@@ -231,17 +231,25 @@ def deadline_hours(dag_id: str, default: float = DEFAULT_DEADLINE_HOURS) -> floa
 DEADLINE_SWITCH_ENV = "ETLKIT_DEADLINE_ALERTS"
 
 
-def deadline_alert(dag_id: str, default_hours: float = DEFAULT_DEADLINE_HOURS) -> Any:
-    """A deadline alert for ``dag_id``: a run not finished N hours after it was queued notifies its
-    channels (``notify_deadline_missed``, run by the executor). None when switched off."""
+def deadline_alert(
+    dag_id: str, schedule_lag: timedelta, default_hours: float = DEFAULT_DEADLINE_HOURS
+) -> Any:
+    """A deadline alert for ``dag_id``: a run not finished N hours after its scheduled time notifies
+    its channels (``notify_deadline_missed``, run by the executor). None when switched off.
+
+    The scheduled time is the logical date plus ``schedule_lag`` (a daily interval timetable's run
+    starts one day after its logical date). Not ``DAGRUN_QUEUED_AT``: on Airflow 3.3.2 clearing a
+    task of a run with such a deadline fails (500: the clear recomputes it from the stored interval,
+    a dict); a logical-date deadline is not recomputed. A run without a logical date gets none.
+    """
     from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
 
     if os.environ.get(DEADLINE_SWITCH_ENV, "").lower() == "off":
         return None
     hours = deadline_hours(dag_id, default_hours)
     return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=timedelta(hours=hours),
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=schedule_lag + timedelta(hours=hours),
         callback=SyncCallback(notify_deadline_missed, kwargs={"dag_id": dag_id, "hours": hours}),
     )
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 
@@ -176,6 +177,12 @@ def test_a_failing_run_alerts_by_email_and_webhook(
     assert not [r for r in caplog.records if r.getMessage().startswith("ETL_ALERT_CHANNEL")]
 
 
+def first_try_of_sync_sessions(max_tries: int, state: str):
+    """The task instance an alert callback gets for try 1 of sync_sessions."""
+    fields = {"dag_id": DAG_ID, "task_id": "sync_sessions", "map_index": -1, "run_id": "r1"}
+    return SimpleNamespace(**fields, try_number=1, max_tries=max_tries, hostname="w", state=state)
+
+
 def test_retries_alert_only_when_the_pipeline_asks(
     run_dag, et_airflow, airflow_conn, airflow_var, smtp_server, webhook
 ):
@@ -183,20 +190,7 @@ def test_retries_alert_only_when_the_pipeline_asks(
 
     (inbox, smtp_port), (posts, webhook_port) = smtp_server, webhook
     configure(airflow_conn, airflow_var, smtp_port, webhook_port)
-    ti = type(
-        "TI",
-        (),
-        {
-            "dag_id": DAG_ID,
-            "task_id": "sync_sessions",
-            "map_index": -1,
-            "run_id": "r1",
-            "try_number": 1,
-            "max_tries": 2,
-            "hostname": "w",
-            "state": "up_for_retry",
-        },
-    )()
+    ti = first_try_of_sync_sessions(max_tries=2, state="up_for_retry")
     context = {"ti": ti, "exception": TimeoutError("upstream timed out")}
     assert notify.notify_failure(failure_record(context), context) == {}
     configure(airflow_conn, airflow_var, smtp_port, webhook_port, retries_alert=True)
@@ -240,20 +234,7 @@ def test_a_channel_that_hangs_is_given_up_after_the_timeout(
     try:
         configure(airflow_conn, airflow_var, hanging.getsockname()[1], webhook_port)
         monkeypatch.setattr(notify, "CHANNEL_TIMEOUT_S", 1)
-        ti = type(
-            "TI",
-            (),
-            {
-                "dag_id": DAG_ID,
-                "task_id": "sync_sessions",
-                "map_index": -1,
-                "run_id": "r1",
-                "try_number": 1,
-                "max_tries": 0,
-                "hostname": "w",
-                "state": "failed",
-            },
-        )()
+        ti = first_try_of_sync_sessions(max_tries=0, state="failed")
         context = {"ti": ti, "exception": RuntimeError("boom")}
         caplog.set_level(logging.INFO, logger="etlkit.alerts")
         assert notify.notify_failure(failure_record(context), context) == {

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
 import sentry_sdk
 
 from dev.sentry_server import SentryServer
 
 
-def test_the_sdk_delivers_an_exception_event_to_the_local_endpoint():
-    server = SentryServer().start()
+@contextmanager
+def sdk_reporting_to(server: SentryServer) -> Iterator[None]:
+    """The real SDK sends to ``server`` inside the block; flushed, closed and stopped after it."""
     try:
         sentry_sdk.init(dsn=server.dsn, default_integrations=False)
-        try:
-            raise RuntimeError("load of report_7.txt failed")
-        except RuntimeError as exc:
-            sentry_sdk.capture_exception(exc)
+        yield
         sentry_sdk.flush(timeout=10)
     finally:
         sentry_sdk.get_client().close()
         sentry_sdk.init(dsn=None)
         server.stop()
+
+
+def test_the_sdk_delivers_an_exception_event_to_the_local_endpoint():
+    server = SentryServer().start()
+    with sdk_reporting_to(server):
+        try:
+            raise RuntimeError("load of report_7.txt failed")
+        except RuntimeError as exc:
+            sentry_sdk.capture_exception(exc)
     [event] = server.events()
     [exception] = event["exception"]["values"]
     assert (exception["type"], exception["value"]) == ("RuntimeError", "load of report_7.txt failed")
@@ -49,16 +59,9 @@ def test_the_retry_policy_names_the_run_and_the_worker_in_the_error_report():
 
     server = SentryServer().start()
     ti = SimpleNamespace(run_id="manual__2026-12-06T10:00:00+00:00", hostname="worker2")
-    try:
-        sentry_sdk.init(dsn=server.dsn, default_integrations=False)
-        with sentry_sdk.new_scope():
-            error = TransientError("503 from the API")
-            PipelineRetryPolicy("visits").evaluate(error, 1, 3, context={"ti": ti})
-            sentry_sdk.capture_exception(error)
-        sentry_sdk.flush(timeout=10)
-    finally:
-        sentry_sdk.get_client().close()
-        sentry_sdk.init(dsn=None)
-        server.stop()
+    with sdk_reporting_to(server), sentry_sdk.new_scope():
+        error = TransientError("503 from the API")
+        PipelineRetryPolicy("visits").evaluate(error, 1, 3, context={"ti": ti})
+        sentry_sdk.capture_exception(error)
     [event] = server.events()
     assert (event["tags"]["run_id"], event["tags"]["worker"]) == (ti.run_id, "worker2")

@@ -27,7 +27,6 @@ from etlkit.common.errors import BadInputError, ConfigurationError, TransientErr
 from etlkit.common.lineage import LineageReporting, job_component_lineage
 from etlkit.common.staging import remove_stale_runs
 from etlkit.jobs import metrics_store
-from etlkit.jobs.components import matching_files
 from etlkit.jobs.environment import (
     DEFAULT_METRICS_CONN_ID,
     VARIABLE_KEY,
@@ -39,9 +38,6 @@ from etlkit.jobs.environment import (
 )
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.models import duration_seconds
-from etlkit.jobs.runtime import RuntimeIO, run_component
-from etlkit.jobs.sqlwrite import logical_run_key
-from etlkit.jobs.staging import run_directory
 from etlkit.jobs.validation import WRITER_TYPES, JobDefinitionError, ValidatedJob, load_job
 
 log = logging.getLogger(__name__)
@@ -168,6 +164,8 @@ class PrepareJobRunOperator(BaseOperator):
             # _finalize (the teardown) does not run when its setup fails: record the failed run here.
             _record_unprepared_run(validated, context, settings or {}, requested)
             raise _fail(str(error)) from None
+        from etlkit.jobs.staging import run_directory  # pyarrow: not at DAG parse time
+
         run_dir = run_directory(run_context["staging_root"], context["dag"].dag_id, context["run_id"])
         run_dir.mkdir(parents=True, exist_ok=True)
         run_context["run_dir"] = str(run_dir)
@@ -230,6 +228,9 @@ class DeclarativeComponentOperator(LineageReporting, BaseOperator):
         component = validated.components[self.component_id]
         if validated.sha256 != run_context["job_file_sha256"]:
             raise _fail("the job file changed during the run; clear the run from the sources")
+        from etlkit.jobs.runtime import RuntimeIO, run_component  # pyarrow: not at DAG parse time
+        from etlkit.jobs.sqlwrite import logical_run_key
+
         metrics = ComponentMetrics(self.component_id, component.type, try_number=context["ti"].try_number)
         self._store(run_context, context, metrics.summary())
         io = RuntimeIO(
@@ -307,6 +308,8 @@ class WaitForInputSensor(BaseSensorOperator):
             self._waited_for = rooted_path(self.render_template(config.path, context), root)
         except BadInputError as error:
             raise _fail(f"{self.component_id}: {error}") from None
+        from etlkit.jobs.components import matching_files  # pyarrow: not at DAG parse time
+
         found = matching_files(self._waited_for)
         log.info("%s: %s %s", self.component_id, self._waited_for, "found" if found else "not there yet")
         return bool(found)

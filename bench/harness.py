@@ -13,7 +13,9 @@ a child that exits non-zero raises ``PhaseFailed`` with the tail of its stderr.
 Every ``bench/<name>.py`` exposes ``benchmark(argv) -> dict`` returning
 ``{"benchmark", "title", "cases": [case(...), ...]}`` (see ``case``, ``measurement``, ``target``)
 and its ``main()`` calls ``print_result(benchmark(sys.argv[1:]))``. ``python -m bench`` runs them
-all, writes ``bench/results/<date>.json`` and renders ``docs/performance.md``.
+all, writes ``bench/results/<date>.json`` and renders ``docs/performance.md``; it calls
+``benchmark([])`` for the full run and ``benchmark(["--quick"])`` for a smoke run, so every
+``benchmark`` accepts ``--quick`` (small sizes, same code paths).
 """
 
 from __future__ import annotations

@@ -199,7 +199,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 def format_number(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "—"
-    if abs(value) >= 1000:
+    if isinstance(value, int) or abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}f}"
 

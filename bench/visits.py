@@ -1,21 +1,21 @@
-"""Benchmark of the visits load: ``python -m bench.visits [--rows 1000000] [--baseline-rows 100000]``.
+"""Benchmark of the visits load: ``python -m bench.visits [--sizes 100000 1000000] [--baseline-rows 100000] [--quick]``.
 
-Generates a report with ``dev.visits_data`` (valid and invalid rows, quoted lists), then in
-separate processes (so each peak RSS is its own):
+Generates a report per size with ``dev.visits_data`` (valid and invalid rows, quoted lists), then
+runs each phase in its own process with ``bench.harness`` (so each peak RSS is its own):
   * ours: ``ReportProcessor`` end to end (staging copy with SHA-256, streaming parse and
     validation, COPY batches, visitor upsert, one transaction, verified zip archive), the
     SFTP side served from a local directory so the figure is the pipeline's, not the network's;
-  * baseline: the naive way (``csv`` over the file, the same validation, one INSERT per row).
-Prints rows/s, peak RSS and the throughput ratio. Ours runs at 100k and at the full size to
-show that memory is flat in input size. Not a test: no thresholds are asserted.
+    at every size, to show that memory is flat in input size;
+  * baseline: the naive way (``csv`` over the file, the same validation, one INSERT per row),
+    on the first ``--baseline-rows`` rows of the largest report; its rate is compared;
+  * floor: the least work that gets the report's lines into PostgreSQL: the file streamed as it
+    is into one text column with one COPY (no parsing, validation, archive or upsert).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,10 +25,12 @@ from types import SimpleNamespace
 
 import psycopg
 
+from bench import harness
 from dev import pgdb
 from dev.visits_data import write_report
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+MODULE = "bench.visits"
+COPY_BLOCK = 1 << 20
 
 
 class LocalDirectorySftp:
@@ -71,7 +73,7 @@ def run_ours(report: Path, dbname: str, workdir: Path) -> dict:
         )
         elapsed = time.perf_counter() - started
     return {
-        "rows": metrics.rows_read,
+        "items": metrics.rows_read,
         "loaded": metrics.rows_loaded,
         "rejected": metrics.rows_rejected,
         "seconds": elapsed,
@@ -110,92 +112,108 @@ def run_baseline(report: Path, dbname: str, rows: int) -> dict:
                 loaded += 1
         conn.commit()
         elapsed = time.perf_counter() - started
-    return {"rows": loaded + rejected, "loaded": loaded, "rejected": rejected, "seconds": elapsed}
+    return {"items": loaded + rejected, "loaded": loaded, "rejected": rejected, "seconds": elapsed}
 
 
-def peak_rss_mib() -> float:
-    """This process's own peak RSS (VmHWM). ``ru_maxrss`` of a child is not used: Linux carries
-    the forking parent's high-water mark across ``exec``, which inflates small children."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+def run_floor(report: Path, dbname: str) -> dict:
+    """The report's bytes streamed into one COPY, each line one text value (CSV with control
+    characters as delimiter and quote, so nothing in a line is interpreted)."""
+    with psycopg.connect(pgdb.dsn(dbname)) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_floor_lines")
+        conn.execute("CREATE TABLE bench_floor_lines (line text)")
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            statement = "COPY bench_floor_lines FROM STDIN (FORMAT csv, HEADER true, DELIMITER E'\\x01', QUOTE E'\\x02')"
+            with cur.copy(statement) as copy, open(report, "rb") as handle:
+                while block := handle.read(COPY_BLOCK):
+                    copy.write(block)
+            rows = cur.rowcount
+        conn.commit()
+        elapsed = time.perf_counter() - started
+    return {"items": rows, "seconds": elapsed}
 
 
-def measure(args: list[str]) -> dict:
-    """Run one worker in its own process; returns its result, including its own peak RSS."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.visits", *args],
-        stdout=subprocess.PIPE,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'plugins'}{os.pathsep}{REPO_ROOT}"},
+def run_worker(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog=f"{MODULE} --worker")
+    parser.add_argument("kind", choices=["ours", "baseline", "floor"])
+    parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--rows", type=int)
+    args = parser.parse_args(argv)
+    if args.kind == "ours":
+        with tempfile.TemporaryDirectory() as workdir:
+            harness.child_result(run_ours(args.report, args.db, Path(workdir)))
+    elif args.kind == "baseline":
+        harness.child_result(run_baseline(args.report, args.db, args.rows))
+    else:
+        harness.child_result(run_floor(args.report, args.db))
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=MODULE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    output, _ = process.communicate()
-    if process.returncode != 0:
-        raise SystemExit(f"worker {args} failed with status {process.returncode}")
-    return json.loads(output.decode().strip().splitlines()[-1])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="report rows")
+    parser.add_argument("--baseline-rows", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.baseline_rows = [10_000, 50_000], 5_000
+    return args
+
+
+def benchmark(argv: list[str] | None = None) -> dict:
+    args = parse_arguments(argv)
+    sizes = sorted(set(args.sizes))
+    dbname = pgdb.create_database("etlkit_bench")
+    try:
+        with tempfile.TemporaryDirectory(prefix="visits-bench-") as tmp:
+            baseline_report = write_report(
+                Path(tmp) / "baseline" / "report_1.txt", args.baseline_rows, seed=1, invalid_every=50
+            )
+            baseline = harness.run_phase(
+                MODULE, "--worker", "baseline", "--report", baseline_report, "--db", dbname,
+                "--rows", args.baseline_rows,
+            )  # fmt: skip
+            cases = [measure_size(Path(tmp), dbname, rows, baseline) for rows in sizes]
+    finally:
+        pgdb.drop_database(dbname)
+    return {
+        "benchmark": "visits",
+        "title": "one visits report loaded end to end (ReportProcessor: stage, validate, COPY, upsert, "
+        f"archive); baseline row-by-row INSERT on {args.baseline_rows:,} rows, rate compared; "
+        "floor the file's lines in one COPY",
+        "cases": cases,
+    }
+
+
+def measure_size(tmp: Path, dbname: str, rows: int, baseline: harness.Phase) -> dict:
+    report = write_report(tmp / f"rows_{rows}" / "report_1.txt", rows, seed=1, invalid_every=50)
+    file_mib = report.stat().st_size / harness.MIB
+    floor = harness.run_phase(MODULE, "--worker", "floor", "--report", report, "--db", dbname)
+    ours = harness.run_phase(MODULE, "--worker", "ours", "--report", report, "--db", dbname)
+    ours_figures, floor_figures = harness.measurement(ours), harness.measurement(floor)
+    return harness.case(
+        "report load",
+        rows,
+        "rows",
+        ours=ours_figures,
+        baseline=harness.measurement(baseline),
+        floor=floor_figures,
+        extra={
+            "file MiB": round(file_mib, 1),
+            "rows loaded": ours.result["loaded"],
+            "rows rejected": ours.result["rejected"],
+        },
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--baseline-rows", type=int, default=100_000)
-    parser.add_argument("--worker", choices=["ours", "baseline"])
-    parser.add_argument("--report", type=Path)
-    parser.add_argument("--db")
-    args = parser.parse_args()
-    if args.worker == "ours":
-        with tempfile.TemporaryDirectory() as workdir:
-            print(
-                json.dumps({**run_ours(args.report, args.db, Path(workdir)), "peak_rss_mib": peak_rss_mib()})
-            )
+    if sys.argv[1:2] == ["--worker"]:
+        run_worker(sys.argv[2:])
         return
-    if args.worker == "baseline":
-        print(json.dumps({**run_baseline(args.report, args.db, args.rows), "peak_rss_mib": peak_rss_mib()}))
-        return
-
-    dbname = pgdb.create_database("etlkit_bench")
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            results = {}
-            for label, rows in (("ours 100k", 100_000), (f"ours {args.rows // 1000}k", args.rows)):
-                remote = Path(tmp) / label.replace(" ", "_")
-                report = write_report(remote / "report_1.txt", rows, seed=1, invalid_every=50)
-                size_mib = report.stat().st_size / 2**20
-                results[label] = measure(["--worker", "ours", "--report", str(report), "--db", dbname])
-                results[label]["file_mib"] = round(size_mib, 1)
-            report = write_report(Path(tmp) / "baseline" / "report_1.txt", args.baseline_rows, seed=1)
-            results["naive row-by-row"] = measure(
-                [
-                    "--worker",
-                    "baseline",
-                    "--report",
-                    str(report),
-                    "--db",
-                    dbname,
-                    "--rows",
-                    str(args.baseline_rows),
-                ]
-            )
-    finally:
-        pgdb.drop_database(dbname)
-
-    print(f"{'run':<22} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'peak RSS MiB':>13}")
-    for label, r in results.items():
-        print(
-            f"{label:<22} {r['rows']:>9} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>9.0f} {r['peak_rss_mib']:>13.1f}"
-        )
-    full = results[f"ours {args.rows // 1000}k"]
-    base = results["naive row-by-row"]
-    ratio = (full["rows"] / full["seconds"]) / (base["rows"] / base["seconds"])
-    print(
-        f"throughput ratio ours/baseline: {ratio:.1f}x (baseline measured on {base['rows']} rows, rate compared)"
-    )
-    print(
-        f"peak RSS 100k -> {args.rows // 1000}k: {results['ours 100k']['peak_rss_mib']:.1f} -> {full['peak_rss_mib']:.1f} MiB"
-    )
+    harness.print_result(benchmark(sys.argv[1:]))
 
 
 if __name__ == "__main__":

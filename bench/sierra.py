@@ -2,14 +2,14 @@
 
 The baseline does what the reference implementation did: SQLAlchemy result → pandas DataFrame →
 ``to_csv`` string → ``gzip.compress`` in memory. Both run the same item-row SQL over the same
-generated ``sierra_view`` (``dev.sierra_data``), each in its own subprocess so that each peak RSS is
-measured alone (``os.wait4``). Ours runs as a deployment does with the default settings: one
+generated ``sierra_view`` (``dev.sierra_data``), each in its own subprocess (``bench.harness``) so
+that each peak RSS is measured alone. Ours runs as a deployment does with the default settings: one
 connection, the selection materialised once, the batch facts, then COPY read by one thread while
 the main thread compresses (zlib releases the GIL). ``ours-parts`` is the same with
 ``extract_parallelism`` 2. The floor, ``sql-floor``, is the least work: the same batch's COPY on one
 connection, read and discarded (nothing compressed or written).
 
-    .venv/bin/python -m bench.sierra [--sizes 100000 1000000]
+    .venv/bin/python -m bench.sierra [--sizes 100000 1000000] [--quick]
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +25,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 
+from bench import harness  # noqa: E402
 from dev import pgdb, sierra_data  # noqa: E402
+
+MODULE = "bench.sierra"
 
 
 def extract_ours(dbname: str, items: int, out: Path, **overrides) -> int:
@@ -115,74 +115,83 @@ PRELOAD = {
 }
 
 
-def run_worker(name: str, dbname: str, items: int, out: Path) -> dict:
-    """One extraction in a fresh interpreter; its own wall time and peak RSS."""
-    command = [sys.executable, "-m", "bench.sierra", "--worker", name, "--dbname", dbname]
-    command += ["--items", str(items), "--out", str(out)]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"{name} worker failed with status {status}")
-    result = json.loads(output)
-    result["peak_rss_mib"] = usage.ru_maxrss / 1024
-    result["gzip_bytes"] = out.stat().st_size
-    return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Sierra extraction benchmark")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="item counts")
-    parser.add_argument("--worker", choices=sorted(WORKERS))
-    parser.add_argument("--dbname")
-    parser.add_argument("--items", type=int)
-    parser.add_argument("--out", type=Path)
+def run_worker(argv: list[str]) -> None:
+    """Child side: one extraction in a fresh interpreter, its libraries imported before the clock
+    starts so that only the extraction is timed."""
+    parser = argparse.ArgumentParser(prog=f"{MODULE} --worker")
+    parser.add_argument("kind", choices=sorted(WORKERS))
+    parser.add_argument("--dbname", required=True)
+    parser.add_argument("--items", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    for module in PRELOAD[args.kind]:
+        importlib.import_module(module)
+    started = time.perf_counter()
+    rows = WORKERS[args.kind](args.dbname, args.items, args.out)
+    harness.child_result({"items": rows, "seconds": time.perf_counter() - started})
 
-    if args.worker:
-        # Each worker's libraries are imported before the clock starts: only the extraction is timed.
-        for module in PRELOAD[args.worker]:
-            importlib.import_module(module)
-        started = time.perf_counter()
-        rows = WORKERS[args.worker](args.dbname, args.items, args.out)
-        print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}))
-        return
 
-    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=MODULE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="item counts")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = [10_000, 50_000]
+    return args
+
+
+def benchmark(argv: list[str] | None = None) -> dict:
+    args = parse_arguments(argv)
     dbname = pgdb.create_database("etl_sierra_bench")
-    results = []
     try:
         with tempfile.TemporaryDirectory(prefix="sierra-bench-") as workdir:
-            for items in args.sizes:
-                started = time.perf_counter()
-                sierra_data.fill_database(dbname, items)
-                print(f"generated {items:,} items in {time.perf_counter() - started:.1f}s", flush=True)
-                for name in IMPLS:
-                    result = run_worker(name, dbname, items, Path(workdir) / f"{name}.tsv.gz")
-                    results.append({"items": items, "impl": name, **result})
-                    print(
-                        f"  {name:<10} rows {result['rows']:>9,}  {result['seconds']:7.2f}s  "
-                        f"{result['rows'] / result['seconds']:>9,.0f} rows/s  "
-                        f"peak RSS {result['peak_rss_mib']:6.1f} MiB  gzip {result['gzip_bytes']:>11,} B",
-                        flush=True,
-                    )
+            cases = [measure_size(dbname, items, Path(workdir)) for items in sorted(set(args.sizes))]
     finally:
         pgdb.drop_database(dbname)
+    return {
+        "benchmark": "sierra",
+        "title": "one full batch of Sierra items extracted to a gzip TSV file (default settings: one "
+        "connection); baseline SQLAlchemy → pandas → gzip in memory; floor the same COPY read and discarded",
+        "cases": cases,
+    }
 
-    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    print("\nsummary")
-    for items in args.sizes:
-        base, ours, parts, floor = (
-            next(r for r in results if r["items"] == items and r["impl"] == n) for n in IMPLS
+
+def measure_size(dbname: str, items: int, workdir: Path) -> dict:
+    started = time.perf_counter()
+    sierra_data.fill_database(dbname, items)
+    print(f"sierra: generated {items:,} items in {time.perf_counter() - started:.1f}s", flush=True)
+    phases, gzip_bytes = {}, {}
+    for name in IMPLS:
+        out = workdir / f"{name}.tsv.gz"
+        phases[name] = harness.run_phase(
+            MODULE, "--worker", name, "--dbname", dbname, "--items", items, "--out", out
         )
-        print(
-            f"  {items:>9,} items: one connection {ours['seconds']:.2f}s vs floor {floor['seconds']:.2f}s "
-            f"({ours['seconds'] / floor['seconds']:.2f}x the floor), two parts {parts['seconds']:.2f}s, "
-            f"baseline {base['seconds']:.2f}s ({base['seconds'] / ours['seconds']:.2f}x ours); "
-            f"peak RSS ours {ours['peak_rss_mib']:.1f} MiB vs baseline {base['peak_rss_mib']:.1f} MiB"
-        )
-    ours_rss = [r["peak_rss_mib"] for r in results if r["impl"] == "ours"]
-    print(f"  ours peak RSS from smallest to largest size: {' -> '.join(f'{v:.1f}' for v in ours_rss)} MiB")
+        gzip_bytes[name] = out.stat().st_size
+    parts = harness.measurement(phases["ours-parts"])
+    return harness.case(
+        "full batch extraction",
+        items,
+        "items",
+        ours=harness.measurement(phases["ours"]),
+        baseline=harness.measurement(phases["baseline"]),
+        floor=harness.measurement(phases["sql-floor"]),
+        extra={
+            "ours with extract_parallelism 2, seconds": round(parts["seconds"], 3),
+            "ours with extract_parallelism 2, peak RSS MiB": round(parts["peak_rss"] / harness.MIB, 1),
+            "gzip bytes ours": gzip_bytes["ours"],
+            "gzip bytes baseline": gzip_bytes["baseline"],
+        },
+    )
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        run_worker(sys.argv[2:])
+        return
+    harness.print_result(benchmark(sys.argv[1:]))
 
 
 if __name__ == "__main__":

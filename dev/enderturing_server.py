@@ -3,11 +3,17 @@
 ``FakeEnderTuring`` holds the data and the switches; ``start_server(fake)`` serves it over HTTP on a
 free loopback port in a background thread. Faults are scripted per path regex: the next N matching
 responses get a status (with headers/body), a dropped connection, a delay or a non-JSON body.
+
+Two switches, off by default, make it behave like the vendor under load: ``latency_ms`` (every API
+call takes that long, concurrent calls overlap: one thread per connection) and ``set_rate_limit``
+(at most N accepted calls in any sliding window; beyond it 429 with ``Retry-After``). ``stats``
+records the most calls in flight at once and the 429s the limit answered.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import secrets
@@ -16,6 +22,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +55,39 @@ class Fault:
 
 
 @dataclass
+class ServerStats:
+    """What the server saw since the last ``reset_stats``: API calls in flight at once (the most and
+    now), calls accepted, and 429s answered by the rate limit (scripted faults not counted)."""
+
+    in_flight: int = 0
+    max_in_flight: int = 0
+    accepted: int = 0
+    rate_limited: int = 0
+
+
+class SlidingWindowLimit:
+    """At most ``calls`` accepted calls in any ``window_s`` seconds; a refused call is told, in whole
+    seconds (HTTP's Retry-After), when the oldest accepted call leaves the window."""
+
+    def __init__(self, calls: int, window_s: float = 1.0):
+        if calls < 1 or window_s <= 0:
+            raise ValueError("a rate limit needs calls >= 1 and window_s > 0")
+        self.calls = calls
+        self.window_s = window_s
+        self._accepted: deque[float] = deque()
+
+    def admit(self, now: float) -> int | None:
+        """None when the call is admitted (and counted), else the Retry-After seconds. Not locked:
+        the caller holds the server's lock."""
+        while self._accepted and self._accepted[0] <= now - self.window_s:
+            self._accepted.popleft()
+        if len(self._accepted) < self.calls:
+            self._accepted.append(now)
+            return None
+        return max(1, math.ceil(self._accepted[0] + self.window_s - now))
+
+
+@dataclass
 class Dataset:
     dictionaries: dict[str, list[dict]]
     sessions: list[dict]
@@ -68,10 +108,50 @@ class FakeEnderTuring:
         self.revoke_tokens_at_request: int | None = None  # simulate tokens expiring mid-run
         self.faults: list[Fault] = []
         self.journal: list[dict] = []
+        self.keep_journal = True  # off for long benchmark runs: the journal grows with every call
+        self.latency_ms = 0.0  # every API call takes at least this long (other calls proceed meanwhile)
+        self.rate_limit: SlidingWindowLimit | None = None
+        # Listings memoised per query: only for data that does not change while served (benchmarks).
+        self.cache_listings = False
+        self.stats = ServerStats()
+        self._listings: dict[tuple, list[dict]] = {}
+        self._session_index: tuple[int, int, dict[str, dict]] | None = None
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
 
     # ---- control ---------------------------------------------------------------------------
+
+    def set_rate_limit(self, calls: int | None, window_s: float = 1.0) -> None:
+        """At most ``calls`` API calls per sliding ``window_s``; None switches the limit off."""
+        with self._lock:
+            self.rate_limit = None if calls is None else SlidingWindowLimit(calls, window_s)
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self.stats = ServerStats(in_flight=self.stats.in_flight)
+
+    def call_started(self) -> int | None:
+        """Count a call in flight and apply the rate limit: None, or the Retry-After of a 429."""
+        with self._lock:
+            self.stats.in_flight += 1
+            self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+            retry_after = None if self.rate_limit is None else self.rate_limit.admit(time.monotonic())
+            if retry_after is None:
+                self.stats.accepted += 1
+            else:
+                self.stats.rate_limited += 1
+            return retry_after
+
+    def call_finished(self) -> None:
+        with self._lock:
+            self.stats.in_flight -= 1
+
+    def record(self, entry: dict) -> None:
+        with self._lock:
+            if self.keep_journal:
+                self.journal.append(entry)
+            if len(self.journal) == self.revoke_tokens_at_request:
+                self._tokens.clear()
 
     def add_fault(self, path_regex: str, count: int, **kwargs: Any) -> None:
         with self._lock:
@@ -127,7 +207,7 @@ class FakeEnderTuring:
         match = DETAIL_PATH.match(path)
         if match:
             session_id, endpoint = match.groups()
-            if not any(s.get("id") == session_id for s in self.dataset.sessions):
+            if not self.has_session(session_id):
                 return 404, {"detail": "Session not found"}
             store = {
                 "scores": self.dataset.scores,
@@ -137,17 +217,37 @@ class FakeEnderTuring:
             return 200, store[endpoint].get(session_id, None if endpoint == "summary" else [])
         return 404, {"detail": "Not Found"}
 
+    def has_session(self, session_id: str) -> bool:
+        """Whether a session has this id: an index rebuilt when the session list is replaced or
+        changes length, checked against the session itself, with a scan when it does not know."""
+        sessions = self.dataset.sessions
+        with self._lock:
+            index = self._session_index
+            if index is None or index[:2] != (id(sessions), len(sessions)):
+                index = (id(sessions), len(sessions), {s.get("id"): s for s in sessions})
+                self._session_index = index
+        known = index[2].get(session_id)
+        if known is not None and known.get("id") == session_id:
+            return True
+        return any(s.get("id") == session_id for s in sessions)
+
     def list_sessions(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         try:
             skip = int(query.get("skip", ["0"])[0])
             limit = min(int(query.get("limit", ["100"])[0]), self.max_page_size)
-            predicates = parse_filters(query.get("filters", [""])[0])
+            filters = query.get("filters", [""])[0]
+            predicates = parse_filters(filters)
         except ValueError as exc:
             return 422, {"detail": str(exc)}
         if self.overload_threshold is not None and skip >= self.overload_threshold:
             return 500, {"detail": "overloaded"}
-        matches = [s for s in self.dataset.sessions if all(p(s) for p in predicates)]
-        matches.sort(key=lambda s: (s.get("start_dt") or "", s.get("id") or ""))
+        key = (filters, id(self.dataset.sessions), len(self.dataset.sessions))
+        matches = self._listings.get(key) if self.cache_listings else None
+        if matches is None:
+            matches = [s for s in self.dataset.sessions if all(p(s) for p in predicates)]
+            matches.sort(key=lambda s: (s.get("start_dt") or "", s.get("id") or ""))
+            if self.cache_listings:
+                self._listings = {key: matches}  # paging walks one listing at a time
         return 200, {"total": len(matches), "items": matches[skip : skip + limit]}
 
 
@@ -216,10 +316,19 @@ class _Handler(BaseHTTPRequestHandler):
             "headers": dict(self.headers),
             "time": time.monotonic(),
         }
-        with self.fake._lock:
-            self.fake.journal.append(entry)
-            if len(self.fake.journal) == self.fake.revoke_tokens_at_request:
-                self.fake._tokens.clear()
+        retry_after = self.fake.call_started()
+        try:
+            self.fake.record(entry)
+            if retry_after is not None:
+                entry["status"] = 429
+                return self._respond(429, {"detail": "Too many requests"}, {"Retry-After": str(retry_after)})
+            if self.fake.latency_ms:
+                time.sleep(self.fake.latency_ms / 1000)
+            self._serve(method, parts, path, body, entry)
+        finally:
+            self.fake.call_finished()
+
+    def _serve(self, method: str, parts: Any, path: str, body: bytes, entry: dict) -> None:
         fault = self.fake.take_fault(path)
         if fault is not None:
             entry["fault"] = fault.action
@@ -262,6 +371,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("POST")
 
 
+class _Server(ThreadingHTTPServer):
+    # A listen backlog of 5 (the default) drops connections when many workers open theirs at once;
+    # the client's SYN is then retried after a second, which looks like server latency.
+    request_queue_size = 128
+
+
 @dataclass
 class RunningServer:
     httpd: ThreadingHTTPServer
@@ -302,7 +417,7 @@ def start_server(
     """Serve ``fake`` (by default on a free loopback port); with ``tls_dir``, over HTTPS with a
     self-signed certificate."""
     handler = type("Handler", (_Handler,), {"fake": fake})
-    httpd = ThreadingHTTPServer((host, port), handler)
+    httpd = _Server((host, port), handler)
     httpd.daemon_threads = True
     certificate = None
     if tls_dir is not None:
@@ -616,9 +731,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     parser.add_argument("--port", type=int, default=0, help="0 = a free port")
     parser.add_argument("--sessions-per-day", type=int, default=500)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="every API call takes this long")
+    parser.add_argument("--rate-limit", type=int, default=None, help="API calls per second, then 429")
     args = parser.parse_args()
     dataset = generate_dataset([date.today() - timedelta(days=1)], args.sessions_per_day)
-    server = start_server(FakeEnderTuring(dataset), host=args.host, port=args.port)
+    fake = FakeEnderTuring(dataset)
+    fake.latency_ms = args.latency_ms
+    fake.set_rate_limit(args.rate_limit)
+    server = start_server(fake, host=args.host, port=args.port)
     print(f"fake Ender Turing on {server.url} (user etl@example.com / s3cret/pass)", flush=True)
     try:
         threading.Event().wait()

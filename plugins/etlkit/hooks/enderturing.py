@@ -2,10 +2,13 @@
 
 Not ``HttpHook``: that one sends every unknown connection extra as an HTTP header. Connection
 ``enderturing_default``: host (scheme optional, https by default), login (e-mail), password; extras
-``verify_ssl`` (default true), ``ca_bundle``, ``timeout_s`` (120), ``token`` (static token) and the
-retry settings ``max_attempts`` (6), ``backoff_base_s`` (2), ``backoff_max_s`` (60),
-``retry_after_max_s`` (300). Secrets go only into the login form body and the Authorization header,
-never into logs or URLs.
+``verify_ssl`` (default true), ``ca_bundle``, ``timeout_s`` (120), ``token`` (static token),
+``detail_concurrency`` (4: per-session calls in parallel) and the retry settings ``max_attempts`` (6),
+``backoff_base_s`` (2), ``backoff_max_s`` (60), ``retry_after_max_s`` (300). Secrets go only into the
+login form body and the Authorization header, never into logs or URLs.
+
+A 429 (or a 503 with ``Retry-After``) pauses every call of the hook, not only the one that got it:
+the threads share one gate, so a rate-limited tenant sees one pause instead of a storm of 429s.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 import requests
 from airflow.sdk import BaseHook
+from requests.adapters import HTTPAdapter
 
 from etlkit.common.errors import ConfigurationError, TransientError
 from etlkit.common.http import retry_after_seconds
@@ -29,6 +33,36 @@ log = logging.getLogger(__name__)
 
 REFRESH_MARGIN_S = 60
 CONNECT_TIMEOUT_S = 10
+# Per-session calls in parallel (connection extra detail_concurrency). 4 stays below the rate limits
+# API vendors commonly set per tenant (tens of calls per second) at the latencies of a remote API;
+# a higher value needs the tenant's limit: see docs/enderturing.md.
+DEFAULT_DETAIL_CONCURRENCY = 4
+MAX_DETAIL_CONCURRENCY = 64
+
+
+class PauseGate:
+    """One pause shared by every thread of a client: after a 429 no thread sends anything until the
+    wait it asked for has passed, then all resume. Pauses only lengthen, never shorten."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._resume_at = 0.0  # time.monotonic()
+        self.pauses = 0
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            resume_at = time.monotonic() + seconds
+            if resume_at > self._resume_at:
+                self._resume_at = resume_at
+                self.pauses += 1
+
+    def wait(self) -> None:
+        while True:
+            with self._lock:
+                remaining = self._resume_at - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(remaining)
 
 
 @dataclass(frozen=True)
@@ -86,7 +120,13 @@ class EnderTuringHook(BaseHook):
                 if name in extra
             }
         )
+        self.detail_concurrency = _detail_concurrency(extra, enderturing_conn_id)
         self.session = requests.Session()
+        # One pooled connection per worker thread (requests keeps 10: more threads would reconnect).
+        adapter = HTTPAdapter(pool_maxsize=max(10, self.detail_concurrency))
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.pause_gate = PauseGate()
         # Passed on every request: a session-level value loses to REQUESTS_CA_BUNDLE from the environment.
         self.verify: bool | str = extra.get("ca_bundle") or _as_bool(extra.get("verify_ssl", True))
         if self.verify is False:
@@ -143,6 +183,7 @@ class EnderTuringHook(BaseHook):
         """Retry network errors, 429 and 5xx with backoff (``Retry-After`` honoured); return the rest."""
         url = f"{self.base_url}{path}"
         for attempt in range(1, int(self.retry.max_attempts) + 1):
+            self.pause_gate.wait()
             try:
                 response = self.session.request(
                     method, url, timeout=self.timeout, verify=self.verify, **kwargs
@@ -175,7 +216,10 @@ class EnderTuringHook(BaseHook):
                 break
             delay = wait if wait is not None else self.retry.backoff(attempt)
             log.warning("%s %s: %s, attempt %s; retrying in %.2fs", method, path, problem, attempt, delay)
-            time.sleep(delay)
+            if problem == "HTTP 429" or wait is not None:
+                self.pause_gate.pause(delay)  # the API asks the whole client to wait: every thread does
+            else:
+                time.sleep(delay)
         raise TransientError(f"{method} {path}: {problem} after {attempt} attempts")
 
     def _json(self, response: requests.Response, method: str, path: str) -> Any:
@@ -261,6 +305,20 @@ def _shape(body: Any) -> str:
     if isinstance(body, dict):
         return f"an object with keys {sorted(map(str, body))[:20]}"
     return f"a {type(body).__name__}"
+
+
+def _detail_concurrency(extra: dict, conn_id: str) -> int:
+    raw = extra.get("detail_concurrency", DEFAULT_DETAIL_CONCURRENCY)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = 0
+    if not 1 <= value <= MAX_DETAIL_CONCURRENCY or str(value) != str(raw).strip():
+        raise ConfigurationError(
+            f"connection {conn_id!r}: extra detail_concurrency must be an integer from 1 to "
+            f"{MAX_DETAIL_CONCURRENCY} (default {DEFAULT_DETAIL_CONCURRENCY})"
+        )
+    return value
 
 
 def _as_bool(value: Any) -> bool:

@@ -135,7 +135,7 @@ class EnderTuringSyncSessionsOperator(LineageReporting, BaseOperator):
         changed_categories: Any,
         schema: str = PIPELINE,
         et_timezone: str = "UTC",
-        detail_concurrency: int = 4,
+        detail_concurrency: int | None = None,  # None: the connection's extra detail_concurrency
         transform_workers: int = 2,
         **kwargs: Any,
     ):
@@ -153,13 +153,15 @@ class EnderTuringSyncSessionsOperator(LineageReporting, BaseOperator):
 
         params = context["params"]
         day = day_of_run(context, self.et_timezone)
+        warehouse_connection(self.postgres_conn_id).close()
+        hook = EnderTuringHook(self.enderturing_conn_id)
         settings = extract.SessionSettings(
             page_size=int(params["page_size"]),
             window_cap=int(params["window_cap"]),
             limit_sessions=params["limit_sessions"],
             fetch_summaries=bool(params["fetch_summaries"]),
             fetch_comments=bool(params["fetch_comments"]),
-            detail_concurrency=self.detail_concurrency,
+            detail_concurrency=self.detail_concurrency or hook.detail_concurrency,
             max_detail_failures=int(params["max_detail_failures"]),
         )
         passes = plan_passes(
@@ -168,8 +170,6 @@ class EnderTuringSyncSessionsOperator(LineageReporting, BaseOperator):
             lookback_days=int(params["resync_lookback_days"]),
             changed_category_ids=list(self.changed_categories or []),
         )
-        warehouse_connection(self.postgres_conn_id).close()
-        hook = EnderTuringHook(self.enderturing_conn_id)
         with alert_context(day=day.isoformat()):
             result = sync.sync_sessions(
                 hook,

@@ -401,6 +401,34 @@ def test_write_sql_permanent_failures(tmp_path, jobs_dsn):
     assert orders(jobs_dsn) == []
 
 
+
+def row_versions(dsn: str) -> dict[int, str]:
+    return dict(query(dsn, "SELECT order_id, xmin::text FROM sales.orders"))
+
+
+def test_upsert_rewrites_only_the_rows_whose_values_changed(tmp_path, jobs_dsn):
+    write_orders(tmp_path, "1,a", "2,b", "3,c")
+    run(tmp_path, sql_job("upsert", key_columns=["order_id"]), jobs_dsn)
+    first = row_versions(jobs_dsn)
+    run(tmp_path, sql_job("upsert", key_columns=["order_id"]), jobs_dsn)
+    assert row_versions(jobs_dsn) == first  # same values: no new row version
+    write_orders(tmp_path, "1,a", "2,changed", "3,c", "4,d")
+    run(tmp_path, sql_job("upsert", key_columns=["order_id"]), jobs_dsn)
+    after = row_versions(jobs_dsn)
+    assert orders(jobs_dsn) == [(1, "a"), (2, "changed"), (3, "c"), (4, "d")]
+    assert {k for k in first if after[k] != first[k]} == {2}
+
+
+@pytest.mark.parametrize("keep", ["duplicate_keys_fail", "do_nothing"])
+def test_upsert_refuses_a_key_given_twice_even_with_identical_rows(tmp_path, jobs_dsn, keep):
+    write_orders(tmp_path, "5,x", "1,a", "1,a")
+    config = {"key_columns": ["order_id"]}
+    if keep == "do_nothing":
+        config["update_columns"] = []
+    with pytest.raises(BadInputError, match=r"duplicate key \{'order_id': 1\}"):
+        run(tmp_path, sql_job("upsert", **config), jobs_dsn)
+    assert orders(jobs_dsn) == []
+
 @pytest.mark.parametrize("mode", ["append", "upsert"])
 def test_write_sql_failure_midway_leaves_no_partial_rows_and_rerun_is_clean(
     tmp_path, jobs_dsn, monkeypatch, mode

@@ -164,40 +164,65 @@ def _already_appended(connection, append_log, append_key: str, chunks, component
 
 
 def _upsert(connection, config, names: list[str], target, stage, component_id: str) -> None:
+    """One INSERT … ON CONFLICT from the stage. A row whose values equal the stored row is not
+    rewritten (no new row version, no index or WAL work), so re-loading unchanged data is cheap.
+
+    With ``duplicate_keys=fail`` and columns to update, PostgreSQL itself refuses a key that occurs
+    twice (cardinality violation), so the duplicate search runs only then, to name the key."""
     keys = config.key_columns
-    key_list = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
     any_null = sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in keys)
     if connection.execute(sql.SQL("SELECT 1 FROM {} WHERE {} LIMIT 1").format(stage, any_null)).fetchone():
         raise BadInputError(f"{component_id}: a row has a null key ({', '.join(keys)})")
-    if config.duplicate_keys == "fail":
-        duplicate = connection.execute(
-            sql.SQL("SELECT {} FROM {} GROUP BY {} HAVING count(*) > 1 LIMIT 1").format(
-                key_list, stage, key_list
-            )
-        ).fetchone()
-        if duplicate:
-            raise BadInputError(f"{component_id}: duplicate key {dict(zip(keys, duplicate, strict=True))}")
     updates = (
         config.update_columns if config.update_columns is not None else [n for n in names if n not in keys]
     )
+    if config.duplicate_keys == "fail" and not updates:
+        _refuse_duplicate_keys(connection, keys, stage, component_id)
+    if config.duplicate_keys == "fail":
+        try:
+            with connection.transaction():
+                connection.execute(_upsert_statement(names, keys, updates, target, stage, keep_last=False))
+        except errors.CardinalityViolation:
+            _refuse_duplicate_keys(connection, keys, stage, component_id)
+            raise
+        return
+    connection.execute(_upsert_statement(names, keys, updates, target, stage, keep_last=True))
+
+
+def _refuse_duplicate_keys(connection, keys: list[str], stage, component_id: str) -> None:
+    key_list = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
+    duplicate = connection.execute(
+        sql.SQL("SELECT {} FROM {} GROUP BY {} HAVING count(*) > 1 LIMIT 1").format(key_list, stage, key_list)
+    ).fetchone()
+    if duplicate:
+        raise BadInputError(f"{component_id}: duplicate key {dict(zip(keys, duplicate, strict=True))}")
+
+
+def _upsert_statement(
+    names: list[str], keys: list[str], updates: list[str], target, stage, *, keep_last: bool
+):
     column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    key_list = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
     if updates:
-        action = sql.SQL("DO UPDATE SET {}").format(
-            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(u)) for u in updates)
+        stored = sql.SQL(", ").join(sql.SQL("{}.{}").format(target, sql.Identifier(u)) for u in updates)
+        incoming = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(u)) for u in updates)
+        action = sql.SQL("DO UPDATE SET {} WHERE ROW({}) IS DISTINCT FROM ROW({})").format(
+            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(u)) for u in updates),
+            stored,
+            incoming,
         )
     else:
         action = sql.SQL("DO NOTHING")
-    # DISTINCT ON keeps the last occurrence of a key (duplicate_keys=keep_last).
-    connection.execute(
-        sql.SQL(
-            "INSERT INTO {target} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {stage} "
-            "ORDER BY {keys}, {ordinal} DESC ON CONFLICT ({keys}) {action}"
-        ).format(
-            target=target,
-            cols=column_list,
-            keys=key_list,
-            stage=stage,
-            ordinal=sql.Identifier(ORDINAL_COLUMN),
-            action=action,
-        )
+    if keep_last:  # DISTINCT ON keeps the last occurrence of a key
+        rows = sql.SQL("SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {ordinal} DESC")
+    else:
+        rows = sql.SQL("SELECT {cols} FROM {stage}")
+    return sql.SQL("INSERT INTO {target} ({cols}) {rows} ON CONFLICT ({keys}) {action}").format(
+        target=target,
+        cols=column_list,
+        rows=rows.format(
+            keys=key_list, cols=column_list, stage=stage, ordinal=sql.Identifier(ORDINAL_COLUMN)
+        ),
+        keys=key_list,
+        action=action,
     )

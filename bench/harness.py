@@ -101,6 +101,28 @@ def run_phase(module: str, *args: str, env: dict | None = None) -> Phase:
     return Phase(seconds=seconds, peak_rss=int(result["peak_rss"]), result=result)
 
 
+def start_server(module: str, *args: str) -> subprocess.Popen:
+    """A local test server (``python -m module args``) in the background, with the children's
+    environment; its output is discarded. Stop it with ``stop_server``."""
+    command = [python_executable(), "-m", module, *map(str, args)]
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=child_environment(None),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_server(process: subprocess.Popen, timeout: float = 30) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def parse_result(stdout: str) -> dict | None:
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARKER):

@@ -1,214 +1,237 @@
 """Benchmark of the movies full load: PostgreSQL → transform → ``_bulk`` into the local ES-subset server.
 
-    .venv/bin/python -m bench.movies [--films 200000] [--small 50000] [--baseline-sample 5000]
+    .venv/bin/python -m bench.movies [--films 200000] [--small 50000] [--baseline-sample 5000] [--quick]
 
-Generates the corpus with ``dev.movies_data`` (convention A), starts ``dev.es_server`` in its own process,
-then runs each measured load in a separate subprocess so each one's peak RSS is its own:
+Generates the corpus with ``dev.movies_data`` (convention A), starts ``dev.es_server`` in its own
+process, then runs each measured load in its own child (``bench.harness``, so each peak RSS is its own):
 
-* ours: one server-side cursor in ``batch_size`` fetches, streamed through the transform into
-  ``BulkLoader`` (chunks of 500 docs / 10 MiB) — the DAG's ``sync`` path without Airflow around it;
-  run at two corpus sizes to show memory is flat in corpus size;
-* baseline: the naive loader — ``fetchall()`` of the same payload query, every document built in memory,
-  then one ``PUT _doc`` per document. Its indexing is timed on the first ``--baseline-sample`` documents and
-  scaled to the corpus (one request per document is linear), which the output says.
+* ours: the DAG's own operators, outside Airflow's task runner: ``MoviesPlanOperator.execute``
+  (change columns, target, mode: full, the new physical index; not timed), then the timed
+  ``MoviesSyncOperator.execute`` with the deployment's default settings (server-side cursor in
+  ``batch_size`` fetches → transform → ``BulkLoader`` chunks). The connections are ``AIRFLOW_CONN_*``
+  environment variables, as deployments define them; the task instance is a stand-in that hands
+  the plan's XCom to the sync task (try 1). Run at two corpus sizes to show memory is flat in corpus
+  size; its peak RSS includes Airflow and the operator modules, as a task's does (the figure after
+  the imports, before the load, is printed beside it);
+* baseline: the naive loader — ``fetchall()`` of the same payload query, every document built in
+  memory, then one ``PUT _doc`` per document. Its indexing is timed on the first
+  ``--baseline-sample`` documents and scaled to the corpus (one request per document is linear),
+  which the output says.
+
+There is no floor yet: nothing here measures the least work of a full load on its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
+from bench import harness
+from dev import movies_data, pgdb
+from dev.airflow_env import airflow_environment, connection_env
+from dev.sshd import free_port, wait_for_port
 
-from dev import movies_data, pgdb  # noqa: E402
-from dev.sshd import free_port, wait_for_port  # noqa: E402
-
-CHANGE_COLUMNS = {
-    "film_work": "modified",
-    "genre": "modified",
-    "person": "modified",
-    "genre_film_work": "created",
-    "person_film_work": "created",
-}
+MODULE = "bench.movies"
+PG_CONN_ID = "bench_movies_postgres"
+ES_CONN_ID = "bench_movies_elasticsearch"
+ES_MAJOR = "9"
 
 
-def _peak_rss_mb() -> float:
-    """Peak RSS of this process since it started: ``VmHWM`` belongs to the address space ``exec`` created,
-    while ``ru_maxrss`` survives ``exec`` and would include the parent's size at fork time."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class PlanHandingTaskInstance:
+    """What the sync operator asks of its task instance: the plan task's XCom and the try number."""
+
+    try_number = 1
+
+    def __init__(self) -> None:
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_pull(self, task_ids: str) -> Any:
+        return self.xcoms[task_ids]
 
 
-def _clients(dbname: str, es_url: str):
+def worker_ours(es_url: str) -> dict:
     import elasticsearch
 
-    pg = psycopg.connect(pgdb.dsn(dbname), options="-c TimeZone=UTC")
-    es = elasticsearch.Elasticsearch(es_url, request_timeout=120)
-    return pg, es
+    from etlkit.movies.settings import default_settings
+    from etlkit.operators.movies import MoviesPlanOperator, MoviesSyncOperator
 
-
-def worker_ours(dbname: str, es_url: str, index: str, batch_size: int) -> dict:
-    from etlkit.movies import queries
-    from etlkit.movies.bulk import BulkLoader, index_action
-    from etlkit.movies.extract import stream_film_rows
-    from etlkit.movies.target import create_physical_index
-    from etlkit.movies.transform import build_document, document_json
-
-    pg, es = _clients(dbname, es_url)
-    create_physical_index(es, index)
+    imports_rss = harness.peak_rss()
+    ids = {"pg_conn_id": PG_CONN_ID, "es_conn_id": ES_CONN_ID}
+    ti = PlanHandingTaskInstance()
+    context = {"params": {**asdict(default_settings()), **ids}, "ti": ti}
+    ti.xcoms["plan"] = MoviesPlanOperator(task_id="plan", **ids).execute(context)
     started = time.perf_counter()
-    rows = stream_film_rows(pg, queries.payload_query("content", CHANGE_COLUMNS, "all"), {}, batch_size)
-    documents = (build_document(row) for row in rows)
-    actions = (index_action(d["id"], document_json(d)) for d in documents)
-    result = BulkLoader(es, index=index).load(actions)
+    synced = MoviesSyncOperator(task_id="sync", **ids).execute(context)
     seconds = time.perf_counter() - started
-    es.indices.refresh(index=index)
-    count = es.count(index=index)["count"]
-    pg.close()
-    es.close()
+    index = ti.xcoms["plan"]["write_index"]
+    with elasticsearch.Elasticsearch(es_url, request_timeout=120) as es:
+        es.indices.refresh(index=index)
+        count = es.count(index=index)["count"]
     return {
-        "docs": result.succeeded,
+        "items": synced["rows_loaded"],
+        "rows_read": synced["rows_read"],
         "indexed_count": count,
+        "index": index,
         "seconds": seconds,
-        "peak_rss_mb": _peak_rss_mb(),
+        "imports_peak_rss": imports_rss,
     }
 
 
-def worker_baseline(dbname: str, es_url: str, index: str, sample: int) -> dict:
+def worker_baseline(dbname: str, es_url: str, sample: int) -> dict:
+    import elasticsearch
+
     from etlkit.movies import queries
     from etlkit.movies.extract import film_row
     from etlkit.movies.target import create_physical_index
     from etlkit.movies.transform import build_document
 
-    pg, es = _clients(dbname, es_url)
+    change_columns = {"film_work": "modified", "genre": "modified", "person": "modified"}
+    change_columns |= {"genre_film_work": "created", "person_film_work": "created"}
+    index = "bench_baseline"
+    pg = psycopg.connect(pgdb.dsn(dbname), options="-c TimeZone=UTC")
+    es = elasticsearch.Elasticsearch(es_url, request_timeout=120)
     create_physical_index(es, index)
     started = time.perf_counter()
     with pg.cursor() as cursor:  # naive: the whole result set in memory
-        cursor.execute(queries.payload_query("content", CHANGE_COLUMNS, "all"))
+        cursor.execute(queries.payload_query("content", change_columns, "all"))
         rows = cursor.fetchall()
     documents = [build_document(film_row(row)) for row in rows]
     prepared = time.perf_counter() - started
     index_started = time.perf_counter()
     for document in documents[:sample]:
         es.index(index=index, id=document["id"], document=document)
-    per_doc = (time.perf_counter() - index_started) / max(min(sample, len(documents)), 1)
+    sampled = min(sample, len(documents))
+    per_doc = (time.perf_counter() - index_started) / max(sampled, 1)
+    es.indices.delete(index=index)
     pg.close()
     es.close()
-    return {
-        "docs": len(documents),
-        "sampled_docs": min(sample, len(documents)),
-        "seconds": prepared + per_doc * len(documents),
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    return {"items": len(documents), "sampled_docs": sampled, "seconds": prepared + per_doc * len(documents)}
 
 
-def _run_worker(*args: str) -> dict:
-    output = subprocess.run(
-        [sys.executable, "-m", "bench.movies", "--worker", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    if output.returncode != 0:
-        raise RuntimeError(f"worker {args[0]} failed:\n{output.stderr[-4000:]}")
-    return json.loads(output.stdout.strip().splitlines()[-1])
+def run_worker(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog=f"{MODULE} --worker")
+    parser.add_argument("kind", choices=["ours", "baseline"])
+    parser.add_argument("--db")
+    parser.add_argument("--es-url")
+    parser.add_argument("--sample", type=int)
+    args = parser.parse_args(argv)
+    if args.kind == "ours":
+        harness.child_result(worker_ours(args.es_url))
+    else:
+        harness.child_result(worker_baseline(args.db, args.es_url, args.sample))
 
 
-def _prepare(films: int) -> str:
+def prepare(films: int) -> str:
     dbname = f"etl_movies_bench_{films}"
     pgdb.recreate_database(dbname)
     started = time.perf_counter()
     with psycopg.connect(pgdb.dsn(dbname), autocommit=True) as conn:
         movies_data.create_schema(conn, "A")
         counts = movies_data.generate(conn, films, convention="A")
-    print(f"generated {counts} in {time.perf_counter() - started:.1f}s", flush=True)
+    print(f"movies: generated {counts} in {time.perf_counter() - started:.1f}s", flush=True)
     return dbname
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="movies full-load benchmark")
+def ours_environment(dbname: str, port: int, airflow_home: Path) -> dict[str, str]:
+    env = {key: value for key, value in airflow_environment(airflow_home).items() if key != "PYTHONPATH"}
+    es = {"conn_type": "elasticsearch", "host": "127.0.0.1", "port": port}
+    for conn_id, connection in ((PG_CONN_ID, pgdb.postgres_connection(dbname)), (ES_CONN_ID, es)):
+        env.__setitem__(*connection_env(conn_id, connection))
+    return env
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=MODULE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--films", type=int, default=200_000)
     parser.add_argument("--small", type=int, default=50_000, help="second corpus size for the memory check")
     parser.add_argument("--baseline-sample", type=int, default=5_000)
-    parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--keep-db", action="store_true")
-    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        kind, dbname, es_url, index, number = args.worker
-        worker = worker_ours if kind == "ours" else worker_baseline
-        print(json.dumps(worker(dbname, es_url, index, int(number))))
-        return
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.films, args.small, args.baseline_sample = 20_000, 5_000, 1_000
+    return args
 
+
+def benchmark(argv: list[str] | None = None) -> dict:
+    args = parse_arguments(argv)
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "dev.es_server", "--port", str(port), "--major", "9"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-    )
+    server = harness.start_server("dev.es_server", "--port", port, "--major", ES_MAJOR)
     databases: list[str] = []
     try:
         wait_for_port(port)
-        es_url = f"http://127.0.0.1:{port}"
-        results = {}
-        for films in sorted({args.small, args.films}):
-            databases.append(_prepare(films))
-            results[films] = _run_worker(
-                "ours", databases[-1], es_url, f"bench_ours_{films}", str(args.batch_size)
-            )
-            print(f"ours, {films} films: {json.dumps(results[films])}", flush=True)
-            _delete_index(es_url, f"bench_ours_{films}")
-        baseline = _run_worker("baseline", databases[-1], es_url, "bench_baseline", str(args.baseline_sample))
-        print(f"baseline, {args.films} films: {json.dumps(baseline)}", flush=True)
-        _report(results, baseline, args)
+        cases = []
+        with tempfile.TemporaryDirectory(prefix="movies-bench-") as airflow_home:
+            for films in sorted({args.small, args.films}):
+                databases.append(prepare(films))
+                env = ours_environment(databases[-1], port, Path(airflow_home))
+                ours = harness.run_phase(MODULE, "--worker", "ours", "--es-url", es_url(port), env=env)
+                delete_index(port, ours.result["index"])
+                baseline = None
+                if films == args.films:
+                    baseline = harness.run_phase(
+                        MODULE, "--worker", "baseline", "--db", databases[-1],
+                        "--es-url", es_url(port), "--sample", args.baseline_sample,
+                    )  # fmt: skip
+                cases.append(movies_case(films, ours, baseline))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        harness.stop_server(server)
         if not args.keep_db:
             for dbname in databases:
                 pgdb.drop_database(dbname)
+    return {
+        "benchmark": "movies",
+        "title": "movies full load: the DAG's plan and sync operators (sync timed) into the ES-subset "
+        "server; baseline fetchall + one request per document (indexing timed on "
+        f"{args.baseline_sample:,} documents and scaled)",
+        "cases": cases,
+    }
 
 
-def _delete_index(es_url: str, index: str) -> None:
+def movies_case(films: int, ours: harness.Phase, baseline: harness.Phase | None) -> dict:
+    extra = {
+        "ours peak RSS after imports, before the load, MiB": round(
+            ours.result["imports_peak_rss"] / harness.MIB, 1
+        ),
+        "documents counted in the index": ours.result["indexed_count"],
+    }
+    if baseline is not None:
+        extra["baseline documents indexed (timed sample)"] = baseline.result["sampled_docs"]
+    return harness.case(
+        "full load",
+        films,
+        "documents",
+        ours=harness.measurement(ours),
+        baseline=harness.measurement(baseline) if baseline else None,
+        extra=extra,
+    )
+
+
+def es_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def delete_index(port: int, index: str) -> None:
     import elasticsearch
 
-    with elasticsearch.Elasticsearch(es_url) as es:
+    with elasticsearch.Elasticsearch(es_url(port)) as es:
         es.indices.delete(index=index)
 
 
-def _report(results: dict[int, dict], baseline: dict, args) -> None:
-    big = results[args.films]
-    small = results[args.small]
-    ours_rate = big["docs"] / big["seconds"]
-    base_rate = baseline["docs"] / baseline["seconds"]
-    print()
-    print(f"movies full load, {args.films} film works, ES-subset server (separate process)")
-    print(
-        f"  ours:      {ours_rate:10.0f} docs/s  peak RSS {big['peak_rss_mb']:7.1f} MB  ({big['seconds']:.1f}s)"
-    )
-    print(
-        f"  baseline:  {base_rate:10.0f} docs/s  peak RSS {baseline['peak_rss_mb']:7.1f} MB  "
-        f"(fetchall + one request per doc; indexing timed on {baseline['sampled_docs']} docs and scaled)"
-    )
-    print(
-        f"  speed-up:  {ours_rate / base_rate:.1f}x   memory ratio baseline/ours: "
-        f"{baseline['peak_rss_mb'] / big['peak_rss_mb']:.1f}x"
-    )
-    print(
-        f"  memory flat in corpus size: {args.small} films -> {small['peak_rss_mb']:.1f} MB, "
-        f"{args.films} films -> {big['peak_rss_mb']:.1f} MB"
-    )
-    print(f"  every document acknowledged and counted: {big['indexed_count'] == big['docs'] == args.films}")
+def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        run_worker(sys.argv[2:])
+        return
+    harness.print_result(benchmark(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 
+import pendulum
 from airflow.sdk import DAG, Param
 
 from etlkit.common.assets import MOVIES_INDEX
@@ -57,7 +58,7 @@ with DAG(
     dag_id="movies_postgres_to_elasticsearch",
     description="Keep the Elasticsearch movies index in step with the PostgreSQL film catalogue",
     schedule=SCHEDULE,
-    start_date=datetime(2024, 1, 1),
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["movies", "elasticsearch", "postgres"],

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
+import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
 from etlkit.common.assets import VISITS
@@ -41,7 +42,7 @@ with DAG(
     schedule=CronTriggerTimetable(
         schedule_from_env(), timezone=timezone_from_env(), interval=timedelta(days=1)
     ),
-    start_date=datetime(2024, 1, 1),
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     # Not finished N hours (etl_alerting deadline_hours, default 6) after its scheduled time, one

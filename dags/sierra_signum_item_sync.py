@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 
+import pendulum
 from airflow.sdk import DAG, Param
 
 from etlkit.common.assets import SIGNUM_ITEMS
@@ -42,7 +43,7 @@ with DAG(
     dag_id="sierra_signum_item_sync",
     dag_display_name="Sierra → Signum backend item sync",
     schedule=SYNC_INTERVAL,
-    start_date=datetime(2025, 1, 1),
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     # Each run takes what the source holds now, whatever its interval: a backfill would only start

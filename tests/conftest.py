@@ -8,24 +8,22 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
-
-from dev import pgdb  # noqa: E402
-from dev.airflow_env import (  # noqa: E402
+from dev import pgdb
+from dev.airflow_env import (
     airflow_environment,
     connection_env,
     migrate_metadata_db,
     variable_env,
 )
-from dev.sshd import SshServer, start_sshd  # noqa: E402
+from dev.sshd import SshServer, start_sshd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="etlkit-tests-"))

@@ -1,1 +1,1 @@
-count(*) FILTER (WHERE s.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE p.id = s.{column}))
+count(*) FILTER (WHERE s.{column} IS NOT NULL AND s.{column} NOT IN (SELECT p.id FROM {parent} AS p))

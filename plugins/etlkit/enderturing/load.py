@@ -19,8 +19,9 @@ from psycopg import Connection, errors, sql
 
 from etlkit.common.errors import BadInputError
 from etlkit.common.sql import load_sql
-from etlkit.enderturing.staging import CopySpool
-from etlkit.enderturing.tables import Table
+from etlkit.enderturing import changes, extract
+from etlkit.enderturing.staging import SPOOL_DIR, CopySpool
+from etlkit.enderturing.tables import SESSION_TABLES, Table
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ PIPELINE = "enderturing"
 SCHEMA_LOCK_KEY = 7_311_000
 DICTIONARIES_LOCK_KEY = 7_311_001
 SESSIONS_LOCK_KEY = 7_311_002
-MIGRATIONS = ("001_tables.sql",)
+MIGRATIONS = ("001_tables.sql", "002_session_sources.sql")
 COPY_BLOCK = 1 << 20
 
 
@@ -142,7 +143,9 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
         stale_deleted = deleted.rowcount
 
     inserted, updated = _upsert(conn, table, target, stage, columns, key)
-    orphans = _check_staged_rows(conn, schema, table, target, stage)
+    # Every staged row the upsert wrote is in the target: the key check is needed only for the rest
+    # (rows left alone because unchanged, or a trigger/rule that swallowed them).
+    orphans = _check_staged_rows(conn, schema, table, target, stage, check_keys=inserted + updated < staged)
     result = TableLoad(
         table.name, staged, inserted, updated, stale_deleted, orphans, round(time.perf_counter() - started, 3)
     )
@@ -165,22 +168,29 @@ class StagedKeysMissingError(BadInputError):
 
 
 def _check_staged_rows(
-    conn: Connection, schema: str, table: Table, target: sql.Identifier, stage: sql.Identifier
+    conn: Connection,
+    schema: str,
+    table: Table,
+    target: sql.Identifier,
+    stage: sql.Identifier,
+    check_keys: bool = True,
 ) -> dict[str, int]:
-    """Every staged key must now be in the target; the soft relationships of the batch's rows are
-    counted in the same scan and logged as warnings, never fatal (spec §2.1). Returns the orphans."""
+    """Every staged key must now be in the target (when ``check_keys``); the soft relationships of
+    the batch's rows are counted in the same scan and logged as warnings, never fatal (spec §2.1).
+    Returns the orphans."""
+    if not check_keys and not table.refs:
+        return {}
+    missing = (
+        _query("staged_key_missing.sql", target=target, key_match=_key_match(table))
+        if check_keys
+        else sql.SQL("0")
+    )
     orphan_counts = sql.SQL("").join(
         sql.SQL(", ")
         + _query("orphan_count.sql", column=sql.Identifier(column), parent=sql.Identifier(schema, parent))
         for column, parent in table.refs
     )
-    statement = _query(
-        "staged_rows_check.sql",
-        target=target,
-        stage=stage,
-        key_match=_key_match(table),
-        orphan_counts=orphan_counts,
-    )
+    statement = _query("staged_rows_check.sql", stage=stage, missing=missing, orphan_counts=orphan_counts)
     missing_keys, *counts = conn.execute(statement).fetchone()
     if missing_keys:
         raise StagedKeysMissingError(
@@ -243,3 +253,51 @@ def load_tables(
         take_lock(conn, lock_key)
         conn.execute(load_sql(PIPELINE, "load_settings.sql"))
         return [load_table(conn, schema, table, spools) for table in tables]
+
+
+class StagedBatchIncompleteError(BadInputError):
+    """The staged files do not hold what the extraction counted: nothing is loaded."""
+
+
+@dataclass
+class SessionBatchLoad:
+    tables: list[TableLoad]
+    sessions: int  # staged sessions
+    unchanged: int  # skipped before the transform: same source digest as their last load
+    warnings: dict[str, int]
+    transform_seconds: float
+
+
+def load_session_batch(
+    conn: Connection,
+    schema: str,
+    staged_dir: Path,
+    workers: int = 1,
+    expected_sessions: int | None = None,
+) -> SessionBatchLoad:
+    """Tables 13–20 from a staged batch in ONE transaction: under the sessions lock, sessions whose
+    source digest is unchanged since their last load are skipped (``changes``), the others are
+    transformed into COPY files and loaded, and their digests recorded."""
+    with conn.transaction():
+        take_lock(conn, SESSIONS_LOCK_KEY)
+        plan = changes.plan(conn, schema, staged_dir, staged_dir / changes.CHANGED_DIR)
+        if expected_sessions is not None and plan.sessions != expected_sessions:
+            raise StagedBatchIncompleteError(
+                f"{plan.sessions} sessions staged, {expected_sessions} extracted: nothing loaded "
+                "(a bug, not a data problem: report it)"
+            )
+        started = time.perf_counter()
+        batch = extract.spool_sessions(plan.directory, staged_dir / SPOOL_DIR, workers)
+        transform_seconds = time.perf_counter() - started
+        if batch.row_counts.get("sessions", 0) != plan.sessions - plan.unchanged:
+            raise StagedBatchIncompleteError(
+                f"{batch.row_counts.get('sessions', 0)} session rows transformed, "
+                f"{plan.sessions - plan.unchanged} changed of {plan.sessions} staged: nothing loaded "
+                "(a bug, not a data problem: report it)"
+            )
+        results = load_tables(conn, schema, SESSION_TABLES, batch.spools, SESSIONS_LOCK_KEY)
+        changes.record(conn, schema)
+    log.info(
+        "%s sessions staged, %s unchanged since their last load (skipped)", plan.sessions, plan.unchanged
+    )
+    return SessionBatchLoad(results, plan.sessions, plan.unchanged, dict(batch.warnings), transform_seconds)

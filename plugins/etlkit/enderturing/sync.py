@@ -14,14 +14,10 @@ from pathlib import Path
 
 from psycopg import Connection
 
-from etlkit.common.errors import BadInputError
 from etlkit.enderturing import extract, load, staging
 from etlkit.enderturing.filters import Pass
-from etlkit.enderturing.tables import SESSION_TABLES
 
-
-class StagedBatchIncompleteError(BadInputError):
-    """The staged files do not hold what the extraction counted: nothing is loaded."""
+StagedBatchIncompleteError = load.StagedBatchIncompleteError
 
 
 @dataclass
@@ -45,19 +41,14 @@ def sync_sessions(
         distinct, report = extract.list_sessions(client, passes, settings, work)
         extract.fetch_details(client, distinct, settings, work / staging.DETAILS_FILE, report)
         check_staged(work, report)
-        batch = extract.spool_sessions(work, work / staging.SPOOL_DIR, transform_workers)
-        if batch.row_counts.get("sessions", 0) != report.sessions:
-            raise StagedBatchIncompleteError(
-                f"{batch.row_counts.get('sessions', 0)} session rows transformed, {report.sessions} "
-                "extracted: nothing loaded (a bug, not a data problem: report it)"
-            )
         with connect() as conn:
-            results = load.load_tables(conn, schema, SESSION_TABLES, batch.spools, load.SESSIONS_LOCK_KEY)
+            loaded = load.load_session_batch(conn, schema, work, transform_workers, report.sessions)
     tables = {
         r.table: {"staged": r.staged, "inserted": r.inserted, "updated": r.updated, "orphans": r.orphans}
-        for r in results
+        for r in loaded.tables
     }
-    return SyncResult(report, tables, dict(batch.warnings))
+    tables["sessions"]["unchanged_skipped"] = loaded.unchanged
+    return SyncResult(report, tables, loaded.warnings)
 
 
 def check_staged(work: Path, report: extract.ExtractReport) -> None:

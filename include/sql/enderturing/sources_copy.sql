@@ -1,0 +1,1 @@
+COPY batch_sources (session_id, source_hash) FROM STDIN

@@ -33,22 +33,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from dev.sshd import free_port, wait_for_port
+from etlkit.sierra.protocol import COLUMNS, SYNC_CHANGES, SYNC_FULL
 
-COLUMNS = [
-    "item_record_id",
-    "item_number",
-    "barcode",
-    "bib_record_id",
-    "bib_number",
-    "best_author",
-    "best_title",
-    "itype_code_num",
-    "item_type_name",
-    "material_code",
-    "material_name",
-    "classification",
-    "shelfmark_json",
-]
 DTYPES = {
     **{name: "string" for name in COLUMNS},
     "item_record_id": "Int64",
@@ -74,7 +60,7 @@ class Fault:
 class BackendState:
     batch_size: int = 80000
     keys: dict[str, str] = field(default_factory=dict)  # key -> client type (etl / signum-printer)
-    sync_mode: str = "SYNC_FULL"
+    sync_mode: str = SYNC_FULL
     sync_changes_since: datetime | None = None
     full_sync_completed_at: datetime | None = None
     last_sync_run_completed_at: datetime | None = None
@@ -109,7 +95,7 @@ class BackendState:
         self.sync_changes_since = sync_changes_since
 
     def reset(self) -> None:
-        self.sync_mode, self.sync_changes_since = "SYNC_FULL", None
+        self.sync_mode, self.sync_changes_since = SYNC_FULL, None
         self.full_sync_completed_at = self.last_sync_run_completed_at = None
         self.items.clear()
         self.requests.clear()
@@ -121,14 +107,14 @@ class BackendState:
         return max(self.items, default=0)
 
     def sync_config(self) -> dict[str, Any]:
-        if self.sync_mode == "SYNC_FULL":
+        if self.sync_mode == SYNC_FULL:
             return {
-                "sync_mode": "SYNC_FULL",
+                "sync_mode": SYNC_FULL,
                 "batch_size": self.batch_size,
                 "last_synced_id": self.last_synced_id(),
             }
-        if self.sync_mode == "SYNC_CHANGES" and self.sync_changes_since is not None:
-            return {"sync_mode": "SYNC_CHANGES", "timestamp": self.sync_changes_since.isoformat()}
+        if self.sync_mode == SYNC_CHANGES and self.sync_changes_since is not None:
+            return {"sync_mode": SYNC_CHANGES, "timestamp": self.sync_changes_since.isoformat()}
         raise ValueError(f"state: {self.sync_mode}, sync_changes_since={self.sync_changes_since}")
 
     def apply_upload(self, text: str, timestamp: datetime) -> int:
@@ -140,7 +126,7 @@ class BackendState:
         if frame["item_record_id"].isna().any() or frame["item_record_id"].duplicated().any():
             raise ValueError("item_record_id NULL or repeated within one file")
         rows = {}
-        for record in frame[COLUMNS].astype(object).to_dict("records"):
+        for record in frame[list(COLUMNS)].astype(object).to_dict("records"):
             row = {k: (None if pd.isna(v) else v) for k, v in record.items()}
             row["item_record_id"] = int(row["item_record_id"])
             row["bib_record_id"] = None if row["bib_record_id"] is None else int(row["bib_record_id"])
@@ -148,11 +134,11 @@ class BackendState:
             rows[row["item_record_id"]] = {**row, "updated_at": timestamp, "in_update_queue": False}
         now = datetime.now(UTC)
         self.items.update(rows)
-        if self.sync_mode == "SYNC_FULL":
+        if self.sync_mode == SYNC_FULL:
             if self.sync_changes_since is None:
                 self.sync_changes_since = timestamp
             if len(frame) < self.batch_size:
-                self.sync_mode, self.full_sync_completed_at = "SYNC_CHANGES", now
+                self.sync_mode, self.full_sync_completed_at = SYNC_CHANGES, now
         else:
             self.sync_changes_since = timestamp
         self.last_sync_run_completed_at = now

@@ -1,0 +1,131 @@
+"""The shared bench harness measures real children, and the report renders one run's results file."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from bench import harness, report
+
+CHILD = "tests.bench_harness_child"
+MIB = harness.MIB
+
+
+def test_a_child_holding_memory_reports_a_peak_rss_above_it():
+    idle = harness.run_phase(CHILD, "allocate", "0")
+    holding = harness.run_phase(CHILD, "allocate", "96")
+
+    assert holding.result["held_bytes"] == 96 * MIB
+    assert holding.result["items"] == 1234
+    assert holding.peak_rss == holding.result["peak_rss"]
+    assert holding.peak_rss > 96 * MIB
+    # The child's own high-water mark: the 96 MiB show up over the idle child's, not the parent's size.
+    assert holding.peak_rss - idle.peak_rss >= 90 * MIB
+    assert holding.seconds > 0
+
+
+def test_a_failing_child_raises_with_its_stderr():
+    with pytest.raises(harness.PhaseFailed, match="could not reach its database") as failure:
+        harness.run_phase(CHILD, "fail")
+    assert "status 3" in str(failure.value)
+
+
+def test_a_child_without_a_result_line_raises():
+    with pytest.raises(harness.PhaseFailed, match="no BENCH_RESULT line"):
+        harness.run_phase(CHILD, "silent")
+
+
+def test_the_child_environment_puts_plugins_and_the_repo_first(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    paths = harness.child_environment({"EXTRA": "1"})["PYTHONPATH"].split(os.pathsep)
+    assert paths == [str(harness.REPO_ROOT / "plugins"), str(harness.REPO_ROOT), "/elsewhere"]
+
+
+def test_the_quiet_check_refuses_a_busy_machine_unless_allowed(monkeypatch, capsys):
+    cpus = os.cpu_count()
+    monkeypatch.setattr(os, "getloadavg", lambda: (cpus + 0.5, 1.0, 1.0))
+    with pytest.raises(SystemExit) as refused:
+        harness.quiet_check(allow_busy=False)
+    assert refused.value.code == 2
+    assert "--busy-ok" in capsys.readouterr().err
+    assert harness.quiet_check(allow_busy=True)["load_average"][0] == cpus + 0.5
+    monkeypatch.setattr(os, "getloadavg", lambda: (cpus - 0.5, 1.0, 1.0))
+    assert harness.quiet_check(allow_busy=False)["cpus"] == cpus
+
+
+def test_targets_say_whether_they_are_met():
+    assert harness.target("ours / floor time", 1.15, 1.2, "<=")["met"] is True
+    assert harness.target("ours / floor time", 1.47, 1.2, "<=")["met"] is False
+    assert harness.target("calls per second / limit", 0.85, 0.8, ">=")["met"] is True
+
+
+def measured_run(tmp_path) -> dict:
+    """A results file as ``python -m bench`` writes it, its figures measured from real children."""
+    small, large = (harness.run_phase(CHILD, "allocate", str(mib)) for mib in (8, 64))
+    cases = [
+        harness.case(
+            "load",
+            size,
+            "rows",
+            ours=harness.measurement(phase, items=size, seconds=seconds),
+            baseline=harness.measurement(phase, items=size, seconds=seconds * 4),
+            floor=harness.measurement(phase, items=size, seconds=seconds / 2),
+            extra={"rejected rows": 7},
+            targets=[harness.target("ours / floor time", 2.0, 1.2, "<=")],
+        )
+        for size, seconds, phase in ((1000, 0.5, small), (10000, 4.0, large))
+    ]
+    single = [harness.case("re-load", 500, "sessions", ours=harness.measurement(small, seconds=2.0))]
+    run = {
+        "arguments": ["--quick"],
+        "quick": True,
+        "busy": False,
+        "commit": "0123abc",
+        "dirty": False,
+        "machine_at_start": harness.machine(),
+        "machine_at_end": harness.machine(),
+        "started_at": "2026-12-06T23:00:00+00:00",
+        "finished_at": "2026-12-06T23:05:00+00:00",
+        "results_file": "bench/results/2026-12-06-quick.json",
+        "results": [
+            {"benchmark": "sizes", "title": "two sizes", "cases": cases},
+            {"benchmark": "single", "title": "one size", "cases": single},
+        ],
+        "skipped": [{"benchmark": "jobs", "reason": "bench/jobs.py does not expose benchmark() yet"}],
+        "failed": [],
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(run))
+    return report.load(path)
+
+
+def test_the_report_renders_a_results_file_with_its_figures_and_charts(tmp_path):
+    run = measured_run(tmp_path)
+    doc, figures = tmp_path / "docs" / "performance.md", tmp_path / "docs" / "performance"
+
+    text = report.render(run, doc, figures)
+
+    assert doc.read_text() == text
+    assert "Smoke run" in text and "`0123abc`" in text and "bench/results/2026-12-06-quick.json" in text
+    large = run["results"][0]["cases"][1]
+    row = next(line for line in text.splitlines() if line.startswith("| load | 10,000 rows |"))
+    assert "| 4.00 | 2,500 |" in row  # ours: seconds, rows/s
+    assert f"| {large['ours']['peak_rss'] / MIB:.1f} |" in row
+    assert "| 4.00× | 0.50× |" in row  # ours / baseline, ours / floor throughput
+    assert " ".join(f"{v:.2f}" for v in large["machine"]["load_average"]) in row
+    assert "| ours / floor time | 2.00 | <= 1.2 | **no** |" in text
+    assert "| load | 1,000 | rejected rows | 7 |" in text
+    assert "jobs: not run: bench/jobs.py does not expose benchmark() yet" in text
+    assert "![sizes: throughput and peak memory against input size](performance/sizes.png)" in text
+    assert (figures / "sizes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (figures / "single.png").exists()  # one size: no chart
+
+
+def test_rendering_again_removes_charts_of_an_earlier_run(tmp_path):
+    run = measured_run(tmp_path)
+    figures = tmp_path / "performance"
+    figures.mkdir()
+    (figures / "gone.png").write_bytes(b"old")
+    report.render(run, tmp_path / "performance.md", figures)
+    assert sorted(p.name for p in figures.iterdir()) == ["sizes.png"]

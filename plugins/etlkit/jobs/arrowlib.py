@@ -9,8 +9,14 @@ pandas" for its conversions. pandas itself stays importable; ``Table.to_pandas``
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.abc import MetaPathFinder
+
+# Arrow's C++ readers and kernels allocate from the process default pool, which Arrow picks from this
+# variable on first use; ``pa.set_memory_pool`` below only reaches allocations made through Python
+# calls. An explicit choice in the environment wins.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 import pyarrow as pa
 import pyarrow.compute as pc

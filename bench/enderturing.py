@@ -1,37 +1,41 @@
-"""Benchmark: staged Ender Turing sessions → PostgreSQL, bulk COPY+upsert vs row-by-row upsert.
+"""Benchmark: staged Ender Turing sessions → PostgreSQL, the pipeline's loader against the floor.
 
-    .venv/bin/python -m bench.enderturing [--sessions 100000] [--baseline-sessions 3000] [--rounds 3]
+    .venv/bin/python -m bench.enderturing [--sessions 100000] [--baseline-sessions 3000] [--quick] [--busy-ok]
 
-Generates ``--sessions`` sessions (≈10 child rows each: tags, categories, reviewers, CRM statuses,
-scores, summaries) as the staged NDJSON the DAG's sync_sessions task writes, then loads them with the
-pipeline's loader (the transform → COPY → one set-based upsert per table, one transaction that
-sync_sessions runs after its extraction) twice: a first load and an idempotent re-load. The baseline is the reference implementation's approach — same
-transform, then per row one SELECT and one UPDATE or INSERT — run on the first
-``--baseline-sessions`` sessions only (it is too slow for the whole set); its rate is per row, so
-the ratio compares rates. The two alternate over ``--rounds`` rounds, each into empty tables, and
-the median ratio is reported. Each phase runs in its own subprocess so its peak RSS is its own.
-Last, for scale, the floor: the same transform, then plain COPY into the empty target tables.
+Generates ``--sessions`` sessions (≈8 child rows each: tags, categories, reviewers, CRM statuses,
+scores, summaries) as the staged NDJSON the DAG's sync_sessions task writes, then, each phase in its
+own process (``bench.harness``: wall time, own peak RSS):
+
+- floor: the same transform (``extract.spool_sessions``), then a plain COPY of each table's rows
+  straight into its empty target table (no stage, no upsert, no checks: not a correct loader, the
+  least work any loader of these rows does); its COPY alone is the "plain COPY";
+- first load: ``load.load_session_batch`` (what sync_sessions runs after its extraction) into the
+  same empty tables: digests, transform, per table stage + COPY + upsert + checks, one transaction;
+- re-load: the same batch again (idempotent: nothing changes, unchanged sessions are skipped);
+- baseline: the reference implementation's pattern, per row SELECT then UPDATE or INSERT, on the
+  first ``--baseline-sessions`` sessions (too slow for the whole set; compared as rates).
+
+Targets (issue 16), from this one run: first load ≤ 1.2× the floor; its database part (first load
+minus its transform) ≤ 1.6× the plain COPY; the re-load ≤ 0.5× the first load.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
-from statistics import median
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 
+from bench import harness  # noqa: E402
 from dev import pgdb  # noqa: E402
 
+MODULE = "bench.enderturing"
 DAY = date(2024, 6, 26)
 SCHEMA = "enderturing"
 BASELINE_SCHEMA = "enderturing_baseline"
@@ -61,25 +65,26 @@ def generate(directory: Path, sessions: int) -> None:
 
 
 def load_bulk(directory: Path, database: str, workers: int) -> dict:
+    """The product's path: ``load.load_session_batch`` on the staged batch, one transaction."""
     import psycopg
 
-    from etlkit.enderturing import extract, load, staging
-    from etlkit.enderturing.tables import SESSION_TABLES
+    from etlkit.enderturing import load, staging
 
     started = time.perf_counter()
-    batch = extract.spool_sessions(directory, directory / staging.SPOOL_DIR, workers)
-    transformed = time.perf_counter()
     with psycopg.connect(pgdb.dsn(database)) as conn:
-        results = load.load_tables(conn, SCHEMA, SESSION_TABLES, batch.spools, load.SESSIONS_LOCK_KEY)
-    finished = time.perf_counter()
+        loaded = load.load_session_batch(conn, SCHEMA, directory, workers)
+    seconds = time.perf_counter() - started
     staging.remove_tree(directory / staging.SPOOL_DIR)
+    staging.remove_tree(directory / "changed")
     return {
-        "seconds": finished - started,
-        "transform_seconds": transformed - started,
-        "load_seconds": finished - transformed,
-        "rows": {r.table: r.staged for r in results},
-        "table_seconds": {r.table: r.seconds for r in results},
-        "changed": sum(r.inserted + r.updated for r in results),
+        "seconds": seconds,
+        "transform_seconds": loaded.transform_seconds,
+        "database_seconds": seconds - loaded.transform_seconds,
+        "rows": {r.table: r.staged for r in loaded.tables},
+        "table_seconds": {r.table: r.seconds for r in loaded.tables},
+        "changed": sum(r.inserted + r.updated for r in loaded.tables),
+        "sessions": loaded.sessions,
+        "unchanged": loaded.unchanged,
     }
 
 
@@ -108,7 +113,12 @@ def copy_floor(directory: Path, database: str, workers: int) -> dict:
             rows[table.name] = load._copy_files(conn, statement, paths) if paths else 0
     finished = time.perf_counter()
     staging.remove_tree(directory / staging.SPOOL_DIR)
-    return {"seconds": finished - started, "load_seconds": finished - transformed, "rows": rows}
+    return {
+        "seconds": finished - started,
+        "transform_seconds": transformed - started,
+        "database_seconds": finished - transformed,
+        "rows": rows,
+    }
 
 
 def load_dictionaries(conn, schema: str) -> None:
@@ -202,131 +212,6 @@ def load_row_by_row(directory: Path, database: str, sessions: int) -> dict:
     return {"seconds": finished - started, "rows": counts}
 
 
-def run_phase(*args: str) -> tuple[dict, float]:
-    """Run one phase in a child process; returns its JSON result (plus the client-side CPU seconds of
-    the process and its workers under ``cpu_seconds``) and its peak RSS in MiB."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.enderturing", "--phase", *args], cwd=REPO_ROOT, stdout=subprocess.PIPE
-    )
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"phase {args[0]} failed with status {status}")
-    result = json.loads(output or b"{}")
-    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
-    return result, usage.ru_maxrss / 1024
-
-
-def child_rows(rows: dict[str, int]) -> int:
-    return sum(count for table, count in rows.items() if table != "sessions")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--sessions", type=int, default=100_000)
-    parser.add_argument("--baseline-sessions", type=int, default=3_000)
-    parser.add_argument("--workers", type=int, default=2, help="transform processes of the bulk path")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating bulk / baseline measurements")
-    parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.phase:
-        name, directory, *rest = args.phase
-        if name == "generate":
-            generate(Path(directory), int(rest[0]))
-            result = {}
-        elif name == "bulk":
-            result = load_bulk(Path(directory), rest[0], int(rest[1]))
-        elif name == "floor":
-            result = copy_floor(Path(directory), rest[0], int(rest[1]))
-        else:
-            result = load_row_by_row(Path(directory), rest[0], int(rest[1]))
-        print(json.dumps(result))
-        return
-
-    database = pgdb.create_database("etl_enderturing_bench")
-    rounds = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-enderturing-") as tmp:
-            staged = Path(tmp)
-            started = time.perf_counter()
-            _, generate_rss = run_phase("generate", str(staged), str(args.sessions))
-            size = sum(p.stat().st_size for p in staged.iterdir()) / 2**20
-            print(
-                f"generated {args.sessions:,} sessions in {time.perf_counter() - started:.1f}s ({size:.0f} MiB staged)"
-            )
-            # Rounds alternate the two loaders, each into empty tables: on a shared machine the speed
-            # drifts by tens of percent within minutes, and a ratio is only fair between neighbours.
-            for _ in range(args.rounds):
-                reset_schemas(database)
-                first, first_rss = run_phase("bulk", str(staged), database, str(args.workers))
-                base, base_rss = run_phase("baseline", str(staged), database, str(args.baseline_sessions))
-                rounds.append((first, first_rss, base, base_rss))
-                print_round(len(rounds), first, base)
-            again, again_rss = run_phase("bulk", str(staged), database, str(args.workers))
-            reset_schemas(database)
-            floor, _ = run_phase("floor", str(staged), database, str(args.workers))
-    finally:
-        pgdb.drop_database(database)
-
-    first = rounds[-1][0]
-    children = child_rows(first["rows"])
-    total = sum(first["rows"].values())
-    print(f"rows per table: {first['rows']}")
-    print(f"database seconds per table (last first load): {first['table_seconds']}")
-    print(f"child rows per session: {children / first['rows']['sessions']:.1f}")
-    bulk_rates = sorted(rate(r[0]) for r in rounds)
-    child_rates = sorted(rate(r[0], children) for r in rounds)
-    base_rates = sorted(rate(r[2]) for r in rounds)
-    ratios = sorted(rate(r[0]) / rate(r[2]) for r in rounds)
-    print(
-        f"bulk load ({args.workers} transform processes, then COPY + upsert in one transaction), "
-        f"{total:,} rows ({children:,} child rows), median of {len(rounds)}: {median(bulk_rates):,.0f} rows/s, "
-        f"{median(child_rates):,.0f} child rows/s; peak RSS {max(r[1] for r in rounds):.0f} MiB"
-    )
-    print(
-        f"bulk re-load of the same data (idempotent, {again['changed']} rows changed): {again['seconds']:.1f}s = "
-        f"{total / again['seconds']:,.0f} rows/s; peak RSS {again_rss:.0f} MiB"
-    )
-    print(
-        f"row-by-row baseline (SELECT then UPDATE/INSERT per row) on a sample of {args.baseline_sessions:,} "
-        f"sessions, median of {len(rounds)}: {median(base_rates):,.0f} rows/s; peak RSS "
-        f"{max(r[3] for r in rounds):.0f} MiB; scaled to {total:,} rows: ~{total / median(base_rates):,.0f}s"
-    )
-    print(
-        f"ratio bulk / row-by-row per round: {', '.join(f'{r:.1f}x' for r in ratios)}; "
-        f"median {median(ratios):.1f}x (generator peak RSS {generate_rss:.0f} MiB)"
-    )
-    # The database part runs in one transaction on one backend: its rate alone bounds any transform speed-up.
-    ceilings = sorted(total / r[0]["load_seconds"] / rate(r[2]) for r in rounds)
-    print(
-        f"database part alone (COPY + upsert, as if the transform took no time): median "
-        f"{median(total / r[0]['load_seconds'] for r in rounds):,.0f} rows/s = {median(ceilings):.1f}x the baseline"
-    )
-    base_rate = median(base_rates)
-    print(
-        f"floor, for scale: COPY straight into the empty target tables (no stage, no upsert, no checks) "
-        f"{floor['load_seconds']:.1f}s = {total / floor['load_seconds'] / base_rate:.1f}x the baseline; "
-        f"with the transform {floor['seconds']:.1f}s = {rate(floor) / base_rate:.1f}x"
-    )
-    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-
-
-def rate(result: dict, rows: int | None = None) -> float:
-    return (rows if rows is not None else sum(result["rows"].values())) / result["seconds"]
-
-
-def print_round(number: int, bulk: dict, base: dict) -> None:
-    total = sum(bulk["rows"].values())
-    print(
-        f"  round {number}: bulk {total:,} rows in {bulk['seconds']:.1f}s (transform "
-        f"{bulk['transform_seconds']:.1f}s, database {bulk['load_seconds']:.1f}s) = {rate(bulk):,.0f} rows/s; "
-        f"baseline {rate(base):,.0f} rows/s; ratio {rate(bulk) / rate(base):.1f}x",
-        flush=True,
-    )
-
-
 def reset_schemas(database: str) -> None:
     """Both warehouses empty but for their dictionaries."""
     import psycopg
@@ -339,6 +224,140 @@ def reset_schemas(database: str) -> None:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
             load.ensure_schema(conn, schema)
             load_dictionaries(conn, schema)
+
+
+def total_rows(result: dict) -> int:
+    return sum(result["rows"].values())
+
+
+def run_worker(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog=f"{MODULE} --worker")
+    parser.add_argument("kind", choices=["generate", "bulk", "floor", "baseline"])
+    parser.add_argument("--staged", type=Path, required=True)
+    parser.add_argument("--database")
+    parser.add_argument("--count", type=int, help="sessions (generate, baseline sample)")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.kind == "generate":
+        generate(args.staged, args.count)
+        result = {"items": args.count}
+    elif args.kind == "bulk":
+        result = load_bulk(args.staged, args.database, args.workers)
+    elif args.kind == "floor":
+        result = copy_floor(args.staged, args.database, args.workers)
+    else:
+        result = load_row_by_row(args.staged, args.database, args.count)
+    if "rows" in result:
+        result["items"] = total_rows(result)
+    harness.child_result(result)
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=MODULE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--baseline-sessions", type=int, default=3_000)
+    parser.add_argument("--workers", type=int, default=2, help="transform processes (the DAG's default)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5,000 sessions, 500 baseline")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sessions, args.baseline_sessions = 5_000, 500
+    return args
+
+
+def benchmark(argv: list[str] | None = None) -> dict:
+    args = parse_arguments(argv)
+    database = pgdb.create_database("etl_enderturing_bench")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-enderturing-") as tmp:
+            cases = measure(args, Path(tmp), database)
+    finally:
+        pgdb.drop_database(database)
+    return {
+        "benchmark": "enderturing",
+        "title": "staged Ender Turing sessions loaded into the 20-table warehouse in one transaction "
+        "(first load into empty tables, idempotent re-load); floor: the same transform, then plain COPY "
+        "into the empty tables; baseline: SELECT then UPDATE/INSERT per row on a sample",
+        "cases": cases,
+    }
+
+
+def measure(args: argparse.Namespace, staged: Path, database: str) -> list[dict]:
+    common = ["--staged", staged, "--database", database, "--workers", args.workers]
+    started = time.perf_counter()
+    harness.run_phase(MODULE, "--worker", "generate", "--staged", staged, "--count", args.sessions)
+    size = sum(p.stat().st_size for p in staged.iterdir()) / harness.MIB
+    print(
+        f"enderturing: generated {args.sessions:,} sessions in {time.perf_counter() - started:.1f}s ({size:.0f} MiB staged)",
+        flush=True,
+    )
+    # Floor and first load next to each other, each into empty tables: on a shared machine the speed
+    # drifts within minutes, and a ratio is only fair between neighbours.
+    reset_schemas(database)
+    floor = harness.run_phase(MODULE, "--worker", "floor", *common)
+    reset_schemas(database)
+    first = harness.run_phase(MODULE, "--worker", "bulk", *common)
+    again = harness.run_phase(MODULE, "--worker", "bulk", *common)
+    baseline = harness.run_phase(
+        MODULE, "--worker", "baseline", *common[:4], "--count", args.baseline_sessions
+    )
+    if total_rows(first.result) != total_rows(floor.result) or again.result["changed"]:
+        raise SystemExit(
+            f"enderturing bench: first load staged {total_rows(first.result)} rows, the floor "
+            f"{total_rows(floor.result)}; the re-load changed {again.result['changed']} rows (expected 0)"
+        )
+    rows = total_rows(first.result)
+    first_m = harness.measurement(first, rows)
+    floor_m = harness.measurement(floor, rows)
+    database_ratio = first.result["database_seconds"] / floor.result["database_seconds"]
+    first_case = harness.case(
+        "first load",
+        args.sessions,
+        "sessions",
+        ours={**first_m, "items": args.sessions},
+        baseline={**harness.measurement(baseline), "items": args.baseline_sessions},  # a sample
+        floor={**floor_m, "items": args.sessions},
+        extra={
+            "rows (all 8 tables)": rows,
+            "child rows per session": round((rows - first.result["rows"]["sessions"]) / args.sessions, 2),
+            "ours: transform seconds": round(first.result["transform_seconds"], 3),
+            "ours: database part seconds (all but the transform)": round(first.result["database_seconds"], 3),
+            "floor: transform seconds": round(floor.result["transform_seconds"], 3),
+            "floor: plain COPY seconds": round(floor.result["database_seconds"], 3),
+            **{f"ours: {t} seconds": s for t, s in first.result["table_seconds"].items()},
+            "baseline sample sessions": args.baseline_sessions,
+        },
+        targets=[
+            harness.target("ours / floor time", first_m["seconds"] / floor_m["seconds"], 1.2, "<="),
+            harness.target("ours database part / plain COPY time", database_ratio, 1.6, "<="),
+        ],
+    )
+    again_m = harness.measurement(again, rows)
+    reload_case = harness.case(
+        "idempotent re-load (nothing changed)",
+        args.sessions,
+        "sessions",
+        ours={**again_m, "items": args.sessions},
+        extra={
+            "sessions skipped as unchanged": again.result["unchanged"],
+            "rows written": again.result["changed"],
+            "first load seconds": round(first_m["seconds"], 3),
+        },
+        targets=[
+            harness.target("re-load / first load time", again_m["seconds"] / first_m["seconds"], 0.5, "<=")
+        ],
+    )
+    return [first_case, reload_case]
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        run_worker(sys.argv[2:])
+        return
+    argv = [a for a in sys.argv[1:] if a != "--busy-ok"]
+    harness.quiet_check(allow_busy=len(argv) < len(sys.argv) - 1)
+    harness.print_result(benchmark(argv))
 
 
 if __name__ == "__main__":

@@ -63,9 +63,11 @@ format: venv
 test: venv system redis browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Every benchmark (several minutes); one of them: .venv/bin/python -m bench.<pipeline>
+# Every benchmark on a quiet machine (several minutes): bench/results/<date>.json and docs/performance.md.
+# BENCH_ARGS="--quick" for a smoke run, "--only visits movies" for some; one alone: .venv/bin/python -m bench.<name>
+BENCH_ARGS ?=
 bench: venv
-	for pipeline in visits sierra enderturing movies jobs; do $(BIN)/python -m bench.$$pipeline || exit 1; done
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

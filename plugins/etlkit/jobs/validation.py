@@ -140,15 +140,16 @@ def validate_job_text(text: str, path: str | Path) -> ValidatedJob:
         raise JobDefinitionError(path, problems) from None
     if job.name != path.stem:
         problems.append(Problem("$.name", f"name {job.name!r} must equal the file stem {path.stem!r}"))
+    graph_problems, graph = _graph_problems(job.components)
+    problems += graph_problems
     validated = ValidatedJob(
         job=job,
         file=path,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        order=[],
-        components={},
-        inputs={},
+        order=graph.order,
+        components=graph.components,
+        inputs=graph.inputs,
     )
-    problems += _graph_problems(validated)
     if not problems:
         problems += _schema_problems(validated)
     if problems:
@@ -230,21 +231,50 @@ def _is_templated(loc: tuple, key: str, raw: Any) -> bool:
 # ---- graph ------------------------------------------------------------------------------------
 
 
-def _graph_problems(validated: ValidatedJob) -> list[Problem]:
-    components = validated.job.components
+@dataclass(frozen=True)
+class _Graph:
+    """What the graph checks derive for the later steps."""
+
+    components: dict[str, Any]  # by id
+    inputs: dict[str, dict[str, list[RouteRef]]]  # component -> in-port -> routes, in read order
+    order: list[str]  # topological, ties in file order; empty when there is a cycle
+
+
+def _graph_problems(components: list) -> tuple[list[Problem], _Graph]:
+    """The four graph checks in turn: ids, routes, in-ports, then the whole graph's shape."""
+    problems = _duplicate_id_problems(components)
+    by_id = {c.id: c for c in components}
+    route_problems, incoming, edges = _route_problems(components, by_id)
+    in_port_problems, inputs = _in_port_problems(components, incoming)
+    shape_problems, order = _shape_problems(components, edges)
+    problems += route_problems + in_port_problems + shape_problems
+    return problems, _Graph(components=by_id, inputs=inputs, order=order)
+
+
+def _duplicate_id_problems(components: list) -> list[Problem]:
     problems: list[Problem] = []
-    index_of: dict[str, int] = {}
+    seen: set[str] = set()
     for index, component in enumerate(components):
-        if component.id in index_of:
+        if component.id in seen:
             problems.append(
                 Problem(f"$.components[{index}].id", f"duplicate id {component.id!r}", component.id)
             )
-        index_of.setdefault(component.id, index)
-    by_id = {c.id: c for c in components}
-    validated.components = by_id
-    incoming: dict[tuple[str, str], list[tuple[int, int, RouteRef]]] = defaultdict(list)
-    edges: dict[str, set[str]] = defaultdict(set)
+        seen.add(component.id)
+    return problems
 
+
+# (target id, in-port) -> (source index, out-port position, route): sorted, the order an in-port reads in
+_Incoming = dict[tuple[str, str], list[tuple[int, int, RouteRef]]]
+
+
+def _route_problems(
+    components: list, by_id: dict[str, Any]
+) -> tuple[list[Problem], _Incoming, dict[str, set[str]]]:
+    """Every route from a real out-port to a real in-port, every required out-port routed; returns the
+    problems, the routes into each in-port and the graph's edges."""
+    problems: list[Problem] = []
+    incoming: _Incoming = defaultdict(list)
+    edges: dict[str, set[str]] = defaultdict(set)
     for index, component in enumerate(components):
         base = f"$.components[{index}]"
         ports = all_out_ports(component)
@@ -260,48 +290,68 @@ def _graph_problems(validated: ValidatedJob) -> list[Problem]:
                 )
                 continue
             for position, target in enumerate(targets):
-                where = f"{base}.routes.{port}[{position}]"
-                target_id, _, target_port = target.partition(".")
-                if target_id not in by_id:
-                    problems.append(Problem(where, f"route to missing component {target_id!r}", component.id))
-                    continue
-                ports_in = in_ports(by_id[target_id])
-                if not ports_in:
-                    problems.append(
-                        Problem(where, f"{target_id!r} is a source and cannot be a target", component.id)
-                    )
-                    continue
-                if not target_port:
-                    if len(ports_in) != 1:
-                        message = (
-                            f"{target_id!r} has in-ports {', '.join(ports_in)}; name one as '<id>.<port>'"
-                        )
-                        problems.append(Problem(where, message, component.id))
-                        continue
-                    target_port = ports_in[0]
-                if target_port not in ports_in:
-                    message = f"{target_id!r} has no in-port {target_port!r}; allowed: {', '.join(ports_in)}"
-                    problems.append(Problem(where, message, component.id))
+                target_id, target_port, refusal = _route_target(target, by_id)
+                if refusal is not None:
+                    problems.append(Problem(f"{base}.routes.{port}[{position}]", refusal, component.id))
                     continue
                 incoming[(target_id, target_port)].append(
                     (index, ports.index(port), RouteRef(component.id, port))
                 )
                 edges[component.id].add(target_id)
-        required, optional = out_ports(component)
-        for port in required:
-            if not component.routes.get(port):
-                problems.append(
-                    Problem(f"{base}.routes", f"required out-port {port!r} is not routed", component.id)
-                )
-        if component.type == "split" and not any(component.routes.get(p) for p in optional):
-            problems.append(Problem(f"{base}.routes", "split needs at least one routed port", component.id))
+        problems += _unrouted_port_problems(component, base)
+    return problems, incoming, edges
 
-    validated.inputs = {c.id: {} for c in components}
+
+def _route_target(target: str, by_id: dict[str, Any]) -> tuple[str, str, str | None]:
+    """The component and in-port a route (``<id>`` or ``<id>.<port>``) leads to, and why it is refused
+    (None when it is not)."""
+    target_id, _, target_port = target.partition(".")
+    if target_id not in by_id:
+        return target_id, target_port, f"route to missing component {target_id!r}"
+    ports_in = in_ports(by_id[target_id])
+    if not ports_in:
+        return target_id, target_port, f"{target_id!r} is a source and cannot be a target"
+    if not target_port:
+        if len(ports_in) != 1:
+            return (
+                target_id,
+                target_port,
+                f"{target_id!r} has in-ports {', '.join(ports_in)}; name one as '<id>.<port>'",
+            )
+        target_port = ports_in[0]
+    if target_port not in ports_in:
+        return (
+            target_id,
+            target_port,
+            f"{target_id!r} has no in-port {target_port!r}; allowed: {', '.join(ports_in)}",
+        )
+    return target_id, target_port, None
+
+
+def _unrouted_port_problems(component, base: str) -> list[Problem]:
+    required, optional = out_ports(component)
+    problems = [
+        Problem(f"{base}.routes", f"required out-port {port!r} is not routed", component.id)
+        for port in required
+        if not component.routes.get(port)
+    ]
+    if component.type == "split" and not any(component.routes.get(p) for p in optional):
+        problems.append(Problem(f"{base}.routes", "split needs at least one routed port", component.id))
+    return problems
+
+
+def _in_port_problems(
+    components: list, incoming: _Incoming
+) -> tuple[list[Problem], dict[str, dict[str, list[RouteRef]]]]:
+    """Each in-port has as many routes as its component takes; returns the problems and each in-port's
+    routes in the order they are read (source component, then out-port, in file order)."""
+    problems: list[Problem] = []
+    inputs: dict[str, dict[str, list[RouteRef]]] = {c.id: {} for c in components}
     for index, component in enumerate(components):
         base = f"$.components[{index}]"
         for port in in_ports(component):
             routes = [ref for *_, ref in sorted(incoming.get((component.id, port), []), key=lambda r: r[:2])]
-            validated.inputs[component.id][port] = routes
+            inputs[component.id][port] = routes
             if component.type == "merge" and len(routes) < 2:
                 problems.append(
                     Problem(base, f"merge needs 2 or more routes into 'in', got {len(routes)}", component.id)
@@ -312,23 +362,27 @@ def _graph_problems(validated: ValidatedJob) -> list[Problem]:
                 problems.append(
                     Problem(base, f"in-port {port!r} takes one route, got {len(routes)}", component.id)
                 )
+    return problems, inputs
 
+
+def _shape_problems(components: list, edges: dict[str, set[str]]) -> tuple[list[Problem], list[str]]:
+    """A source, a writer, no cycle, every component reachable from a source; returns the problems and
+    the topological order (empty when there is a cycle)."""
+    problems: list[Problem] = []
     if not any(c.type in SOURCE_TYPES for c in components):
         problems.append(Problem("$.components", "a job needs at least one source (read_*)"))
     if not any(c.type in WRITER_TYPES for c in components):
         problems.append(Problem("$.components", "a job needs at least one writer (write_*)"))
-    cycle = _find_cycle([c.id for c in components], edges)
+    ids = [c.id for c in components]
+    cycle = _find_cycle(ids, edges)
     if cycle:
         problems.append(Problem("$.components", f"cycle: {' -> '.join(cycle)}"))
-    else:
-        validated.order = _topological_order([c.id for c in components], edges)
-        reachable = _reachable([c.id for c in components if c.type in SOURCE_TYPES], edges)
-        for index, component in enumerate(components):
-            if component.id not in reachable and component.type not in SOURCE_TYPES:
-                problems.append(
-                    Problem(f"$.components[{index}]", "not reachable from any source", component.id)
-                )
-    return problems
+        return problems, []
+    reachable = _reachable([c.id for c in components if c.type in SOURCE_TYPES], edges)
+    for index, component in enumerate(components):
+        if component.id not in reachable and component.type not in SOURCE_TYPES:
+            problems.append(Problem(f"$.components[{index}]", "not reachable from any source", component.id))
+    return problems, _topological_order(ids, edges)
 
 
 def _find_cycle(ids: list[str], edges: dict[str, set[str]]) -> list[str] | None:

@@ -129,3 +129,20 @@ def test_rendering_again_removes_charts_of_an_earlier_run(tmp_path):
     (figures / "gone.png").write_bytes(b"old")
     report.render(run, tmp_path / "performance.md", figures)
     assert sorted(p.name for p in figures.iterdir()) == ["sizes.png"]
+
+
+def test_python_m_bench_skips_modules_without_a_benchmark_with_a_message(capsys):
+    from bench.__main__ import run_module
+
+    run = {"results": [], "skipped": [], "failed": []}
+    run_module("not_written_yet", [], run)
+    run_module("report", [], run)  # a module of bench/ without benchmark()
+    assert run["skipped"] == [
+        {"benchmark": "not_written_yet", "reason": "there is no bench/not_written_yet.py yet"},
+        {
+            "benchmark": "report",
+            "reason": "bench/report.py does not expose benchmark() on the shared harness yet",
+        },
+    ]
+    assert run["results"] == [] and run["failed"] == []
+    assert "== report == skipped" in capsys.readouterr().out

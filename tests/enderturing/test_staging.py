@@ -41,11 +41,11 @@ def watch_loads(monkeypatch, fail_first: BaseException | None = None) -> list[di
     seen: list[dict] = []
     real_load_tables, real_upsert = load.load_tables, load._upsert
 
-    def load_tables(conn, schema, tables, spools, lock_key):
+    def load_tables(conn, schema, tables, spools, lock_key, **options):
         if lock_key == load.SESSIONS_LOCK_KEY:
             root = Path(tempfile.gettempdir())
             seen.append({d: sorted(p.name for p in d.iterdir()) for d in staging_dirs(root)})
-        return real_load_tables(conn, schema, tables, spools, lock_key)
+        return real_load_tables(conn, schema, tables, spools, lock_key, **options)
 
     def upsert(conn, table, *args):
         if fail_first is not None and table.name == "sessions_tags" and len(seen) == 1:

@@ -26,7 +26,8 @@ from etlkit.common.sql import load_sql
 from etlkit.enderturing import staging
 
 PIPELINE = "enderturing"
-CHANGED_DIR = "changed"
+PLAN_DIR = "planned"
+NEW_SESSIONS = "new_sessions"  # temp table: the batch's sessions without a sessions row yet
 DIGEST_SIZE = 16
 # The modules whose code decides the rows of a staged session: a change there changes every digest.
 _ROW_CODE = ("transform.py", "tables.py", "staging.py")
@@ -110,52 +111,83 @@ def _query(name: str, **parts: sql.Composable) -> sql.Composed:
 
 @dataclass
 class ChangePlan:
-    directory: Path  # staged files holding only the sessions to transform and load
     sessions: int  # staged sessions
     unchanged: int  # skipped: digest equal to their last load's
+    new_dir: Path | None  # staged files of the sessions without a sessions row yet, if any
+    changed_dir: Path | None  # staged files of the other sessions to load, if any
 
 
 def plan(conn: Connection, schema: str, staged_dir: Path, work_dir: Path) -> ChangePlan:
     """Compare the batch's digests with the warehouse's (the caller holds the transaction and the
-    lock) and stage the changed sessions' lines under ``work_dir`` (the staged directory itself when
-    nothing is skipped). The batch's digests stay in a temp table for ``record``."""
+    lock), then split the sessions to load into new ones (no sessions row yet: temp table
+    ``NEW_SESSIONS``) and the others, each staged under ``work_dir`` (or the staged directory itself
+    when it holds exactly that part). The batch's digests stay in a temp table for ``record``."""
     digests = batch_digests(staged_dir)
     conn.execute(_query("sources_create.sql"))
     with conn.cursor() as cursor, cursor.copy(_query("sources_copy.sql")) as copy:
         for session_id, digest in digests.by_session.items():
             copy.write(f"{session_id}\t\\\\x{digest.hex()}\n")
     conn.execute("ANALYZE batch_sources")
+    sessions = sql.Identifier(schema, "sessions")
+    sources = sql.Identifier(schema, "etl_session_sources")
     unchanged = {
         str(row[0])
-        for row in conn.execute(
-            _query(
-                "sources_unchanged.sql",
-                sources=sql.Identifier(schema, "etl_session_sources"),
-                sessions=sql.Identifier(schema, "sessions"),
-            )
-        )
+        for row in conn.execute(_query("sources_unchanged.sql", sources=sources, sessions=sessions))
     }
-    if not unchanged:
-        return ChangePlan(staged_dir, len(digests.order), 0)
-    _write_changed(staged_dir, work_dir, digests, unchanged)
-    return ChangePlan(work_dir, len(digests.order), len(unchanged))
+    conn.execute(
+        _query("new_sessions_create.sql", new_sessions=sql.Identifier(NEW_SESSIONS), sessions=sessions)
+    )
+    new = {
+        str(row[0])
+        for row in conn.execute(sql.SQL("SELECT session_id FROM {}").format(sql.Identifier(NEW_SESSIONS)))
+    }
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(NEW_SESSIONS)))
+    total = len(digests.order)
+    if len(new) == total:
+        return ChangePlan(total, 0, staged_dir, None)
+    if not new and not unchanged:
+        return ChangePlan(total, 0, None, staged_dir)
+    new_dir, changed_dir = _split(staged_dir, work_dir, digests, unchanged, new)
+    return ChangePlan(total, len(unchanged), new_dir, changed_dir)
 
 
-def _write_changed(staged_dir: Path, work_dir: Path, digests: BatchDigests, unchanged: set[str]) -> None:
-    work_dir.mkdir(parents=True, exist_ok=True)
-    kept_raw_ids: set[Any] = set()
+def _split(
+    staged_dir: Path, work_dir: Path, digests: BatchDigests, unchanged: set[str], new: set[str]
+) -> tuple[Path | None, Path | None]:
+    """Write the new and the other changed sessions' lines (and their details) to two directories."""
+    directories = {"new": work_dir / "new", "changed": work_dir / "changed"}
+    counts = {"new": 0, "changed": 0}
+    part_of_raw_id: dict[Any, str] = {}
     decode_session = msgspec.json.Decoder(_SessionHead).decode
-    with (work_dir / staging.SESSIONS_FILE).open("wb") as out:
+    decode_detail = msgspec.json.Decoder(_DetailHead).decode
+    for directory in directories.values():
+        directory.mkdir(parents=True, exist_ok=True)
+    with (
+        (directories["new"] / staging.SESSIONS_FILE).open("wb") as new_out,
+        (directories["changed"] / staging.SESSIONS_FILE).open("wb") as changed_out,
+    ):
+        outputs = {"new": new_out, "changed": changed_out}
         lines = _lines(staged_dir / staging.SESSIONS_FILE)
         for session_id, line in zip(digests.order, lines, strict=True):
-            if session_id not in unchanged:
-                out.write(line + b"\n")
-                kept_raw_ids.add(decode_session(line).id)
-    decode_detail = msgspec.json.Decoder(_DetailHead).decode
-    with (work_dir / staging.DETAILS_FILE).open("wb") as out:
+            if session_id in unchanged:
+                continue
+            part = "new" if session_id in new else "changed"  # no valid id: the transform reports it
+            outputs[part].write(line + b"\n")
+            counts[part] += 1
+            part_of_raw_id[decode_session(line).id] = part
+    with (
+        (directories["new"] / staging.DETAILS_FILE).open("wb") as new_out,
+        (directories["changed"] / staging.DETAILS_FILE).open("wb") as changed_out,
+    ):
+        outputs = {"new": new_out, "changed": changed_out}
         for line in _lines(staged_dir / staging.DETAILS_FILE):
-            if decode_detail(line).session_id in kept_raw_ids:
-                out.write(line + b"\n")
+            part = part_of_raw_id.get(decode_detail(line).session_id)
+            if part is not None:
+                outputs[part].write(line + b"\n")
+    return (
+        directories["new"] if counts["new"] else None,
+        directories["changed"] if counts["changed"] else None,
+    )
 
 
 def record(conn: Connection, schema: str) -> None:

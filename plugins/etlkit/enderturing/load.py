@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,11 +107,76 @@ def _key_match(table: Table) -> sql.Composed:
     )
 
 
-def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[CopySpool]) -> TableLoad:
+@dataclass
+class FreshRows:
+    """Spooled rows of sessions that have no ``sessions`` row yet (``changes.NEW_SESSIONS`` lists
+    them): they cannot have rows in any session table, so they are COPYed straight into the targets
+    (no stage, no upsert, nothing to replace). Should a key be there after all (rows written by
+    hand), the COPY is rolled back to its savepoint and those rows take the stage path."""
+
+    spools: Sequence[CopySpool]
+    row_counts: dict[str, int]
+
+
+def _copy_fresh(
+    conn: Connection, schema: str, table: Table, fresh: FreshRows, columns: sql.Composable
+) -> tuple[int, dict[str, int]] | None:
+    """COPY the fresh rows into the target; their count and orphans, or None when a key collided."""
+    paths = [path for spool in fresh.spools if (path := spool.rows_path(table)).exists()]
+    if not paths:
+        return 0, {}
+    target = sql.Identifier(schema, table.name)
+    try:
+        with conn.transaction():
+            copied = _copy_files(conn, _query("stage_copy.sql", stage=target, columns=columns), paths)
+    except errors.UniqueViolation:
+        log.warning("%s.%s: a key of a new session is already there: staged instead", schema, table.name)
+        return None
+    except errors.DataError as exc:
+        raise _rejected_value(table, exc, paths) from None
+    if copied != fresh.row_counts.get(table.name, 0):
+        raise StagedKeysMissingError(
+            f"{schema}.{table.name}: {fresh.row_counts.get(table.name, 0) - copied} rows of new sessions "
+            "missing after their COPY; nothing was committed. The target table no longer matches the "
+            "pipeline's DDL (a trigger or rule?): compare it with include/sql/enderturing/001_tables.sql"
+        )
+    return copied, _count_fresh_orphans(conn, schema, table, target)
+
+
+def _count_fresh_orphans(
+    conn: Connection, schema: str, table: Table, target: sql.Identifier
+) -> dict[str, int]:
+    if not table.refs:
+        return {}
+    orphan_counts = sql.SQL(", ").join(
+        _query("orphan_count.sql", column=sql.Identifier(column), parent=sql.Identifier(schema, parent))
+        for column, parent in table.refs
+    )
+    statement = _query(
+        "fresh_rows_orphans.sql",
+        orphan_counts=orphan_counts,
+        target=target,
+        new_sessions=sql.Identifier(changes.NEW_SESSIONS),
+        session_column=sql.Identifier(table.replace_by or table.key[0]),
+    )
+    counts = conn.execute(statement).fetchone()
+    return {f"{column}->{parent}": count for (column, parent), count in zip(table.refs, counts, strict=True)}
+
+
+def load_table(
+    conn: Connection, schema: str, table: Table, spools: Sequence[CopySpool], fresh: FreshRows | None = None
+) -> TableLoad:
     started = time.perf_counter()
     target = sql.Identifier(schema, table.name)
     stage = sql.Identifier(f"stage_{table.name}")
     columns = sql.SQL(", ").join(map(sql.Identifier, table.columns))
+    copied, fresh_orphans = 0, {}
+    if fresh is not None:
+        outcome = _copy_fresh(conn, schema, table, fresh, columns)
+        if outcome is None:
+            spools = [*spools, *fresh.spools]
+        else:
+            copied, fresh_orphans = outcome
     conn.execute(_query("stage_create.sql", stage=stage, target=target))
     rows_paths = [path for spool in spools if (path := spool.rows_path(table)).exists()]
     staged = 0
@@ -146,8 +212,24 @@ def load_table(conn: Connection, schema: str, table: Table, spools: Sequence[Cop
     # Every staged row the upsert wrote is in the target: the key check is needed only for the rest
     # (rows left alone because unchanged, or a trigger/rule that swallowed them).
     orphans = _check_staged_rows(conn, schema, table, target, stage, check_keys=inserted + updated < staged)
+    for relationship, count in fresh_orphans.items():
+        if count:
+            log.warning(
+                "%s.%s: %s rows of new sessions refer to ids missing (%s)",
+                schema,
+                table.name,
+                count,
+                relationship,
+            )
+            orphans[relationship] = orphans.get(relationship, 0) + count
     result = TableLoad(
-        table.name, staged, inserted, updated, stale_deleted, orphans, round(time.perf_counter() - started, 3)
+        table.name,
+        staged + copied,
+        inserted + copied,
+        updated,
+        stale_deleted,
+        orphans,
+        round(time.perf_counter() - started, 3),
     )
     log.info(
         "%s.%s: staged %s, inserted %s, updated %s, stale children deleted %s in %.2fs",
@@ -246,13 +328,18 @@ def _upsert(
 
 
 def load_tables(
-    conn: Connection, schema: str, tables: Sequence[Table], spools: Sequence[CopySpool], lock_key: int
+    conn: Connection,
+    schema: str,
+    tables: Sequence[Table],
+    spools: Sequence[CopySpool],
+    lock_key: int,
+    fresh: FreshRows | None = None,
 ) -> list[TableLoad]:
     """Load ``tables`` from the spool files in order in ONE transaction, after the advisory lock of this kind."""
     with conn.transaction():
         take_lock(conn, lock_key)
         conn.execute(load_sql(PIPELINE, "load_settings.sql"))
-        return [load_table(conn, schema, table, spools) for table in tables]
+        return [load_table(conn, schema, table, spools, fresh) for table in tables]
 
 
 class StagedBatchIncompleteError(BadInputError):
@@ -280,24 +367,37 @@ def load_session_batch(
     transformed into COPY files and loaded, and their digests recorded."""
     with conn.transaction():
         take_lock(conn, SESSIONS_LOCK_KEY)
-        plan = changes.plan(conn, schema, staged_dir, staged_dir / changes.CHANGED_DIR)
+        plan = changes.plan(conn, schema, staged_dir, staged_dir / changes.PLAN_DIR)
         if expected_sessions is not None and plan.sessions != expected_sessions:
             raise StagedBatchIncompleteError(
                 f"{plan.sessions} sessions staged, {expected_sessions} extracted: nothing loaded "
                 "(a bug, not a data problem: report it)"
             )
         started = time.perf_counter()
-        batch = extract.spool_sessions(plan.directory, staged_dir / SPOOL_DIR, workers)
+        spool_root = staged_dir / SPOOL_DIR
+        new = extract.spool_sessions(plan.new_dir, spool_root / "new", workers) if plan.new_dir else None
+        changed = (
+            extract.spool_sessions(plan.changed_dir, spool_root / "changed", workers)
+            if plan.changed_dir
+            else None
+        )
         transform_seconds = time.perf_counter() - started
-        if batch.row_counts.get("sessions", 0) != plan.sessions - plan.unchanged:
+        batches = [batch for batch in (new, changed) if batch is not None]
+        transformed = sum(batch.row_counts.get("sessions", 0) for batch in batches)
+        if transformed != plan.sessions - plan.unchanged:
             raise StagedBatchIncompleteError(
-                f"{batch.row_counts.get('sessions', 0)} session rows transformed, "
-                f"{plan.sessions - plan.unchanged} changed of {plan.sessions} staged: nothing loaded "
-                "(a bug, not a data problem: report it)"
+                f"{transformed} session rows transformed, {plan.sessions - plan.unchanged} changed of "
+                f"{plan.sessions} staged: nothing loaded (a bug, not a data problem: report it)"
             )
-        results = load_tables(conn, schema, SESSION_TABLES, batch.spools, SESSIONS_LOCK_KEY)
+        fresh = FreshRows(new.spools, new.row_counts) if new else None
+        results = load_tables(
+            conn, schema, SESSION_TABLES, changed.spools if changed else [], SESSIONS_LOCK_KEY, fresh=fresh
+        )
         changes.record(conn, schema)
+    warnings: Counter[str] = Counter()
+    for batch in batches:
+        warnings.update(batch.warnings)
     log.info(
         "%s sessions staged, %s unchanged since their last load (skipped)", plan.sessions, plan.unchanged
     )
-    return SessionBatchLoad(results, plan.sessions, plan.unchanged, dict(batch.warnings), transform_seconds)
+    return SessionBatchLoad(results, plan.sessions, plan.unchanged, dict(warnings), transform_seconds)

@@ -90,3 +90,65 @@ def job_row(dsn: str, dag_id: str) -> dict:
 
 def load_json(path: Path):
     return json.loads(path.read_text())
+
+
+# ---- s3:// staging: a local S3-compatible server (moto in server mode) ---------------------------
+
+S3_CONN_ID = "jobs_s3_staging"
+S3_KEYS = {"login": "testing-key-id", "password": "testing-secret-key"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on a loopback port for the session: the real S3 REST API, over HTTP."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def s3_connection(endpoint: str, **keys) -> dict:
+    """An Airflow AWS connection to ``endpoint`` (dummy keys: moto accepts any unless auth is on)."""
+    return {
+        "conn_type": "aws",
+        **(keys or S3_KEYS),
+        "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+    }
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_KEYS["login"],
+        aws_secret_access_key=S3_KEYS["password"],
+        region_name="us-east-1",
+    )
+
+
+@pytest.fixture
+def s3_staging(request, jobs_env, s3_endpoint, airflow_conn, airflow_var):
+    """``jobs_env`` with staging on ``s3://<fresh bucket>/declarative`` through the AWS connection.
+
+    The bucket is versioned, so what a run wrote and then removed stays listable as object versions.
+    """
+    import re
+    import uuid
+
+    bucket = f"{re.sub(r'[^a-z0-9]+', '-', request.node.name.lower())[:40].strip('-')}-{uuid.uuid4().hex[:8]}"
+    client = s3_client(s3_endpoint)
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    airflow_conn(S3_CONN_ID, s3_connection(s3_endpoint))
+    root = f"s3://{bucket}/declarative"
+    settings = {**jobs_env["settings"], "staging": {"root": root, "conn_id": S3_CONN_ID, "retention_days": 7}}
+    airflow_var("declarative_jobs", settings)
+    return {**jobs_env, "settings": settings, "bucket": bucket, "client": client, "s3_root": root}

@@ -76,8 +76,8 @@ def test_without_the_variable_logical_names_are_connection_ids():
         ),
         ({"environments": {"DEV": "pg_dev"}}, "environment 'DEV': expected an object, got str"),
         (
-            {"staging": {"root": "s3://etl-staging/declarative", "conn_id": "aws_etl"}},
-            "staging: object storage is not supported",
+            {"staging": {"root": "/data/staging", "conn_id": "aws_etl"}},
+            "staging: conn_id 'aws_etl' needs an object storage root",
         ),
     ],
 )

@@ -41,7 +41,7 @@ def logical_connections(validated: ValidatedJob) -> dict[str, str]:
 
 
 SETTINGS_KEYS = frozenset({"default_environment", "metrics_conn_id", "staging", "environments"})
-STAGING_KEYS = frozenset({"root", "retention_days"})
+STAGING_KEYS = frozenset({"root", "conn_id", "retention_days"})
 ENVIRONMENT_KEYS = frozenset({"data_root", "connections"})
 
 
@@ -53,12 +53,12 @@ def check_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
     settings = settings or {}
     _reject_unknown_keys(settings, SETTINGS_KEYS, f"Variable {VARIABLE_KEY!r}")
     staging = settings.get("staging") or {}
-    if isinstance(staging, dict) and ("conn_id" in staging or "://" in str(staging.get("root", ""))):
-        raise ConfigurationError(
-            f"Variable {VARIABLE_KEY!r} staging: object storage is not supported; "
-            "use a filesystem path every worker shares, without conn_id"
-        )
     _reject_unknown_keys(staging, STAGING_KEYS, f"Variable {VARIABLE_KEY!r} staging")
+    if staging.get("conn_id") and "://" not in str(staging.get("root") or ""):
+        raise ConfigurationError(
+            f"Variable {VARIABLE_KEY!r} staging: conn_id {staging['conn_id']!r} needs an object storage "
+            "root such as 's3://bucket/prefix' in staging.root"
+        )
     for name, env in (settings.get("environments") or {}).items():
         _reject_unknown_keys(env, ENVIRONMENT_KEYS, f"Variable {VARIABLE_KEY!r} environment {name!r}")
     return settings
@@ -127,12 +127,18 @@ def resolve_run_context(
                 raise ConfigurationError(f"fs connection {conn_id!r} has no 'path' in its extra")
             file_roots[logical] = root
     staging = settings.get("staging") or {}
+    staging_conn_id = staging.get("conn_id")
+    if staging_conn_id and conn_type_of(staging_conn_id) is None:
+        raise ConfigurationError(
+            f"staging connection {staging_conn_id!r} (staging.conn_id of Variable {VARIABLE_KEY!r}) does not exist"
+        )
     return {
         "environment": environment,
         "connections": connections,
         "file_roots": file_roots,
         "data_root": str(env_settings.get("data_root") or default_root("data")),
         "staging_root": str(staging.get("root") or default_root("staging")),
+        "staging_conn_id": staging_conn_id,
         "metrics_conn_id": settings.get("metrics_conn_id", DEFAULT_METRICS_CONN_ID),
         "job_file_sha256": validated.sha256,
     }
@@ -145,14 +151,6 @@ def check_staging_declared(settings: dict[str, Any] | None, executor: str) -> No
     """On executors that run tasks on several hosts, the default staging root (a directory under each
     host's own AIRFLOW_HOME) is not shared: require ``staging.root`` to be set explicitly."""
     root = str(((settings or {}).get("staging") or {}).get("root") or "")
-    if "://" in root:
-        # The engine stages through ObjectStoragePath, but the DAG's tasks still hand a filesystem
-        # run directory to each other (issue 15).
-        raise ConfigurationError(
-            f"Variable {VARIABLE_KEY!r} sets staging.root {root!r}: a DAG run stages on a filesystem "
-            "path only (a directory on a volume every worker mounts); object storage roots work in "
-            "`python -m etlkit.jobs run` only"
-        )
     if not any(name in executor for name in DISTRIBUTED_EXECUTORS):
         return
     if not root:

@@ -51,7 +51,8 @@ def missing_output_message(
         f"staged output {directory} is incomplete or missing although its component finished. Either the "
         f"staging root {root} is not shared between workers (this task runs on {host}; the run's staging "
         f"directory, created by _prepare on {prepared_on or 'an unknown host'}, {run_dir_state} here): set "
-        f"staging.root of Variable 'declarative_jobs' to a volume every worker mounts, then clear the run "
+        f"staging.root of Variable 'declarative_jobs' to a volume every worker mounts (or to an s3:// "
+        f"bucket with staging.conn_id), then clear the run "
         f"from the sources; or the upstream output was removed (its try was cleared, or housekeeping removed "
         f"the run after staging.retention_days): clear the run from the sources"
     )
@@ -72,8 +73,58 @@ def staging_path(root: str | Path, conn_id: str | None = None):
     return ObjectStoragePath(text, conn_id=conn_id) if conn_id else ObjectStoragePath(text)
 
 
+def run_directory_uri(staging_root: str | Path, dag_id: str, run_id: str) -> str:
+    """The run's staging directory as text, without the connection id (``str()`` of an
+    ``ObjectStoragePath`` with a ``conn_id`` embeds it as ``s3://conn@bucket/...``)."""
+    return f"{str(staging_root).rstrip('/')}/{dag_id}/{safe_run_id(run_id)}"
+
+
 def run_directory(staging_root, dag_id: str, run_id: str, conn_id: str | None = None):
-    return staging_path(staging_root, conn_id) / dag_id / safe_run_id(run_id)
+    return staging_path(run_directory_uri(staging_root, dag_id, run_id), conn_id)
+
+
+def is_local(path) -> bool:
+    return isinstance(path, Path) or getattr(path, "protocol", None) in ("file", "local")
+
+
+def ensure_directory(path) -> None:
+    """Local roots need their directories; object stores have none. ``mkdir`` is never called there:
+    s3fs creates a missing *bucket* for it, which would hide a mistyped bucket name."""
+    if is_local(path):
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def remove_tree(path) -> None:
+    """Removes a directory (or object prefix) and everything under it; absent is fine."""
+    if isinstance(path, Path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.rmdir(recursive=True)
+
+
+def remove_stale_staged_runs(staging_root, retention_days: float, now: float) -> list[str]:
+    """Deletes ``<root>/<dag_id>/<run>/`` with nothing written for ``retention_days``; returns them.
+
+    ``staging_root`` is a ``Path`` or an ``ObjectStoragePath``. Failed runs leave their staged data
+    behind for a retry; this bounds how long it stays.
+    """
+    if isinstance(staging_root, Path):
+        from etlkit.common.staging import remove_stale_runs
+
+        return [str(run) for run in remove_stale_runs(staging_root, retention_days, now)]
+    if not staging_root.is_dir():
+        return []
+    cutoff = now - retention_days * 86400
+    removed = []
+    for dag_dir in sorted(staging_root.iterdir(), key=str):
+        if not dag_dir.is_dir():
+            continue
+        for run_dir in sorted(dag_dir.iterdir(), key=str):
+            written = [p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file()]
+            if run_dir.is_dir() and max(written, default=0) < cutoff:
+                remove_tree(run_dir)
+                removed.append(str(run_dir))
+    return removed
 
 
 def schema_mismatch(component_id: str, port: str, expected: pa.Schema, actual: pa.Schema) -> str | None:
@@ -109,7 +160,7 @@ class PortWriter:
         self._part_rows = 0
         self._file = None
         self._writer: pq.ParquetWriter | None = None
-        directory.mkdir(parents=True, exist_ok=True)
+        ensure_directory(directory)
 
     def check(self, batch: pa.RecordBatch) -> None:
         problem = schema_mismatch(self.component_id, self.port, self.arrow_schema, batch.schema)
@@ -180,11 +231,7 @@ def _write_last(path, text: str) -> None:
 
 
 def clear_component_output(run_dir, component_id: str) -> None:
-    target = run_dir / component_id
-    if isinstance(target, Path):
-        shutil.rmtree(target, ignore_errors=True)
-    elif target.exists():
-        target.rmdir(recursive=True)
+    remove_tree(run_dir / component_id)
 
 
 def _manifest(directory) -> dict:
@@ -204,8 +251,9 @@ def read_port(directory, schema: Schema, chunk_size: int) -> Iterator[pa.RecordB
     manifest = _manifest(directory)
     if manifest["fingerprint"] != schema_fingerprint(schema):
         raise StagingError(
-            f"staged output {directory} has schema {manifest['fingerprint']!r}, expected "
-            f"{schema_fingerprint(schema)!r}: the job file changed during the run; clear the run from the sources"
+            f"staged output of component {directory.parent.name!r} port {directory.name!r} ({directory}) has "
+            f"schema fingerprint {manifest['fingerprint']!r}, expected {schema_fingerprint(schema)!r}: the job "
+            "file changed during the run or the staged output was altered; clear the run from the sources"
         )
     if "parts" not in manifest:
         raise StagingError(

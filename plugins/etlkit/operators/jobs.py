@@ -11,7 +11,6 @@ import contextlib
 import csv
 import json
 import logging
-import shutil
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +24,6 @@ from etlkit.common.alerting import alert_context, log_task_failure
 from etlkit.common.assets import job_sink, record_asset_event
 from etlkit.common.errors import BadInputError, ConfigurationError, TransientError
 from etlkit.common.lineage import LineageReporting, job_component_lineage
-from etlkit.common.staging import remove_stale_runs
 from etlkit.jobs import metrics_store
 from etlkit.jobs.environment import (
     DEFAULT_METRICS_CONN_ID,
@@ -164,13 +162,10 @@ class PrepareJobRunOperator(BaseOperator):
             # _finalize (the teardown) does not run when its setup fails: record the failed run here.
             _record_unprepared_run(validated, context, settings or {}, requested)
             raise _fail(str(error)) from None
-        from etlkit.jobs.staging import run_directory  # pyarrow: not at DAG parse time
-
-        run_dir = run_directory(run_context["staging_root"], context["dag"].dag_id, context["run_id"])
-        run_dir.mkdir(parents=True, exist_ok=True)
-        run_context["run_dir"] = str(run_dir)
         run_context["prepared_on"] = socket.gethostname()
         run_context["started_at"] = datetime.now(UTC).isoformat()
+        run_dir = _open_run_staging(run_context, context["dag"].dag_id, context["run_id"])
+        run_context["run_dir"] = run_dir
         log.info(
             "run context: environment=%s connections=%s data_root=%s staging=%s",
             run_context["environment"],
@@ -187,6 +182,29 @@ class PrepareJobRunOperator(BaseOperator):
         except Exception as error:
             log.warning("could not write the running job row: %s", error)
         return run_context
+
+
+def _open_run_staging(run_context: dict[str, Any], dag_id: str, run_id: str) -> str:
+    """Creates the run's staging directory and writes ``_run.json`` there: a write through the staging
+    connection, so a missing bucket, unknown or refused credentials fail here, before any data moves.
+    Returns the directory as text (``run_context["staging_conn_id"]`` opens it again)."""
+    from etlkit.jobs.staging import ensure_directory, run_directory, run_directory_uri
+
+    root, conn_id = run_context["staging_root"], run_context.get("staging_conn_id")
+    uri = run_directory_uri(root, dag_id, run_id)
+    try:
+        run_dir = run_directory(root, dag_id, run_id, conn_id)
+        ensure_directory(run_dir)
+        marker = {k: run_context[k] for k in ("environment", "prepared_on", "started_at")}
+        (run_dir / "_run.json").write_text(json.dumps(marker))
+    except (PermissionError, FileNotFoundError, NotADirectoryError) as error:
+        via = f" through connection {conn_id!r}" if conn_id else ""
+        raise _fail(
+            f"cannot write to the staging root {root}{via} ({type(error).__name__}: {error}): check that "
+            f"the bucket or directory exists and that the credentials{via} may read, write and delete "
+            f"under it (staging.root / staging.conn_id of Variable {VARIABLE_KEY!r})"
+        ) from None
+    return uri
 
 
 def _job_row(validated, context, run_context, status: str, totals: dict[str, int]) -> dict[str, Any]:
@@ -230,11 +248,12 @@ class DeclarativeComponentOperator(LineageReporting, BaseOperator):
             raise _fail("the job file changed during the run; clear the run from the sources")
         from etlkit.jobs.runtime import RuntimeIO, run_component  # pyarrow: not at DAG parse time
         from etlkit.jobs.sqlwrite import logical_run_key
+        from etlkit.jobs.staging import staging_path
 
         metrics = ComponentMetrics(self.component_id, component.type, try_number=context["ti"].try_number)
         self._store(run_context, context, metrics.summary())
         io = RuntimeIO(
-            run_dir=Path(run_context["run_dir"]),
+            run_dir=staging_path(run_context["run_dir"], run_context.get("staging_conn_id")),
             resolve_path=lambda path, conn: self._resolve_path(path, conn, run_context, context),
             sql_connection=lambda conn: _postgres(run_context["connections"][conn]),
             render=lambda value: self.render_template(value, context),
@@ -377,7 +396,9 @@ class FinalizeJobRunOperator(BaseOperator):
             row = _job_row(validated, context, run_context, "success" if succeeded else "failed", totals)
             metrics_store.upsert_job_run(connection, row)
         if succeeded:
-            shutil.rmtree(run_context["run_dir"], ignore_errors=True)
+            from etlkit.jobs.staging import remove_tree, staging_path
+
+            remove_tree(staging_path(run_context["run_dir"], run_context.get("staging_conn_id")))
         log.info("DECLARATIVE_JOB_METRICS %s", json.dumps(row, default=str, sort_keys=True))
         return {k: v for k, v in row.items() if k not in ("started_at", "finished_at")}
 
@@ -386,10 +407,14 @@ class StagingHousekeepingOperator(BaseOperator):
     """Removes staged run outputs older than ``staging.retention_days`` (default 7) of the Variable."""
 
     def execute(self, context) -> dict[str, Any]:
+        from etlkit.jobs.staging import remove_stale_staged_runs, staging_path
+
         staging = check_settings(_read_settings()).get("staging") or {}
         root = staging.get("root") or str(default_root("staging"))
         retention_days = float(staging.get("retention_days", 7))
-        removed = remove_stale_runs(root, retention_days, now=datetime.now(UTC).timestamp())
+        removed = remove_stale_staged_runs(
+            staging_path(root, staging.get("conn_id")), retention_days, now=datetime.now(UTC).timestamp()
+        )
         log.info("removed %d staged runs older than %s days under %s", len(removed), retention_days, root)
         return {"staging_root": root, "removed_runs": len(removed)}
 

@@ -13,6 +13,7 @@ and upsert, and its new digest is written in the same transaction.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from functools import cache
@@ -49,6 +50,29 @@ def code_version() -> bytes:
     return digest.digest()
 
 
+def _leading_string(line: bytes, prefix: bytes) -> str | None:
+    """The value of the first key when ``line`` starts with ``prefix`` (``{"key":"``) and the value
+    has no escapes. The staged lines are ``json.dumps`` of a dict, so a key appears once: the first
+    key is the object's. None sends the caller to the full decode."""
+    if not line.startswith(prefix):
+        return None
+    end = line.find(b'"', len(prefix))
+    value = line[len(prefix) : end]
+    if end < 0 or b"\\" in value:
+        return None
+    return value.decode("utf-8", "replace")
+
+
+def _session_id(line: bytes, decode) -> Any:
+    fast = _leading_string(line, b'{"id":"')
+    return fast if fast is not None else decode(line).id
+
+
+def _detail_session_id(line: bytes, decode) -> Any:
+    fast = _leading_string(line, b'{"session_id":"')
+    return fast if fast is not None else decode(line).session_id
+
+
 def _lines(path: Path):
     if not path.exists():
         return
@@ -59,9 +83,15 @@ def _lines(path: Path):
                 yield line
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _normalised(raw_id: Any) -> str | None:
+    """The id as PostgreSQL prints the uuid (the key of ``etl_session_sources``), None if no UUID."""
     if not isinstance(raw_id, str):
         return None
+    if _CANONICAL_UUID.fullmatch(raw_id):
+        return raw_id  # already canonical: the common case, without parsing
     try:
         return str(uuid.UUID(raw_id))
     except ValueError:
@@ -81,14 +111,14 @@ def batch_digests(staged_dir: Path) -> BatchDigests:
     decode_session = msgspec.json.Decoder(_SessionHead).decode
     details: dict[Any, list[bytes]] = {}
     for line in _lines(staged_dir / staging.DETAILS_FILE):
-        session_id = decode_detail(line).session_id
+        session_id = _detail_session_id(line, decode_detail)
         details.setdefault(session_id, []).append(hashlib.blake2b(line, digest_size=DIGEST_SIZE).digest())
     version = code_version()
     by_session: dict[str, bytes] = {}
     order: list[str | None] = []
     ambiguous: set[str] = set()
     for line in _lines(staged_dir / staging.SESSIONS_FILE):
-        raw_id = decode_session(line).id
+        raw_id = _session_id(line, decode_session)
         session_id = _normalised(raw_id)
         order.append(session_id)
         if session_id is None:
@@ -174,14 +204,14 @@ def _split(
             part = "new" if session_id in new else "changed"  # no valid id: the transform reports it
             outputs[part].write(line + b"\n")
             counts[part] += 1
-            part_of_raw_id[decode_session(line).id] = part
+            part_of_raw_id[_session_id(line, decode_session)] = part
     with (
         (directories["new"] / staging.DETAILS_FILE).open("wb") as new_out,
         (directories["changed"] / staging.DETAILS_FILE).open("wb") as changed_out,
     ):
         outputs = {"new": new_out, "changed": changed_out}
         for line in _lines(staged_dir / staging.DETAILS_FILE):
-            part = part_of_raw_id.get(decode_detail(line).session_id)
+            part = part_of_raw_id.get(_detail_session_id(line, decode_detail))
             if part is not None:
                 outputs[part].write(line + b"\n")
     return (

@@ -66,10 +66,15 @@ def run_prefix(dag_run) -> str:
     return f"declarative/{dag_run.dag_id}/{safe_run_id(dag_run.run_id)}/"
 
 
-def orders_with_file_staging(jobs_env, run_dag) -> list[tuple]:
-    """The orders table after the example run with the default (local) staging: the reference."""
+def orders_with_file_staging(jobs_env, run_dag, airflow_var) -> list[tuple]:
+    """The orders table after the example run staged under a ``file://`` root: the reference."""
+    root = jobs_env["staging_root"]
+    staging = {"root": root.as_uri(), "retention_days": 7}
+    airflow_var("declarative_jobs", {**jobs_env["settings"], "staging": staging})
     dag_run = run_dag("orders_daily_load", logical_date=LOGICAL_DATE)
     assert dag_run.state == "success", task_states(dag_run)
+    run_dir = root / "orders_daily_load" / safe_run_id(dag_run.run_id)
+    assert (root / "orders_daily_load").is_dir() and not run_dir.exists(), "staged there, then removed"
     rows = query(jobs_env["dsn"], ORDERS_SQL)
     execute(jobs_env["dsn"], "TRUNCATE sales.orders")
     return rows
@@ -79,8 +84,7 @@ def test_orders_job_stages_parts_and_manifests_in_the_bucket_and_removes_them_af
     jobs_env, run_dag, s3_staging, airflow_var
 ):
     jobs_data.write_orders_export(jobs_env["data_root"], DAY)
-    airflow_var("declarative_jobs", jobs_env["settings"])
-    expected = orders_with_file_staging(jobs_env, run_dag)
+    expected = orders_with_file_staging(jobs_env, run_dag, airflow_var)
     airflow_var("declarative_jobs", s3_staging["settings"])
     client, bucket = s3_staging["client"], s3_staging["bucket"]
 
@@ -211,6 +215,26 @@ def test_housekeeping_removes_staged_runs_older_than_the_retention_through_the_c
     removed = remove_stale_staged_runs(root, 7, now=time.time() + 8 * 86400)
 
     assert [r.rsplit("/", 2)[-2:] for r in removed] == [["two_steps", safe_run_id(RUN_ID)]]
+    assert keys(client, bucket, "declarative/") == []
+
+
+def test_the_housekeeping_dag_removes_expired_runs_in_the_bucket(two_steps, s3_staging, airflow_var):
+    from etlkit.operators.jobs import StagingHousekeepingOperator
+
+    validated, io, data_root, prefix = two_steps
+    client, bucket = s3_staging["client"], s3_staging["bucket"]
+    run_on(io, validated, "read")
+    housekeeping = StagingHousekeepingOperator(task_id="remove_old_staging")
+
+    assert housekeeping.execute({})["removed_runs"] == 0
+    assert keys(client, bucket, prefix)
+
+    # Retention 0: everything written before now has expired.
+    staging = {**s3_staging["settings"]["staging"], "retention_days": 0}
+    airflow_var("declarative_jobs", {**s3_staging["settings"], "staging": staging})
+    result = housekeeping.execute({})
+
+    assert result == {"staging_root": s3_staging["s3_root"], "removed_runs": 1}
     assert keys(client, bucket, "declarative/") == []
 
 

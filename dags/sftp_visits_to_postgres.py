@@ -10,7 +10,7 @@ from airflow.sdk import DAG, CronTriggerTimetable, Param
 from etlkit.common.assets import VISITS
 from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.common.notify import deadline_alert
-from etlkit.common.retry import retry_default_args
+from etlkit.common.retry_policy import retry_default_args
 from etlkit.operators.visits import (
     EnsureVisitsSchemaOperator,
     ListVisitReportsOperator,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from etlkit.common.retry import closed_try_retry_listener
+from etlkit.common.retry_policy import closed_try_retry_listener
 
 
 class EtlkitRetryPolicyPlugin(AirflowPlugin):

@@ -54,7 +54,7 @@ def test_every_pipeline_retry_policy_grants_exactly_the_task_retries(dag_bag, mo
     from airflow.sdk.definitions.retry_policy import RetryAction
 
     from etlkit.common.errors import TransientError
-    from etlkit.common.retry import PipelineRetryPolicy
+    from etlkit.common.retry_policy import PipelineRetryPolicy
 
     monkeypatch.delenv("AIRFLOW_VAR_ETL_RETRY_POLICY", raising=False)
     checked = 0

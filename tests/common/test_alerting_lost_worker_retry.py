@@ -30,7 +30,7 @@ def closed_try(task, try_number: int = 1, state: str = "up_for_retry", override:
 
 
 def test_the_scheduler_side_delay_follows_the_variable_with_backoff(scheduler_task):
-    from etlkit.common.retry import closed_try_retry
+    from etlkit.common.retry_policy import closed_try_retry
 
     assert scheduler_task.retry_delay == timedelta(seconds=300)  # the static delay Airflow would use
     overrides = {"retry_delay_s": 5, "max_retry_delay_s": 20}
@@ -44,7 +44,7 @@ def test_the_scheduler_side_delay_follows_the_variable_with_backoff(scheduler_ta
 
 
 def test_the_policy_leaves_alone_what_it_does_not_decide(scheduler_task):
-    from etlkit.common.retry import closed_try_retry
+    from etlkit.common.retry_policy import closed_try_retry
 
     assert closed_try_retry(closed_try(scheduler_task, state="failed"), {}) is None
     assert closed_try_retry(closed_try(scheduler_task, override=12.0), {}) is None  # the worker decided

@@ -55,7 +55,7 @@ def test_the_retry_policy_names_the_run_and_the_worker_in_the_error_report():
     from types import SimpleNamespace
 
     from etlkit.common.errors import TransientError
-    from etlkit.common.retry import PipelineRetryPolicy
+    from etlkit.common.retry_policy import PipelineRetryPolicy
 
     server = SentryServer().start()
     ti = SimpleNamespace(run_id="manual__2026-12-06T10:00:00+00:00", hostname="worker2")

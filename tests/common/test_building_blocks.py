@@ -13,7 +13,8 @@ from airflow.sdk.definitions.retry_policy import RetryAction
 from etlkit.common.alerting import alert_context, current_alert_context, failure_record, log_task_failure
 from etlkit.common.errors import BadInputError, TransientError
 from etlkit.common.metrics import RunMetrics
-from etlkit.common.retry import PipelineRetryPolicy, RetrySettings, retry_default_args
+from etlkit.common.retry import RetrySettings
+from etlkit.common.retry_policy import PipelineRetryPolicy, retry_default_args
 
 
 def test_backoff_is_exponential_and_capped():

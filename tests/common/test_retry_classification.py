@@ -25,7 +25,7 @@ from psycopg import sql
 from dev import pgdb
 from dev.es_server import EsSubsetServer
 from dev.sshd import SshServer, free_port
-from etlkit.common.retry import PipelineRetryPolicy
+from etlkit.common.retry_policy import PipelineRetryPolicy
 
 ES_PASSWORD = "wr0ng-pass-17"
 
@@ -518,10 +518,10 @@ TABLE = [
         "login/password or token",
         "http_hook_401",
     ),
-    row(signum_hook_status(502), "etlkit.sierra.retrying.BackendHttpError", "transient", name="signum_502"),
+    row(signum_hook_status(502), "etlkit.sierra.protocol.BackendHttpError", "transient", name="signum_502"),
     row(
         signum_hook_status(403),
-        "etlkit.sierra.retrying.BackendHttpError",
+        "etlkit.sierra.protocol.BackendHttpError",
         "permanent",
         "lacks a privilege",
         "signum_403",

@@ -124,7 +124,7 @@ def test_limit_sessions_takes_few_sessions_and_freezes_the_watermark(run_dag, et
 
 
 def test_dag_settings_of_the_spec_two_retries_no_catchup_one_run_at_a_time(dag_bag):
-    from etlkit.common.retry import PipelineRetryPolicy
+    from etlkit.common.retry_policy import PipelineRetryPolicy
 
     dag = dag_bag.get_dag(DAG_ID)
     assert (dag.catchup, dag.max_active_runs) == (False, 1)

@@ -135,13 +135,13 @@ def run_task(sync_env, monkeypatch):
 
     ``sleeps`` records every in-task retry wait instead of sleeping.
     """
+    from etlkit.common import retry
     from etlkit.operators import sierra as operator_module
-    from etlkit.sierra import retrying
 
     metrics: list[tuple[str, float]] = []
     sleeps: list[float] = []
     monkeypatch.setattr(operator_module, "_emit_metric", lambda name, value: metrics.append((name, value)))
-    monkeypatch.setattr(retrying.time, "sleep", sleeps.append)
+    monkeypatch.setattr(retry.time, "sleep", sleeps.append)
 
     def run(operator_kwargs: dict | None = None, **settings):
         sync_env(**settings)

@@ -8,9 +8,11 @@ import pytest
 
 from dev.sshd import free_port
 from etlkit.common.errors import ConfigurationError
+from etlkit.common.retry import Backoff, is_transient
 from etlkit.sierra.protocol import (
     SYNC_CHANGES,
     SYNC_FULL,
+    BackendHttpError,
     InvalidSyncResponse,
     PostedBatch,
     SyncRequest,
@@ -18,7 +20,6 @@ from etlkit.sierra.protocol import (
     format_timestamp,
     parse_sync_response,
 )
-from etlkit.sierra.retrying import BackendHttpError, Backoff, is_retryable_http_error
 from etlkit.sierra.settings import SyncSettings, parse_settings
 from etlkit.sierra.window import changes_window
 
@@ -97,11 +98,11 @@ def test_backoff_and_http_classification():
     assert 1.6 <= backoff.delay(1) <= 2.4 and backoff.delay(4) == 5  # capped
     assert backoff.delay(1, retry_after=30) == 5 and backoff.delay(1, retry_after=2) == 2
     assert [
-        is_retryable_http_error(BackendHttpError("GET", s, "")) for s in (500, 503, 429, 400, 403, 422)
+        is_transient(BackendHttpError("GET", s, "")) for s in (500, 503, 429, 400, 403, 422)
     ] == [True, True, True, False, False, False]
     import requests
 
-    assert is_retryable_http_error(requests.ConnectTimeout()) and not is_retryable_http_error(ValueError())
+    assert is_transient(requests.ConnectTimeout()) and not is_transient(ValueError())
 
 
 @pytest.mark.parametrize("retry_after", [-1.0, float("nan"), float("inf")])
@@ -121,8 +122,6 @@ def test_an_unusable_retry_after_falls_back_to_the_backoff(retry_after):
 def test_connect_failures_retry_only_when_the_server_may_come_back(dsn, retryable):
     import psycopg
 
-    from etlkit.sierra.retrying import is_retryable_db_error
-
     with pytest.raises(psycopg.OperationalError) as raised:
         psycopg.connect(dsn, connect_timeout=5)
-    assert is_retryable_db_error(raised.value) is retryable
+    assert is_transient(raised.value) is retryable

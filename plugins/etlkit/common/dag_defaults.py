@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from etlkit.common.alerting import log_task_failure
-from etlkit.common.retry import retry_default_args
+from etlkit.common.retry_policy import retry_default_args
 
 
 def pipeline_default_args(pipeline: str, owner: str = "data-eng", **retry_defaults: Any) -> dict[str, Any]:

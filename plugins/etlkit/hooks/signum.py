@@ -12,8 +12,7 @@ from requests_toolbelt import MultipartEncoder
 
 from etlkit.common.errors import ConfigurationError
 from etlkit.common.http import retry_after_seconds
-from etlkit.sierra.protocol import UPLOAD_CONTENT_TYPE, UPLOAD_FILENAME, InvalidSyncResponse
-from etlkit.sierra.retrying import BackendHttpError
+from etlkit.sierra.protocol import UPLOAD_CONTENT_TYPE, UPLOAD_FILENAME, BackendHttpError, InvalidSyncResponse
 
 API_KEY_HEADER = "x-api-key"
 SYNC_ENDPOINT = "sync"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etlkit.common.errors import BadInputError, TransientError
+from etlkit.common.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,9 @@ class BulkLoader:
             if not throttled or len(throttled) < len(failures) or attempt >= self.retries_429:
                 return succeeded_total, failures
             pending = [a for a in pending if a.doc_id in throttled]
-            delay = min(self.initial_backoff_s * 2**attempt, self.max_backoff_s)
             attempt += 1
+            delay = Backoff(self.retries_429 + 1, self.initial_backoff_s, self.max_backoff_s, jitter=0).delay(
+                attempt
+            )
             log.warning("%d bulk item(s) throttled (429); retry %d in %.1fs", len(pending), attempt, delay)
             self.sleep(delay)

@@ -15,8 +15,9 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 from etlkit.common.assets import SIGNUM_ITEMS, record_asset_event
 from etlkit.common.errors import BadInputError
 from etlkit.common.lineage import LineageReporting, sierra_lineage
+from etlkit.common.retry import RetriesExhausted
 from etlkit.sierra.budget import SETUP_AND_CLEANUP_SECONDS, check_execution_timeout
-from etlkit.sierra.retrying import BackendHttpError, RetriesExhausted
+from etlkit.sierra.protocol import BackendHttpError
 from etlkit.sierra.settings import SETTINGS_VARIABLE, parse_settings
 
 # Errors the sync has already retried as far as the spec allows, or that no retry can fix:

@@ -34,6 +34,16 @@ UPLOAD_FILENAME = "data.tsv.gz"
 UPLOAD_CONTENT_TYPE = "application/gzip"
 
 
+class BackendHttpError(Exception):
+    """A non-2xx answer from the backend, with its real status code (HttpHook hides it in a string);
+    ``etlkit.common.retry`` reads ``status`` (5xx and 429 transient) and ``retry_after``."""
+
+    def __init__(self, operation: str, status: int, detail: str, retry_after: float | None = None):
+        super().__init__(f"{operation} answered HTTP {status}: {detail}")
+        self.status = status
+        self.retry_after = retry_after
+
+
 class InvalidSyncResponse(BadInputError):
     """GET /sync answered 200 with a body the DAG cannot act on."""
 

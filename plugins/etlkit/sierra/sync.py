@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from etlkit.common.alerting import alert_context
 from etlkit.common.errors import BadInputError
+from etlkit.common.retry import Backoff, call_with_retries, is_transient
 from etlkit.sierra.budget import worst_case_batch_seconds
 from etlkit.sierra.extract import BatchStats, Selection, part_count
 from etlkit.sierra.protocol import (
@@ -28,18 +29,22 @@ from etlkit.sierra.protocol import (
     format_timestamp,
     parse_sync_response,
 )
-from etlkit.sierra.retrying import (
-    Backoff,
-    call_with_retries,
-    is_retryable_db_error,
-    is_retryable_http_error,
-)
 from etlkit.sierra.settings import SyncSettings
 from etlkit.sierra.window import ClampReport, changes_window
 
 log = logging.getLogger(__name__)
 
 Metric = Callable[[str, float], None]
+
+
+# query_canceled: the statement used up statement_timeout_seconds
+STATEMENT_TIMEOUT_SQLSTATE = "57014"
+
+
+def retryable_on_sierra(exc: BaseException) -> bool:
+    """The shared rule, less the statement timeout: on the production Sierra database a query that
+    used up its budget is not run again (lower max_batches or raise the timeout instead)."""
+    return is_transient(exc) and getattr(exc, "sqlstate", None) != STATEMENT_TIMEOUT_SQLSTATE
 
 
 class ClampRefused(BadInputError):
@@ -131,9 +136,7 @@ class SierraSync:
 
     # -- backend -----------------------------------------------------------------------------
     def fetch_request(self) -> SyncRequest:
-        body = call_with_retries(
-            self.backend.get_sync, what="GET /sync", backoff=self.backoff, retryable=is_retryable_http_error
-        )
+        body = call_with_retries(self.backend.get_sync, what="GET /sync", backoff=self.backoff)
         request = parse_sync_response(body)
         log.info("GET /sync: %s", request.describe())
         return request
@@ -155,7 +158,6 @@ class SierraSync:
             lambda: self.backend.post_sync(extracted.path, timestamp),
             what="POST /sync",
             backoff=self.backoff,
-            retryable=is_retryable_http_error,
             before_retry=reconcile,
         )
         if answer != "delivered":
@@ -176,7 +178,7 @@ class SierraSync:
             lambda: self._extract_once(request, path),
             what="Sierra extraction",
             backoff=self.backoff,
-            retryable=is_retryable_db_error,
+            retryable=retryable_on_sierra,
         )
         if extracted.clamp is not None:  # counted once, for the attempt that succeeded
             self._count_clamp(extracted.clamp)

@@ -189,7 +189,8 @@ def write_chart(result: dict, figures_dir: Path) -> Path | None:
     handles, labels = rate_axes.get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize="small")
     figure.suptitle(result["benchmark"])
-    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    legend_rows = -(-len(labels) // 4)
+    figure.tight_layout(rect=(0, 0.03 + 0.05 * legend_rows, 1, 1))
     path = figures_dir / f"{result['benchmark']}.png"
     figure.savefig(path, dpi=100)
     pyplot.close(figure)

@@ -161,7 +161,7 @@ def fetch_window(
 
 
 def fetch_details(
-    client: Client, sessions: list[dict], settings: SessionSettings, target: Path, report: ExtractReport
+    client: Client, sessions: Iterable[dict], settings: SessionSettings, target: Path, report: ExtractReport
 ) -> None:
     """Per-session scores/summary/comments with bounded concurrency, written as NDJSON records.
 
@@ -302,7 +302,7 @@ def spool_sessions(staging_dir: Path, spool_root: Path, workers: int = 1) -> Spo
 
 def list_sessions(
     client: Client, passes: list[Pass], settings: SessionSettings, staging_dir: Path
-) -> tuple[list[dict], ExtractReport]:
+) -> tuple[StagedSessions, ExtractReport]:
     windows_dir = staging_dir / staging.WINDOWS_DIR
     windows_dir.mkdir(parents=True, exist_ok=True)
     report = ExtractReport()
@@ -316,6 +316,22 @@ def list_sessions(
                 per_window[fetched.label] = count
                 files.append(path)
                 taken += count
-    distinct = staging.dedupe_sessions(files, staging_dir / staging.SESSIONS_FILE)
-    report.sessions = len(distinct)
-    return distinct, report
+    target = staging_dir / staging.SESSIONS_FILE
+    report.sessions = staging.dedupe_sessions(files, target)
+    return StagedSessions(target, report.sessions), report
+
+
+class StagedSessions:
+    """The batch's distinct sessions as the detail calls need them (id, reviewers, comments_count),
+    read back from the staged file at each iteration: memory does not grow with the batch."""
+
+    def __init__(self, path: Path, count: int):
+        self.path = path
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[dict]:
+        for session in staging.read_ndjson(self.path):
+            yield {key: session.get(key) for key in ("id", "reviewers", "comments_count")}

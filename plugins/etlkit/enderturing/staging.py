@@ -91,32 +91,19 @@ def read_ndjson(path: Path, part: int = 0, parts: int = 1) -> Iterator[Any]:
                 yield decode(line)
 
 
-def dedupe_sessions(window_files: list[Path], target: Path) -> list[dict]:
-    """Write the last copy of every session id across ``window_files`` to ``target``.
-
-    Returns one small record per distinct session (id, reviewers present, comments_count) for the
-    detail calls. Memory holds only ids and positions, never session bodies.
-    """
-    last_seen: dict[str, tuple[int, int]] = {}
+def dedupe_sessions(window_files: list[Path], target: Path) -> int:
+    """Write the last copy of every session id across ``window_files`` to ``target``; returns how
+    many. Memory holds one id and one position per session, never session bodies."""
+    last_seen: dict[str, int] = {}  # id -> file number << 32 | line number
     for file_no, path in enumerate(window_files):
         for line_no, item in enumerate(read_ndjson(path)):
-            last_seen[_session_id(item, path, line_no)] = (file_no, line_no)
-    distinct: list[dict] = []
+            last_seen[_session_id(item, path, line_no)] = file_no << 32 | line_no
     with target.open("w", encoding="utf-8") as out:
         for file_no, path in enumerate(window_files):
             for line_no, item in enumerate(read_ndjson(path)):
-                session_id = _session_id(item, path, line_no)
-                if last_seen[session_id] != (file_no, line_no):
-                    continue
-                write_ndjson(out, [item])
-                distinct.append(
-                    {
-                        "id": session_id,
-                        "reviewers": item.get("reviewers"),
-                        "comments_count": item.get("comments_count"),
-                    }
-                )
-    return distinct
+                if last_seen[_session_id(item, path, line_no)] == file_no << 32 | line_no:
+                    write_ndjson(out, [item])
+    return len(last_seen)
 
 
 def _session_id(item: Any, path: Path, line_no: int) -> str:

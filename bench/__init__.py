@@ -1,1 +1,2 @@
-"""Benchmarks: ``python -m bench.<pipeline>`` prints throughput, peak RSS and the ratio to a naive baseline."""
+"""Benchmarks on one harness (``bench/harness.py``): ``python -m bench`` runs them all and renders
+``docs/performance.md``; ``python -m bench.<name>`` runs and prints one."""

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,16 +95,25 @@ def read_ndjson(path: Path, part: int = 0, parts: int = 1) -> Iterator[Any]:
 def dedupe_sessions(window_files: list[Path], target: Path) -> int:
     """Write the last copy of every session id across ``window_files`` to ``target``; returns how
     many. Memory holds one id and one position per session, never session bodies."""
-    last_seen: dict[str, int] = {}  # id -> file number << 32 | line number
+    last_seen: dict[bytes | str, int] = {}  # compact id -> file number << 32 | line number
     for file_no, path in enumerate(window_files):
         for line_no, item in enumerate(read_ndjson(path)):
-            last_seen[_session_id(item, path, line_no)] = file_no << 32 | line_no
+            last_seen[_compact(_session_id(item, path, line_no))] = file_no << 32 | line_no
     with target.open("w", encoding="utf-8") as out:
         for file_no, path in enumerate(window_files):
             for line_no, item in enumerate(read_ndjson(path)):
-                if last_seen[_session_id(item, path, line_no)] == file_no << 32 | line_no:
+                if last_seen[_compact(_session_id(item, path, line_no))] == file_no << 32 | line_no:
                     write_ndjson(out, [item])
     return len(last_seen)
+
+
+def _compact(session_id: str) -> bytes | str:
+    """A canonical UUID string as its 16 bytes (a third of the memory); any other id as it is."""
+    try:
+        value = uuid.UUID(session_id)
+    except ValueError:
+        return session_id
+    return value.bytes if str(value) == session_id else session_id
 
 
 def _session_id(item: Any, path: Path, line_no: int) -> str:

@@ -47,14 +47,14 @@ class PauseGate:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._resume_at = 0.0  # time.monotonic()
-        self.pauses = 0
+        self.pauses = 0  # pauses begun while the gate was open (not the ones that extend a pause)
 
     def pause(self, seconds: float) -> None:
         with self._lock:
-            resume_at = time.monotonic() + seconds
-            if resume_at > self._resume_at:
-                self._resume_at = resume_at
+            now = time.monotonic()
+            if self._resume_at <= now:
                 self.pauses += 1
+            self._resume_at = max(self._resume_at, now + seconds)
 
     def wait(self) -> None:
         while True:

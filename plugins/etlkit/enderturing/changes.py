@@ -127,7 +127,7 @@ def batch_digests(staged_dir: Path) -> BatchDigests:
             ambiguous.add(session_id)  # two spellings of one UUID: never skipped
         digest = hashlib.blake2b(version, digest_size=DIGEST_SIZE)
         digest.update(line)
-        for part in sorted(details.get(raw_id, ())):
+        for part in sorted(details.pop(raw_id, ())):  # popped: memory peaks at one of the two maps
             digest.update(part)
         by_session[session_id] = digest.digest()
     for session_id in ambiguous:
@@ -167,16 +167,15 @@ def plan(conn: Connection, schema: str, staged_dir: Path, work_dir: Path) -> Cha
     conn.execute(
         _query("new_sessions_create.sql", new_sessions=sql.Identifier(NEW_SESSIONS), sessions=sessions)
     )
-    new = {
-        str(row[0])
-        for row in conn.execute(sql.SQL("SELECT session_id FROM {}").format(sql.Identifier(NEW_SESSIONS)))
-    }
-    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(NEW_SESSIONS)))
+    new_sessions = sql.Identifier(NEW_SESSIONS)
+    conn.execute(sql.SQL("ANALYZE {}").format(new_sessions))
+    new_count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(new_sessions)).fetchone()[0]
     total = len(digests.order)
-    if len(new) == total:
+    if new_count == total:
         return ChangePlan(total, 0, staged_dir, None)
-    if not new and not unchanged:
+    if not new_count and not unchanged:
         return ChangePlan(total, 0, None, staged_dir)
+    new = {str(row[0]) for row in conn.execute(sql.SQL("SELECT session_id FROM {}").format(new_sessions))}
     new_dir, changed_dir = _split(staged_dir, work_dir, digests, unchanged, new)
     return ChangePlan(total, len(unchanged), new_dir, changed_dir)
 

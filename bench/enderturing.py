@@ -70,14 +70,14 @@ def load_bulk(directory: Path, database: str, workers: int) -> dict:
     """The product's path: ``load.load_session_batch`` on the staged batch, one transaction."""
     import psycopg
 
-    from etlkit.enderturing import load, staging
+    from etlkit.enderturing import changes, load, staging
 
     started = time.perf_counter()
     with psycopg.connect(pgdb.dsn(database)) as conn:
         loaded = load.load_session_batch(conn, SCHEMA, directory, workers)
     seconds = time.perf_counter() - started
     staging.remove_tree(directory / staging.SPOOL_DIR)
-    staging.remove_tree(directory / "changed")
+    staging.remove_tree(directory / changes.PLAN_DIR)
     return {
         "seconds": seconds,
         "transform_seconds": loaded.transform_seconds,

@@ -92,9 +92,10 @@ class MoviesBaseOperator(BaseOperator):
 
     # Hooks are imported here, not at module level: their client libraries would slow down DAG parsing.
     def open_pg(self, stack: ExitStack):
-        from etlkit.hooks.movies_postgres import MoviesPostgresHook
+        from etlkit.hooks.postgres import EtlPostgresHook
 
-        return stack.enter_context(closing(MoviesPostgresHook(postgres_conn_id=self.pg_conn_id).get_conn()))
+        hook = EtlPostgresHook(self.pg_conn_id, application_name="movies_etl")
+        return stack.enter_context(closing(hook.get_conn()))
 
     def open_es(self, stack: ExitStack):
         from etlkit.hooks.elasticsearch import ElasticsearchClientHook, refusals_fail_fast

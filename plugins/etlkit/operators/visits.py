@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk import BaseOperator, Variable
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -18,6 +17,7 @@ from etlkit.common.assets import VISITS, record_asset_event
 from etlkit.common.errors import ConfigurationError
 from etlkit.common.lineage import LineageReporting, visits_lineage
 from etlkit.common.metrics import RunMetrics
+from etlkit.hooks.postgres import EtlPostgresHook
 from etlkit.hooks.sftp import VerifiedSFTPHook
 from etlkit.visits import files
 from etlkit.visits.config import CONFIG_VARIABLE, VisitsConfig, timezone_from_env
@@ -67,7 +67,7 @@ class VisitsBaseOperator(BaseOperator):
 
     @staticmethod
     def open_store(config: VisitsConfig) -> VisitsStore:
-        conn = PostgresHook(postgres_conn_id=config.postgres_conn_id).get_conn()
+        conn = EtlPostgresHook(config.postgres_conn_id, application_name="etlkit_visits").get_conn()
         return open_store(conn, config)
 
     @staticmethod

@@ -162,18 +162,56 @@ def test_a_version_1_warehouse_gets_the_digest_table_and_reloads_keep_etl_loaded
     assert third.unchanged == 60
 
 
-def test_digests_follow_the_staged_content_and_the_row_code(tmp_path, monkeypatch):
+def test_digests_follow_the_content_and_the_row_code_not_the_order_of_details(
+    warehouse, tmp_path, monkeypatch
+):
     dataset = generate_dataset([date(2024, 6, 26)], 5, seed=3)
-    one = changes.batch_digests(stage(tmp_path / "one", dataset.sessions, dataset.scores, dataset.summaries))
-    same = changes.batch_digests(
-        stage(tmp_path / "same", dataset.sessions, dataset.scores, dataset.summaries)
+    load.ensure_schema(warehouse, SCHEMA)
+    load_batch(warehouse, stage(tmp_path / "one", dataset.sessions, dataset.scores, dataset.summaries))
+    before = rows_with_loaded_at(warehouse)
+
+    shuffled = stage(tmp_path / "shuffled", dataset.sessions, dataset.scores, dataset.summaries)
+    lines = (shuffled / staging.DETAILS_FILE).read_text().splitlines()
+    (shuffled / staging.DETAILS_FILE).write_text("\n".join(reversed(lines)) + "\n")
+    assert load_batch(warehouse, shuffled).unchanged == 5
+
+    monkeypatch.setattr(changes, "code_version", lambda: b"another transform")
+    recoded = load_batch(
+        warehouse, stage(tmp_path / "recoded", dataset.sessions, dataset.scores, dataset.summaries)
     )
-    assert one.by_session == same.by_session and len(one.by_session) == 5
+    assert recoded.unchanged == 0 and all(r.inserted == r.updated == 0 for r in recoded.tables)
+    assert rows_with_loaded_at(warehouse) == before
+
     summaries = copy.deepcopy(dataset.summaries)
     first_id = dataset.sessions[0]["id"]
-    summaries[first_id] = None
-    other = changes.batch_digests(stage(tmp_path / "other", dataset.sessions, dataset.scores, summaries))
-    assert [k for k in one.by_session if one.by_session[k] != other.by_session[k]] == [first_id]
-    monkeypatch.setattr(changes, "code_version", lambda: b"another transform")
-    recoded = changes.batch_digests(tmp_path / "one")
-    assert all(recoded.by_session[k] != v for k, v in one.by_session.items())
+    summaries[first_id] = None  # the summary call answered null: no summaries any more
+    other = load_batch(warehouse, stage(tmp_path / "other", dataset.sessions, dataset.scores, summaries))
+    assert other.unchanged == 4
+    left = warehouse.execute(
+        "SELECT count(*) FROM enderturing.sessions_summaries WHERE session_id = %s", (first_id,)
+    ).fetchone()[0]
+    assert left == 0
+
+
+def test_a_batch_of_new_changed_and_unchanged_sessions_loads_each_the_right_way(warehouse, batch):
+    dataset, tmp = batch
+    load.ensure_schema(warehouse, SCHEMA)
+    old, fresh = dataset.sessions[:40], dataset.sessions[40:]
+    load_batch(warehouse, stage(tmp / "one", old, dataset.scores, dataset.summaries))
+    sessions = copy.deepcopy(dataset.sessions)
+    sessions[0]["crm_statuses"] = ["reopened"]
+    mixed = load_batch(warehouse, stage(tmp / "two", sessions, dataset.scores, dataset.summaries))
+    assert (mixed.sessions, mixed.unchanged) == (60, 39)
+    counts = {r.table: (r.inserted, r.updated) for r in mixed.tables}
+    assert counts["sessions"] == (len(fresh), 0)  # the changed session's own row did not change
+    statuses = warehouse.execute(
+        "SELECT crm_status FROM enderturing.sessions_crm_statuses WHERE session_id = %s", (sessions[0]["id"],)
+    ).fetchall()
+    assert statuses == [("reopened",)]
+    reference = tmp / "reference"
+    # The same final state as one load of the whole batch into an empty warehouse.
+    after = {name: [r[:-1] for r in rows] for name, rows in rows_with_loaded_at(warehouse).items()}
+    warehouse.execute("DROP SCHEMA enderturing CASCADE")
+    load.ensure_schema(warehouse, SCHEMA)
+    load_batch(warehouse, stage(reference, sessions, dataset.scores, dataset.summaries))
+    assert after == {name: [r[:-1] for r in rows] for name, rows in rows_with_loaded_at(warehouse).items()}

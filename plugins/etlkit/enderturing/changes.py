@@ -6,8 +6,12 @@ rows (``transform.py``, ``tables.py``, ``staging.py``). The warehouse keeps the 
 committed load of each session in ``etl_session_sources``. Inside the load's transaction, after the
 advisory lock, the batch's digests are compared with it: a session whose digest is unchanged (and
 whose ``sessions`` row is still there) is neither transformed nor sent; its rows are exactly what
-that load wrote, ``etl_loaded_at`` included. Every other session goes through the usual transform
-and upsert, and its new digest is written in the same transaction.
+that load wrote, ``etl_loaded_at`` included. Every other session goes through the transform and the
+load, and its new digest is written in the same transaction.
+
+Memory stays flat in the batch: the client streams one hash per staged line into temp tables, the
+database combines them per session and classifies the sessions, and the client streams that
+classification back beside the staged lines to split them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -32,6 +37,9 @@ NEW_SESSIONS = "new_sessions"  # temp table: the batch's sessions without a sess
 DIGEST_SIZE = 16
 # The modules whose code decides the rows of a staged session: a change there changes every digest.
 _ROW_CODE = ("transform.py", "tables.py", "staging.py")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+NEW, CHANGED, UNCHANGED = "n", "c", "u"
+COPY_NULL = "\\N"
 
 
 class _SessionHead(msgspec.Struct):
@@ -50,6 +58,16 @@ def code_version() -> bytes:
     return digest.digest()
 
 
+def _lines(path: Path) -> Iterator[bytes]:
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        for line in handle:
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                yield line
+
+
 def _leading_string(line: bytes, prefix: bytes) -> str | None:
     """The value of the first key when ``line`` starts with ``prefix`` (``{"key":"``) and the value
     has no escapes. The staged lines are ``json.dumps`` of a dict, so a key appears once: the first
@@ -63,31 +81,23 @@ def _leading_string(line: bytes, prefix: bytes) -> str | None:
     return value.decode("utf-8", "replace")
 
 
-def _session_id(line: bytes, decode) -> Any:
+_decode_session = msgspec.json.Decoder(_SessionHead).decode
+_decode_detail = msgspec.json.Decoder(_DetailHead).decode
+
+
+def session_id_of(line: bytes) -> str | None:
+    """The staged session's id as PostgreSQL prints the uuid; None when it is no UUID (the
+    transform then fails on it with the proper message)."""
     fast = _leading_string(line, b'{"id":"')
-    return fast if fast is not None else decode(line).id
+    return _normalised(fast if fast is not None else _decode_session(line).id)
 
 
-def _detail_session_id(line: bytes, decode) -> Any:
+def detail_session_id_of(line: bytes) -> str | None:
     fast = _leading_string(line, b'{"session_id":"')
-    return fast if fast is not None else decode(line).session_id
-
-
-def _lines(path: Path):
-    if not path.exists():
-        return
-    with path.open("rb") as handle:
-        for line in handle:
-            line = line.rstrip(b"\r\n")
-            if line.strip():
-                yield line
-
-
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    return _normalised(fast if fast is not None else _decode_detail(line).session_id)
 
 
 def _normalised(raw_id: Any) -> str | None:
-    """The id as PostgreSQL prints the uuid (the key of ``etl_session_sources``), None if no UUID."""
     if not isinstance(raw_id, str):
         return None
     if _CANONICAL_UUID.fullmatch(raw_id):
@@ -98,45 +108,23 @@ def _normalised(raw_id: Any) -> str | None:
         return None
 
 
-@dataclass
-class BatchDigests:
-    by_session: dict[str, bytes]  # normalised session id -> source digest
-    order: list[str | None]  # normalised id of each staged session line (None: no valid id)
-
-
-def batch_digests(staged_dir: Path) -> BatchDigests:
-    """The source digest of every staged session with a valid id; two passes over the files, memory
-    per session (not per row or byte)."""
-    decode_detail = msgspec.json.Decoder(_DetailHead).decode
-    decode_session = msgspec.json.Decoder(_SessionHead).decode
-    details: dict[Any, list[bytes]] = {}
-    for line in _lines(staged_dir / staging.DETAILS_FILE):
-        session_id = _detail_session_id(line, decode_detail)
-        details.setdefault(session_id, []).append(hashlib.blake2b(line, digest_size=DIGEST_SIZE).digest())
-    version = code_version()
-    by_session: dict[str, bytes] = {}
-    order: list[str | None] = []
-    ambiguous: set[str] = set()
-    for line in _lines(staged_dir / staging.SESSIONS_FILE):
-        raw_id = _session_id(line, decode_session)
-        session_id = _normalised(raw_id)
-        order.append(session_id)
-        if session_id is None:
-            continue  # the transform fails on it with the proper message
-        if session_id in by_session:
-            ambiguous.add(session_id)  # two spellings of one UUID: never skipped
-        digest = hashlib.blake2b(version, digest_size=DIGEST_SIZE)
-        digest.update(line)
-        for part in sorted(details.pop(raw_id, ())):  # popped: memory peaks at one of the two maps
-            digest.update(part)
-        by_session[session_id] = digest.digest()
-    for session_id in ambiguous:
-        del by_session[session_id]
-    return BatchDigests(by_session, order)
+def _hash(line: bytes) -> str:
+    return "\\\\x" + hashlib.blake2b(line, digest_size=DIGEST_SIZE).hexdigest()
 
 
 def _query(name: str, **parts: sql.Composable) -> sql.Composed:
     return sql.SQL(load_sql(PIPELINE, name).strip()).format(**parts)
+
+
+def _copy_line_hashes(conn: Connection, table: str, path: Path, id_of) -> int:
+    """One row per staged line: its number, its session's id (NULL: no UUID) and its hash."""
+    count = 0
+    statement = sql.SQL("COPY {} (line_no, session_id, line_hash) FROM STDIN").format(sql.Identifier(table))
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        for count, line in enumerate(_lines(path), start=1):
+            session_id = id_of(line)
+            copy.write(f"{count}\t{session_id or COPY_NULL}\t{_hash(line)}\n")
+    return count
 
 
 @dataclass
@@ -151,71 +139,56 @@ def plan(conn: Connection, schema: str, staged_dir: Path, work_dir: Path) -> Cha
     """Compare the batch's digests with the warehouse's (the caller holds the transaction and the
     lock), then split the sessions to load into new ones (no sessions row yet: temp table
     ``NEW_SESSIONS``) and the others, each staged under ``work_dir`` (or the staged directory itself
-    when it holds exactly that part). The batch's digests stay in a temp table for ``record``."""
-    digests = batch_digests(staged_dir)
-    conn.execute(_query("sources_create.sql"))
-    with conn.cursor() as cursor, cursor.copy(_query("sources_copy.sql")) as copy:
-        for session_id, digest in digests.by_session.items():
-            copy.write(f"{session_id}\t\\\\x{digest.hex()}\n")
+    when it holds exactly that part). The batch's digests stay in ``batch_sources`` for ``record``."""
+    conn.execute(_query("staged_lines_create.sql"))
+    total = _copy_line_hashes(conn, "staged_sessions", staged_dir / staging.SESSIONS_FILE, session_id_of)
+    _copy_line_hashes(conn, "staged_details", staged_dir / staging.DETAILS_FILE, detail_session_id_of)
+    conn.execute("ANALYZE staged_sessions")
+    conn.execute("ANALYZE staged_details")
+    conn.execute(_query("sources_create.sql", code_version=sql.Literal(code_version())))
     conn.execute("ANALYZE batch_sources")
     sessions = sql.Identifier(schema, "sessions")
     sources = sql.Identifier(schema, "etl_session_sources")
-    unchanged = {
-        str(row[0])
-        for row in conn.execute(_query("sources_unchanged.sql", sources=sources, sessions=sessions))
-    }
-    conn.execute(
-        _query("new_sessions_create.sql", new_sessions=sql.Identifier(NEW_SESSIONS), sessions=sessions)
-    )
+    unchanged = conn.execute(_query("sources_unchanged.sql", sources=sources, sessions=sessions)).rowcount
     new_sessions = sql.Identifier(NEW_SESSIONS)
+    conn.execute(_query("new_sessions_create.sql", new_sessions=new_sessions, sessions=sessions))
     conn.execute(sql.SQL("ANALYZE {}").format(new_sessions))
     new_count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(new_sessions)).fetchone()[0]
-    total = len(digests.order)
     if new_count == total:
         return ChangePlan(total, 0, staged_dir, None)
     if not new_count and not unchanged:
         return ChangePlan(total, 0, None, staged_dir)
-    new = {str(row[0]) for row in conn.execute(sql.SQL("SELECT session_id FROM {}").format(new_sessions))}
-    new_dir, changed_dir = _split(staged_dir, work_dir, digests, unchanged, new)
-    return ChangePlan(total, len(unchanged), new_dir, changed_dir)
+    new_dir, changed_dir = _split(conn, staged_dir, work_dir)
+    return ChangePlan(total, unchanged, new_dir, changed_dir)
 
 
-def _split(
-    staged_dir: Path, work_dir: Path, digests: BatchDigests, unchanged: set[str], new: set[str]
-) -> tuple[Path | None, Path | None]:
-    """Write the new and the other changed sessions' lines (and their details) to two directories."""
-    directories = {"new": work_dir / "new", "changed": work_dir / "changed"}
-    counts = {"new": 0, "changed": 0}
-    part_of_raw_id: dict[Any, str] = {}
-    decode_session = msgspec.json.Decoder(_SessionHead).decode
-    decode_detail = msgspec.json.Decoder(_DetailHead).decode
+def _split(conn: Connection, staged_dir: Path, work_dir: Path) -> tuple[Path | None, Path | None]:
+    """Write the new and the other changed sessions' lines (and their details) to two directories,
+    reading each staged file beside its lines' classes, streamed from the database in line order."""
+    directories = {NEW: work_dir / "new", CHANGED: work_dir / "changed"}
+    counts = {NEW: 0, CHANGED: 0}
     for directory in directories.values():
         directory.mkdir(parents=True, exist_ok=True)
-    with (
-        (directories["new"] / staging.SESSIONS_FILE).open("wb") as new_out,
-        (directories["changed"] / staging.SESSIONS_FILE).open("wb") as changed_out,
+    for name, source in (
+        (staging.SESSIONS_FILE, "staged_sessions"),
+        (staging.DETAILS_FILE, "staged_details"),
     ):
-        outputs = {"new": new_out, "changed": changed_out}
-        lines = _lines(staged_dir / staging.SESSIONS_FILE)
-        for session_id, line in zip(digests.order, lines, strict=True):
-            if session_id in unchanged:
-                continue
-            part = "new" if session_id in new else "changed"  # no valid id: the transform reports it
-            outputs[part].write(line + b"\n")
-            counts[part] += 1
-            part_of_raw_id[_session_id(line, decode_session)] = part
-    with (
-        (directories["new"] / staging.DETAILS_FILE).open("wb") as new_out,
-        (directories["changed"] / staging.DETAILS_FILE).open("wb") as changed_out,
-    ):
-        outputs = {"new": new_out, "changed": changed_out}
-        for line in _lines(staged_dir / staging.DETAILS_FILE):
-            part = part_of_raw_id.get(_detail_session_id(line, decode_detail))
-            if part is not None:
-                outputs[part].write(line + b"\n")
+        statement = _query("staged_lines_classes.sql", lines=sql.Identifier(source))
+        with (
+            (directories[NEW] / name).open("wb") as new_out,
+            (directories[CHANGED] / name).open("wb") as changed_out,
+            conn.cursor() as cursor,
+            cursor.copy(statement) as copy,
+        ):
+            outputs = {NEW: new_out, CHANGED: changed_out}
+            for line, (part,) in zip(_lines(staged_dir / name), copy.rows(), strict=True):
+                if part != UNCHANGED:
+                    outputs[part].write(line + b"\n")
+                    if name == staging.SESSIONS_FILE:
+                        counts[part] += 1
     return (
-        directories["new"] if counts["new"] else None,
-        directories["changed"] if counts["changed"] else None,
+        directories[NEW] if counts[NEW] else None,
+        directories[CHANGED] if counts[CHANGED] else None,
     )
 
 

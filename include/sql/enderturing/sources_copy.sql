@@ -1,1 +1,0 @@
-COPY batch_sources (session_id, source_hash) FROM STDIN

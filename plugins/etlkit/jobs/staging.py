@@ -91,9 +91,22 @@ def is_local(path) -> bool:
 
 
 def open_staged(path, mode: str):
-    if is_local(path):
+    """A staged file opened on the path's own filesystem: ``ObjectStoragePath.open`` wraps the file to
+    report every ``read``/``write`` call as hook lineage, which would list each part (and the staging
+    connection id in its URI) as a dataset of the task, once per call pyarrow makes."""
+    if isinstance(path, Path):
         return path.open(mode)
-    return path.open(mode, block_size=TRANSFER_BLOCK_BYTES)
+    return path.fs.open(path.path, mode, block_size=TRANSFER_BLOCK_BYTES)
+
+
+def write_staged_text(path, text: str) -> None:
+    with open_staged(path, "wb") as handle:
+        handle.write(text.encode())
+
+
+def read_staged_text(path) -> str:
+    with open_staged(path, "rb") as handle:
+        return handle.read().decode()
 
 
 def ensure_directory(path) -> None:
@@ -236,7 +249,7 @@ def _write_last(path, text: str) -> None:
         temporary.write_text(text)
         os.replace(temporary, path)
     else:
-        path.write_text(text)
+        write_staged_text(path, text)
 
 
 def clear_component_output(run_dir, component_id: str) -> None:
@@ -247,7 +260,7 @@ def _manifest(directory) -> dict:
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
         raise StagedOutputMissing(directory)
-    return json.loads(manifest_path.read_text())
+    return json.loads(read_staged_text(manifest_path))
 
 
 def output_id(directory) -> str:

@@ -188,7 +188,7 @@ def _open_run_staging(run_context: dict[str, Any], dag_id: str, run_id: str) -> 
     """Creates the run's staging directory and writes ``_run.json`` there: a write through the staging
     connection, so a missing bucket, unknown or refused credentials fail here, before any data moves.
     Returns the directory as text (``run_context["staging_conn_id"]`` opens it again)."""
-    from etlkit.jobs.staging import ensure_directory, run_directory, run_directory_uri
+    from etlkit.jobs.staging import ensure_directory, run_directory, run_directory_uri, write_staged_text
 
     root, conn_id = run_context["staging_root"], run_context.get("staging_conn_id")
     uri = run_directory_uri(root, dag_id, run_id)
@@ -196,7 +196,7 @@ def _open_run_staging(run_context: dict[str, Any], dag_id: str, run_id: str) -> 
         run_dir = run_directory(root, dag_id, run_id, conn_id)
         ensure_directory(run_dir)
         marker = {k: run_context[k] for k in ("environment", "prepared_on", "started_at")}
-        (run_dir / "_run.json").write_text(json.dumps(marker))
+        write_staged_text(run_dir / "_run.json", json.dumps(marker))
     except (PermissionError, FileNotFoundError, NotADirectoryError) as error:
         via = f" through connection {conn_id!r}" if conn_id else ""
         raise _fail(

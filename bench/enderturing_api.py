@@ -119,31 +119,38 @@ class LocalApi:
         self.server.stop()
 
 
+def sessions_measurement(phase: harness.Phase) -> dict:
+    """The details phase of a child: its seconds, peak RSS and the sessions it fetched details for."""
+    return harness.measurement(phase, items=phase.result["sessions"])
+
+
 def concurrency_case(api: LocalApi, concurrency: int, latency_ms: float, baseline_sessions: int) -> dict:
     phase, stats = api.extract(concurrency)
-    ours = harness.measurement(phase)
-    calls = ours["items"]
+    ours = sessions_measurement(phase)
+    calls = phase.result["items"]
     limit_rate = concurrency * 1000 / latency_ms
-    floor = {"seconds": calls / limit_rate, "peak_rss": 0, "items": calls}  # computed: no client beats it
+    # The floor is computed: no client gets the calls done faster than concurrency / latency allows.
+    floor = {"seconds": calls / limit_rate, "peak_rss": 0, "items": ours["items"]}
     base_phase, _ = api.extract(1, limit_sessions=baseline_sessions)
-    baseline = harness.measurement(base_phase)
+    baseline = sessions_measurement(base_phase)
     achieved = calls / ours["seconds"]
     return harness.case(
         f"per-session calls, concurrency {concurrency}, {latency_ms:g} ms latency",
-        phase.result["sessions"],
-        "calls",
+        ours["items"],
+        "sessions",
         ours,
         baseline=baseline,
         floor=floor,
         extra={
+            "per-session calls": calls,
+            "calls/s": round(achieved, 1),
             "limit concurrency / latency, calls/s": limit_rate,
+            "baseline calls/s (concurrency 1)": round(base_phase.result["items"] / baseline["seconds"], 1),
             "server: most calls in flight": stats["max_in_flight"],
             "server: 429 answered": stats["rate_limited"],
             "listing seconds": round(phase.result["listing_seconds"], 2),
-            "floor: calls x latency / concurrency (computed, peak RSS not applicable)": round(
-                floor["seconds"], 2
-            ),
-            f"baseline: concurrency 1 on {baseline_sessions} sessions": base_phase.result["sessions"],
+            "floor = calls x latency / concurrency, computed (no peak RSS)": round(floor["seconds"], 2),
+            "baseline sample, sessions": baseline["items"],
         },
         targets=[
             harness.target("calls/s / (concurrency / latency)", achieved / limit_rate, 0.8, ">="),
@@ -156,15 +163,17 @@ def concurrency_case(api: LocalApi, concurrency: int, latency_ms: float, baselin
 
 def rate_limited_case(api: LocalApi, concurrency: int, latency_ms: float, rate_limit: int) -> dict:
     phase, stats = api.extract(concurrency)
-    ours = harness.measurement(phase)
-    achieved = ours["items"] / ours["seconds"]
+    ours = sessions_measurement(phase)
+    achieved = phase.result["items"] / ours["seconds"]
     windows = math.ceil(stats["accepted"] / rate_limit)  # the fewest 1 s limit windows the run needed
     return harness.case(
         f"rate limit {rate_limit} calls/s, concurrency {concurrency}, {latency_ms:g} ms latency",
-        phase.result["sessions"],
-        "calls",
+        ours["items"],
+        "sessions",
         ours,
         extra={
+            "per-session calls": phase.result["items"],
+            "calls/s": round(achieved, 1),
             "limit concurrency / latency, calls/s": concurrency * 1000 / latency_ms,
             "rate limit, calls/s": rate_limit,
             "achieved calls/s / rate limit": round(achieved / rate_limit, 3),

@@ -388,9 +388,9 @@ def test_postgres_dropping_mid_stream_is_retried_on_a_fresh_connection(
 ):
     import psycopg
 
-    from etlkit.operators import movies as operators
+    from etlkit.movies import sync
 
-    real_stream = operators.stream_film_rows
+    real_stream = sync.stream_film_rows
     connections: list[int] = []
 
     def dropping_stream(conn, *args, **kwargs):
@@ -400,7 +400,7 @@ def test_postgres_dropping_mid_stream_is_retried_on_a_fresh_connection(
                 raise psycopg.OperationalError("server closed the connection unexpectedly")
             yield row
 
-    monkeypatch.setattr(operators, "stream_film_rows", dropping_stream)
+    monkeypatch.setattr(sync, "stream_film_rows", dropping_stream)
     dag_run = run_ok(run_dag)
 
     assert try_numbers(dag_run)["sync"] == 2
@@ -413,13 +413,13 @@ def test_crash_after_the_alias_swap_reruns_publish_idempotently(
     run_dag, movies_connections, generated_source, clean_state, monkeypatch
 ):
     from etlkit.common.errors import InjectedFault
-    from etlkit.operators import movies as operators
+    from etlkit.movies import sync
 
     server = movies_connections
     run_ok(run_dag)
     (old_index,) = server.cluster.aliases["movies"]
     time.sleep(1.1)
-    real_sweep = operators.sweep_old_indices
+    real_sweep = sync.sweep_old_indices
     calls: list[int] = []
 
     def crash_once(*args, **kwargs):
@@ -428,7 +428,7 @@ def test_crash_after_the_alias_swap_reruns_publish_idempotently(
             raise InjectedFault("worker died after the swap")
         return real_sweep(*args, **kwargs)
 
-    monkeypatch.setattr(operators, "sweep_old_indices", crash_once)
+    monkeypatch.setattr(sync, "sweep_old_indices", crash_once)
     dag_run = run_ok(run_dag, conf={"full_refresh": True})
 
     assert try_numbers(dag_run)["publish"] == 2
@@ -578,10 +578,10 @@ def test_a_film_deleted_between_two_tries_of_a_full_sync_is_not_published(
 ):
     import psycopg
 
-    from etlkit.operators import movies as operators
+    from etlkit.movies import sync
 
     server = movies_connections
-    real_stream = operators.stream_film_rows
+    real_stream = sync.stream_film_rows
     calls: list[str] = []
 
     def stream_then_delete_the_first_film(conn, *args, **kwargs):
@@ -595,7 +595,7 @@ def test_a_film_deleted_between_two_tries_of_a_full_sync_is_not_published(
                 raise psycopg.OperationalError("server closed the connection unexpectedly")
             yield row
 
-    monkeypatch.setattr(operators, "stream_film_rows", stream_then_delete_the_first_film)
+    monkeypatch.setattr(sync, "stream_film_rows", stream_then_delete_the_first_film)
     dag_run = run_ok(run_dag, {"bulk_chunk_docs": 10})
 
     assert try_numbers(dag_run)["sync"] == 2
@@ -687,8 +687,7 @@ def test_plan_retried_after_a_crash_right_after_creating_its_index_picks_a_new_n
 ):
     from datetime import UTC, datetime
 
-    from etlkit.movies import target
-    from etlkit.operators import movies as operators
+    from etlkit.movies import sync, target
 
     server = movies_connections
     frozen = datetime.now(UTC).replace(microsecond=0)
@@ -703,7 +702,7 @@ def test_plan_retried_after_a_crash_right_after_creating_its_index_picks_a_new_n
             raise ConnectionError("connection reset after the index was created")
 
     monkeypatch.setattr(target, "create_physical_index", create_then_lose_the_answer)
-    monkeypatch.setattr(operators, "create_physical_index", create_then_lose_the_answer, raising=False)
+    monkeypatch.setattr(sync, "create_physical_index", create_then_lose_the_answer, raising=False)
 
     dag_run = run_ok(run_dag)
 

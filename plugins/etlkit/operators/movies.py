@@ -7,45 +7,22 @@ cached between attempts or tasks. XCom carries only small values (mode, index na
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Variable
 
-from etlkit.common.alerting import alert_context
 from etlkit.common.assets import MOVIES_INDEX, record_asset_event
-from etlkit.common.errors import TransientError
 from etlkit.common.lineage import LineageReporting, movies_lineage
 from etlkit.common.metrics import RunMetrics
-from etlkit.movies import queries
-from etlkit.movies.bulk import Action, BulkLoader, BulkResult, delete_action, index_action
-from etlkit.movies.change_keys import ChangeKeys, Snapshot
-from etlkit.movies.extract import read_columns, stream_film_ids, stream_film_rows
-from etlkit.movies.overlap import Pair, drop_unchanged_overlap
-from etlkit.movies.reconcile import diff_sorted_ids
+from etlkit.movies import sync
 from etlkit.movies.settings import MoviesSettings
 from etlkit.movies.state import (
-    TARGET_LEGACY,
-    TARGET_MISSING,
     MoviesState,
-    decide_mode,
-    from_iso,
     is_due,
-    lower_bound,
-    to_iso,
 )
-from etlkit.movies.summary import PROGRESS, RUN_SUMMARY_KEY, load_progress, run_summary
-from etlkit.movies.target import (
-    create_new_physical_index,
-    recreate_physical_index,
-    resolve_target,
-    stream_index_ids,
-    swap_alias,
-    sweep_old_indices,
-)
-from etlkit.movies.transform import TransformStats, build_document, document_json
+from etlkit.movies.summary import PROGRESS, RUN_SUMMARY_KEY, run_summary
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +85,6 @@ class MoviesBaseOperator(BaseOperator):
     def plan_of(context) -> dict[str, Any]:
         return context["ti"].xcom_pull(task_ids="plan")
 
-    @staticmethod
-    def loader(client: Any, index: str, settings: MoviesSettings) -> BulkLoader:
-        return BulkLoader(
-            client,
-            index=index,
-            max_chunk_docs=settings.bulk_chunk_docs,
-            max_chunk_bytes=settings.bulk_chunk_bytes,
-            max_reported_errors=settings.max_reported_errors,
-        )
-
 
 def _as_list(callbacks: Any) -> list:
     if callbacks is None:
@@ -154,75 +121,18 @@ def emit_summary_of_failed_run(context) -> None:
     )
 
 
-def film_documents(rows, stats: TransformStats, keys: ChangeKeys) -> Iterator[Pair]:
-    """(row, document) pairs, keeping the row count, the running max change key and the future-dated
-    films in ``keys``."""
-    for row in rows:
-        keys.see(row.id, row.change_key)
-        yield row, build_document(row, stats)
-
-
-def index_actions(pairs: Iterable[Pair]) -> Iterator[Action]:
-    for _, document in pairs:
-        yield index_action(document["id"], document_json(document))
-
-
-def indexed_sources(client: Any, index: str) -> Callable[[list[str]], dict[str, dict[str, Any]]]:
-    """``{id: _source}`` of the given ids that are indexed (realtime ``_mget``)."""
-
-    def fetch(ids: list[str]) -> dict[str, dict[str, Any]]:
-        docs = client.mget(index=index, ids=ids)["docs"]
-        return {doc["_id"]: doc["_source"] for doc in docs if doc.get("found")}
-
-    return fetch
-
-
 class MoviesPlanOperator(MoviesBaseOperator):
     """Resolve change columns and the target, decide the mode; in full mode create the new physical index."""
 
     def execute(self, context) -> dict[str, Any]:
-        settings = self.settings(context)
-        state = self.state_store().load()
-        now = datetime.now(UTC)
-        with ExitStack() as stack, alert_context(hwm=state.hwm):
-            pg = self.open_pg(stack)
-            columns = read_columns(
-                pg, queries.columns_query(), settings.pg_schema, list(queries.SOURCE_TABLES)
+        with ExitStack() as stack:
+            return sync.plan(
+                self.open_pg(stack),
+                self.open_es(stack),
+                self.settings(context),
+                self.state_store().load(),
+                datetime.now(UTC),
             )
-            change_columns = queries.resolve_change_columns(
-                columns, settings.modified_column, settings.created_column
-            )
-            es = self.open_es(stack)
-            target = resolve_target(es, settings.index_alias)
-            mode, reason = decide_mode(
-                full_refresh_param=settings.full_refresh,
-                state=state,
-                target_kind=target.kind,
-                mappings_ok=target.mappings_ok,
-                full_refresh_interval=timedelta(hours=settings.full_refresh_interval_hours),
-                now=now,
-            )
-            if mode == "full":
-                write_index = create_new_physical_index(es, settings.index_alias, now)
-            else:
-                write_index = target.index if target.kind == TARGET_LEGACY else settings.index_alias
-        if target.kind == TARGET_MISSING and state.hwm:
-            log.warning(
-                "index %s is missing although a HWM is stored: rebuilding in full", settings.index_alias
-            )
-        bound = None if mode == "full" else lower_bound(state.hwm, settings.overlap_seconds)
-        plan = {
-            "mode": mode,
-            "reason": reason,
-            "write_index": write_index,
-            "target_kind": target.kind,
-            "previous_index": target.index,
-            "lower_bound": to_iso(bound),
-            "change_columns": change_columns,
-            "hwm_before": state.hwm,
-        }
-        log.info("plan: %s", plan)
-        return plan
 
 
 class MoviesSyncOperator(LineageReporting, MoviesBaseOperator):
@@ -230,116 +140,58 @@ class MoviesSyncOperator(LineageReporting, MoviesBaseOperator):
 
     def execute(self, context) -> dict[str, Any]:
         settings = self.settings(context)
-        plan = self.plan_of(context)
-        stats = TransformStats()
-        snapshot = Snapshot()
-        keys = ChangeKeys(snapshot)
-        counts: dict[str, int] = {"unchanged": 0}
-        result = BulkResult()
-        if plan["mode"] == "full":
-            query = queries.payload_query(settings.pg_schema, plan["change_columns"], "all")
-            params: dict[str, Any] = {}
-        else:
-            query = queries.payload_query(settings.pg_schema, plan["change_columns"], "incremental")
-            params = {"lower": from_iso(plan["lower_bound"])}
-        try:
-            self._load(context, settings, plan, query, params, stats, keys, counts, result)
-        except BaseException as exc:
-            # The run summary of a failed run (emitted by the failure callback) reports what got through.
-            setattr(exc, PROGRESS, load_progress(keys.rows_read, result))
-            raise
-        self.note_lineage(
-            movies_lineage(
-                self.pg_conn_id, self.es_conn_id, settings.pg_schema, settings.index_alias, result.succeeded
+        planned = self.plan_of(context)
+        with ExitStack() as stack:
+            outcome = sync.sync_films(
+                self.open_pg(stack),
+                self.open_es(stack),
+                settings,
+                planned,
+                retried=context["ti"].try_number > 1,
             )
+        loaded = outcome.result.succeeded
+        self.note_lineage(
+            movies_lineage(self.pg_conn_id, self.es_conn_id, settings.pg_schema, settings.index_alias, loaded)
         )
-        if stats.ignored_roles:
-            log.warning("%d person link(s) with an unknown or NULL role ignored", stats.ignored_roles)
-        if report := keys.future_report():
-            log.warning("%s", report)
         return RunMetrics(
-            PIPELINE,
-            rows_read=keys.rows_read,
-            rows_loaded=result.succeeded,
-            extra={
-                "mode": plan["mode"],
-                "reason": plan["reason"],
-                "index": plan["write_index"],
-                "max_key": to_iso(keys.mark()),
-                "snapshot_at": to_iso(snapshot.taken_at),
-                "future_dated": keys.future_count,
-                "ignored_roles": stats.ignored_roles,
-                "unchanged_skipped": counts["unchanged"],
-                "hwm_before": plan["hwm_before"],
-            },
+            PIPELINE, rows_read=outcome.keys.rows_read, rows_loaded=loaded, extra=outcome.extra(planned)
         ).as_xcom()
-
-    def _load(self, context, settings, plan, query, params, stats, keys, counts, result) -> None:
-        with (
-            ExitStack() as stack,
-            alert_context(mode=plan["mode"], index=plan["write_index"], hwm=plan["hwm_before"]),
-        ):
-            pg = self.open_pg(stack)
-            es = self.open_es(stack)
-            if plan["mode"] == "full" and context["ti"].try_number > 1:
-                # An earlier try's documents include films deleted since: start the new index afresh.
-                recreate_physical_index(es, plan["write_index"])
-            rows = stream_film_rows(pg, query, params, settings.batch_size, snapshot=keys.snapshot)
-            pairs = film_documents(rows, stats, keys)
-            if plan["mode"] != "full":
-                fetch = indexed_sources(es, plan["write_index"])
-                boundary = from_iso(plan["hwm_before"])
-                pairs = drop_unchanged_overlap(
-                    pairs, boundary, fetch, settings.bulk_chunk_docs, counts, keys.snapshot
-                )
-            self.loader(es, plan["write_index"], settings).load(index_actions(pairs), result)
 
 
 class MoviesPublishOperator(MoviesBaseOperator):
     """Full mode: check the new index, move the alias in one request, sweep old indices. Else a no-op."""
 
     def execute(self, context) -> dict[str, Any]:
-        settings = self.settings(context)
-        plan = self.plan_of(context)
-        if plan["mode"] != "full":
-            return {"published": False, "reason": "incremental run: writes went through the alias"}
+        planned = self.plan_of(context)
+        if planned["mode"] != "full":
+            return sync.NOT_PUBLISHED
         loaded = context["ti"].xcom_pull(task_ids="sync")["rows_loaded"]
-        new_index = plan["write_index"]
-        with ExitStack() as stack, alert_context(mode="full", index=new_index):
-            es = self.open_es(stack)
-            es.indices.refresh(index=new_index)
-            count = es.count(index=new_index)["count"]
-            if count != loaded:
-                raise TransientError(f"{new_index} holds {count} documents, {loaded} were acknowledged")
-            swap = swap_alias(es, settings.index_alias, new_index)
-            keep = {new_index}
-            previous = swap["previous"] or (
-                plan["previous_index"] if plan["target_kind"] == "alias" else None
-            )
-            if settings.keep_previous_index and previous:
-                keep.add(previous)
-            deleted = sweep_old_indices(es, settings.index_alias, keep)
-        return {"published": True, "index": new_index, "count": count, **swap, "deleted": deleted}
+        with ExitStack() as stack:
+            return sync.publish(self.open_es(stack), self.settings(context), planned, loaded)
 
 
 class MoviesCommitStateOperator(MoviesBaseOperator):
     """Advance the HWM to the largest change key loaded, only now that the load (and swap) succeeded."""
 
     def execute(self, context) -> dict[str, Any]:
-        plan = self.plan_of(context)
+        planned = self.plan_of(context)
         synced = context["ti"].xcom_pull(task_ids="sync")
         store = self.state_store()
         before = store.load()
-        max_key = from_iso(synced["extra"]["max_key"])
-        ceiling = from_iso(synced["extra"]["snapshot_at"])
-        if plan["mode"] == "full":
-            after = before.after_full(max_key, plan["write_index"], datetime.now(UTC), ceiling)
-        else:
-            after = before.after_incremental(max_key, ceiling)
+        after = sync.next_state(before, planned, synced["extra"], datetime.now(UTC))
         store.save(after)
-        extra = {"mode": plan["mode"], "rows_read": synced["rows_read"], "rows_loaded": synced["rows_loaded"]}
+        extra = {
+            "mode": planned["mode"],
+            "rows_read": synced["rows_read"],
+            "rows_loaded": synced["rows_loaded"],
+        }
         record_asset_event(context, MOVIES_INDEX, {**extra, "index": after.index, "hwm": after.hwm})
-        return {"mode": plan["mode"], "hwm_before": before.hwm, "hwm_after": after.hwm, "index": after.index}
+        return {
+            "mode": planned["mode"],
+            "hwm_before": before.hwm,
+            "hwm_after": after.hwm,
+            "index": after.index,
+        }
 
 
 class MoviesReconcileOperator(MoviesBaseOperator):
@@ -354,7 +206,14 @@ class MoviesReconcileOperator(MoviesBaseOperator):
         due = settings.reconcile or is_due(
             store.load().last_reconciled_at, timedelta(minutes=settings.reconcile_interval_minutes), now
         )
-        counts = self._reconcile(context, settings, store, now) if due else None
+        counts = None
+        if due:
+            with ExitStack() as stack:
+                id_conn, payload_conn = self.open_pg(stack), self.open_pg(stack)
+                counts = sync.reconcile(
+                    id_conn, payload_conn, self.open_es(stack), settings, self.plan_of(context)
+                )
+            store.save(store.load().after_reconcile(now))
         emit_run_summary(
             context,
             plan=self.plan_of(context),
@@ -363,57 +222,3 @@ class MoviesReconcileOperator(MoviesBaseOperator):
             reconciled=counts,
         )
         return counts if due else "skipped: not due"
-
-    def _reconcile(self, context, settings: MoviesSettings, store, now: datetime) -> dict[str, int]:
-        plan = self.plan_of(context)
-        counts = {"deleted": 0, "indexed": 0}
-        stats = TransformStats()
-        result = BulkResult()
-        try:
-            with ExitStack() as stack, alert_context(mode="reconcile", index=settings.index_alias):
-                id_conn, payload_conn = self.open_pg(stack), self.open_pg(stack)
-                es = self.open_es(stack)
-                es.indices.refresh(index=settings.index_alias)
-                differences = diff_sorted_ids(
-                    stream_film_ids(id_conn, queries.film_ids_query(settings.pg_schema), settings.batch_size),
-                    stream_index_ids(es, settings.index_alias, settings.batch_size),
-                )
-                actions = self._actions(
-                    differences, payload_conn, plan["change_columns"], settings, counts, stats
-                )
-                self.loader(es, settings.index_alias, settings).load(actions, result)
-        except BaseException as exc:
-            # Which of the succeeded bulk items were deletes is not tracked: a failed reconcile reports
-            # them all as loaded, and nothing as deleted.
-            setattr(exc, PROGRESS, load_progress(counts["indexed"], result))
-            raise
-        store.save(store.load().after_reconcile(now))
-        log.info("reconciled: %d deleted, %d re-indexed", counts["deleted"], counts["indexed"])
-        return {
-            "rows_read": counts["indexed"],
-            "rows_loaded": counts["indexed"],
-            "deleted": counts["deleted"],
-        }
-
-    @staticmethod
-    def _actions(differences, conn, change_columns, settings, counts, stats) -> Iterator[Action]:
-        missing: list[str] = []
-
-        def index_missing() -> Iterator[Action]:
-            query = queries.payload_query(settings.pg_schema, change_columns, "ids")
-            for row in stream_film_rows(conn, query, {"ids": missing}, settings.batch_size):
-                counts["indexed"] += 1
-                document = build_document(row, stats)
-                yield index_action(document["id"], document_json(document))
-            missing.clear()
-
-        for kind, film_id in differences:
-            if kind == "delete":
-                counts["deleted"] += 1
-                yield delete_action(film_id)
-            else:
-                missing.append(film_id)
-                if len(missing) >= settings.batch_size:
-                    yield from index_missing()
-        if missing:
-            yield from index_missing()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import json
+import logging
 import tracemalloc
 from datetime import timedelta
 
@@ -50,6 +52,32 @@ def test_bounded_run_resumes_where_the_backend_says(run_task, sierra, backend):
     assert second["batches"] == 1 and second["full_sync_completed"] and second["rows"] == 5
     assert [len(data_ids(f)) for f in posted_files(backend)] == [10, 10, 5]
     assert backend.sync_changes_since.isoformat() == first["timestamps"][0]
+
+
+def etl_metrics(caplog) -> list[dict]:
+    return [
+        json.loads(r.getMessage().split("ETL_METRICS ", 1)[1])
+        for r in caplog.records
+        if r.getMessage().startswith("ETL_METRICS ")
+    ]
+
+
+def test_a_run_emits_one_etl_metrics_line_with_the_items_posted(run_task, sierra, backend, caplog):
+    caplog.set_level(logging.INFO)
+    build_catalogue(sierra, items=25)
+    run_task(max_batches_per_run=2, itype_null_fallback=0)
+    (metrics,) = etl_metrics(caplog)
+    posted = sum(len(data_ids(f)) for f in posted_files(backend))
+    assert (metrics["pipeline"], metrics["rows_read"], metrics["rows_loaded"]) == ("sierra", 20, posted)
+    assert metrics["extra"]["batches"] == 2 and metrics["extra"]["dry_run"] is False
+
+
+def test_a_dry_run_reports_nothing_loaded(run_task, sierra, backend, caplog, tmp_path):
+    caplog.set_level(logging.INFO)
+    build_catalogue(sierra, items=12)
+    run_task({"dry_run_dir": str(tmp_path)}, itype_null_fallback=0)
+    (metrics,) = etl_metrics(caplog)
+    assert (metrics["rows_read"], metrics["rows_loaded"], metrics["extra"]["dry_run"]) == (10, 0, True)
 
 
 def test_exact_multiple_ends_with_a_header_only_batch(run_task, sierra, backend):

@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 from etlkit.common.assets import SIGNUM_ITEMS, record_asset_event
 from etlkit.common.errors import BadInputError
 from etlkit.common.lineage import LineageReporting, sierra_lineage
+from etlkit.common.metrics import RunMetrics
 from etlkit.common.retry import RetriesExhausted
 from etlkit.sierra.budget import SETUP_AND_CLEANUP_SECONDS, check_execution_timeout
 from etlkit.sierra.protocol import BackendHttpError
@@ -32,6 +33,17 @@ def _emit_metric(name: str, value: float) -> None:
         Stats.gauge(name, value)
     else:
         Stats.incr(name, int(value))
+
+
+def run_metrics(summary: dict, *, dry_run: bool) -> RunMetrics:
+    """The run's ``ETL_METRICS``: items extracted, items the backend upserted (none in a dry run)."""
+    keys = ("mode", "batches", "full_sync_completed", "itype_fallbacks")
+    return RunMetrics(
+        "sierra",
+        rows_read=summary["rows"],
+        rows_loaded=0 if dry_run else summary["rows"],
+        extra={"dry_run": dry_run, **{k: summary.get(k) for k in keys}},
+    )
 
 
 class SierraSignumSyncOperator(LineageReporting, BaseOperator):
@@ -91,6 +103,9 @@ class SierraSignumSyncOperator(LineageReporting, BaseOperator):
         except FINAL_ERRORS as exc:
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
         self.log.info("sierra sync summary: %s", json.dumps(summary))
+        run_metrics(summary, dry_run=bool(self.dry_run_dir)).log(
+            run_id=context.get("run_id"), task=self.task_id
+        )
         if not self.dry_run_dir:
             self.note_lineage(sierra_lineage(settings, summary))
         keys = ("mode", "batches", "rows", "full_sync_completed")

@@ -215,3 +215,34 @@ def test_a_batch_of_new_changed_and_unchanged_sessions_loads_each_the_right_way(
     load.ensure_schema(warehouse, SCHEMA)
     load_batch(warehouse, stage(reference, sessions, dataset.scores, dataset.summaries))
     assert after == {name: [r[:-1] for r in rows] for name, rows in rows_with_loaded_at(warehouse).items()}
+
+
+def test_ids_in_other_spellings_or_positions_are_compared_as_uuids(warehouse, tmp_path):
+    """Session ids that are not the line's first key, or not in canonical form, take the decoder
+    and the UUID parser; the batch is still skipped on its second load."""
+    dataset = generate_dataset([date(2024, 6, 26)], 6, seed=9)
+    sessions = copy.deepcopy(dataset.sessions)
+    for number, session in enumerate(sessions):
+        raw_id = session.pop("id")
+        spelled = raw_id.upper() if number % 2 else raw_id
+        sessions[number] = {"type": session.pop("type"), "id": spelled, **session}  # id not first
+    scores = {k.upper(): v for k, v in dataset.scores.items()}
+    load.ensure_schema(warehouse, SCHEMA)
+
+    def staged(name: str) -> Path:
+        directory = stage(tmp_path / name, sessions, {}, dataset.summaries)
+        with (directory / staging.DETAILS_FILE).open("a") as out:  # details name the ids as listed
+            listed = {s["id"].lower(): s["id"] for s in sessions}
+            staging.write_ndjson(
+                out,
+                [
+                    {"session_id": listed[k.lower()], "endpoint": "scores", "body": v}
+                    for k, v in scores.items()
+                ],
+            )
+        return directory
+
+    first = load_batch(warehouse, staged("one"))
+    assert first.unchanged == 0 and {r.table: r.inserted for r in first.tables}["sessions"] == 6
+    again = load_batch(warehouse, staged("two"))
+    assert again.unchanged == 6

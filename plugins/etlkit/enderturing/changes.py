@@ -68,33 +68,8 @@ def _lines(path: Path) -> Iterator[bytes]:
                 yield line
 
 
-def _leading_string(line: bytes, prefix: bytes) -> str | None:
-    """The value of the first key when ``line`` starts with ``prefix`` (``{"key":"``) and the value
-    has no escapes. The staged lines are ``json.dumps`` of a dict, so a key appears once: the first
-    key is the object's. None sends the caller to the full decode."""
-    if not line.startswith(prefix):
-        return None
-    end = line.find(b'"', len(prefix))
-    value = line[len(prefix) : end]
-    if end < 0 or b"\\" in value:
-        return None
-    return value.decode("utf-8", "replace")
-
-
 _decode_session = msgspec.json.Decoder(_SessionHead).decode
 _decode_detail = msgspec.json.Decoder(_DetailHead).decode
-
-
-def session_id_of(line: bytes) -> str | None:
-    """The staged session's id as PostgreSQL prints the uuid; None when it is no UUID (the
-    transform then fails on it with the proper message)."""
-    fast = _leading_string(line, b'{"id":"')
-    return _normalised(fast if fast is not None else _decode_session(line).id)
-
-
-def detail_session_id_of(line: bytes) -> str | None:
-    fast = _leading_string(line, b'{"session_id":"')
-    return _normalised(fast if fast is not None else _decode_detail(line).session_id)
 
 
 def _normalised(raw_id: Any) -> str | None:
@@ -108,22 +83,40 @@ def _normalised(raw_id: Any) -> str | None:
         return None
 
 
-def _hash(line: bytes) -> str:
-    return "\\\\x" + hashlib.blake2b(line, digest_size=DIGEST_SIZE).hexdigest()
-
-
 def _query(name: str, **parts: sql.Composable) -> sql.Composed:
     return sql.SQL(load_sql(PIPELINE, name).strip()).format(**parts)
 
 
-def _copy_line_hashes(conn: Connection, table: str, path: Path, id_of) -> int:
-    """One row per staged line: its number, its session's id (NULL: no UUID) and its hash."""
+def _copy_line_hashes(conn: Connection, table: str, path: Path, key: bytes, decode) -> int:
+    """One row per staged line: its number, its session's id (NULL: no UUID) and its hash.
+
+    The id is read without decoding the line when it is the line's first key and has no escapes:
+    staged lines are ``json.dumps`` of a dict, so a key appears once and the first key is the
+    object's. Anything else takes the full decode. A hot loop, hence inlined."""
+    prefix = b'{"' + key + b'":"'
+    start = len(prefix)
+    canonical = _CANONICAL_UUID.fullmatch
+    blake2b = hashlib.blake2b
     count = 0
+    block: list[str] = []
     statement = sql.SQL("COPY {} (line_no, session_id, line_hash) FROM STDIN").format(sql.Identifier(table))
     with conn.cursor() as cursor, cursor.copy(statement) as copy:
         for count, line in enumerate(_lines(path), start=1):
-            session_id = id_of(line)
-            copy.write(f"{count}\t{session_id or COPY_NULL}\t{_hash(line)}\n")
+            raw = None
+            if line.startswith(prefix):
+                end = line.find(b'"', start)
+                if end > 0 and b"\\" not in line[start:end]:
+                    raw = line[start:end].decode("utf-8", "replace")
+            if raw is None:
+                raw = getattr(decode(line), key.decode())
+            session_id = raw if isinstance(raw, str) and canonical(raw) else _normalised(raw)
+            block.append(
+                f"{count}\t{session_id or COPY_NULL}\t\\\\x{blake2b(line, digest_size=DIGEST_SIZE).hexdigest()}\n"
+            )
+            if len(block) == 2048:
+                copy.write("".join(block))
+                block.clear()
+        copy.write("".join(block))
     return count
 
 
@@ -141,8 +134,12 @@ def plan(conn: Connection, schema: str, staged_dir: Path, work_dir: Path) -> Cha
     ``NEW_SESSIONS``) and the others, each staged under ``work_dir`` (or the staged directory itself
     when it holds exactly that part). The batch's digests stay in ``batch_sources`` for ``record``."""
     conn.execute(_query("staged_lines_create.sql"))
-    total = _copy_line_hashes(conn, "staged_sessions", staged_dir / staging.SESSIONS_FILE, session_id_of)
-    _copy_line_hashes(conn, "staged_details", staged_dir / staging.DETAILS_FILE, detail_session_id_of)
+    total = _copy_line_hashes(
+        conn, "staged_sessions", staged_dir / staging.SESSIONS_FILE, b"id", _decode_session
+    )
+    _copy_line_hashes(
+        conn, "staged_details", staged_dir / staging.DETAILS_FILE, b"session_id", _decode_detail
+    )
     conn.execute("ANALYZE staged_sessions")
     conn.execute("ANALYZE staged_details")
     conn.execute(_query("sources_create.sql", code_version=sql.Literal(code_version())))

@@ -1,4 +1,5 @@
-"""Timestamp high-water marks kept in Airflow Variables, advanced only after the load has committed.
+"""Run state kept in Airflow Variables (``VariableState``: one JSON document per key) and timestamp
+high-water marks on it, advanced only after the load has committed.
 
 Usage inside a task::
 
@@ -63,24 +64,37 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
-class VariableWatermark:
+class VariableState:
+    """A pipeline's run state as one JSON document in one Airflow Variable, kept beside the data it
+    describes and written only after that data committed. Subclasses give the document its meaning."""
+
     def __init__(self, key: str):
         self.key = key
+
+    def read_text(self) -> str | None:
+        from airflow.sdk import Variable
+
+        return Variable.get(self.key, default=None)
+
+    def write_text(self, text: str) -> None:
+        from airflow.sdk import Variable
+
+        Variable.set(self.key, text, serialize_json=False)
+
+
+class VariableWatermark(VariableState):
+    """A timestamp high-water mark (see the module docstring)."""
 
     def read(self, default: Any = None) -> Any:
         """The stored timestamp as it was written (None when absent); a value that is no
         timestamp fails with the Variable's name and the expected form."""
-        from airflow.sdk import Variable
-
-        raw = Variable.get(self.key, default=None)
+        raw = self.read_text()
         value = default if raw is None else stored_value(raw, default)
         if value is not None and value != default:
             as_instant(value, self.key)
         return value
 
     def advance(self, value: str | datetime | None, *, allow_rewind: bool = False) -> None:
-        from airflow.sdk import Variable
-
         if value is None:
             return
         new = as_instant(value, self.key)
@@ -92,5 +106,5 @@ class VariableWatermark:
                 "loaded. If the stored value is right, mark this task success; to re-sync from an "
                 "earlier time, set the Variable to that time by hand."
             )
-        Variable.set(self.key, json.dumps({"value": iso_utc(new)}), serialize_json=False)
+        self.write_text(json.dumps({"value": iso_utc(new)}))
         log.info("watermark %s advanced from %r to %r", self.key, current, iso_utc(new))

@@ -11,11 +11,12 @@ from contextlib import ExitStack, closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import BaseOperator, Variable
+from airflow.sdk import BaseOperator
 
 from etlkit.common.assets import MOVIES_INDEX, record_asset_event
 from etlkit.common.lineage import LineageReporting, movies_lineage
 from etlkit.common.metrics import RunMetrics
+from etlkit.common.state import VariableState
 from etlkit.movies import sync
 from etlkit.movies.settings import MoviesSettings
 from etlkit.movies.state import (
@@ -30,17 +31,17 @@ PIPELINE = "movies"
 STATE_VARIABLE = "movies_etl_state"
 
 
-class VariableStateStore:
+class VariableStateStore(VariableState):
     """The run state as one JSON Variable (``movies_etl_state``)."""
 
     def __init__(self, key: str = STATE_VARIABLE):
-        self.key = key
+        super().__init__(key)
 
     def load(self) -> MoviesState:
-        return MoviesState.from_json(Variable.get(self.key, default=None))
+        return MoviesState.from_json(self.read_text())
 
     def save(self, state: MoviesState) -> None:
-        Variable.set(self.key, state.to_json())
+        self.write_text(state.to_json())
         log.info("state %s saved: %s", self.key, state.to_json())
 
 

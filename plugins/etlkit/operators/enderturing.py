@@ -8,11 +8,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import BaseOperator
 
 from etlkit.common.alerting import alert_context
 from etlkit.common.assets import ENDERTURING_WAREHOUSE, record_asset_event
-from etlkit.common.errors import ConfigurationError
 from etlkit.common.lineage import DICTIONARY_PATHS, SESSION_PATHS, LineageReporting, enderturing_lineage
 from etlkit.common.metrics import RunMetrics
 from etlkit.common.state import VariableWatermark
@@ -29,14 +28,11 @@ CATEGORY_WATERMARK = "enderturing_categories_watermark"
 
 def warehouse_connection(postgres_conn_id: str):
     """A psycopg 3 connection to the warehouse; anything but PostgreSQL fails before ET is called."""
-    connection = BaseHook.get_connection(postgres_conn_id)
-    if connection.conn_type not in ("postgres", "postgresql"):
-        raise ConfigurationError(
-            f"connection {postgres_conn_id!r} is {connection.conn_type!r}: the warehouse must be PostgreSQL"
-        )
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from etlkit.hooks.postgres import EtlPostgresHook
 
-    return PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
+    hook = EtlPostgresHook(postgres_conn_id, application_name="etlkit_enderturing")
+    hook.require_postgres("the warehouse")
+    return hook.get_conn()
 
 
 def _run_type(context: dict) -> str:

@@ -61,9 +61,9 @@ def _load(job_file: str) -> ValidatedJob:
 
 @contextlib.contextmanager
 def _postgres(conn_id: str):
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from etlkit.hooks.postgres import EtlPostgresHook
 
-    connection = PostgresHook(postgres_conn_id=conn_id).get_conn()
+    connection = EtlPostgresHook(conn_id, application_name="etlkit_jobs").get_conn()
     # Every unit of work opens its own ``connection.transaction()``; nothing is left implicit.
     connection.autocommit = True
     try:

@@ -367,6 +367,7 @@ def load_session_batch(
     transformed into COPY files and loaded, and their digests recorded."""
     with conn.transaction():
         take_lock(conn, SESSIONS_LOCK_KEY)
+        conn.execute(load_sql(PIPELINE, "session_batch_settings.sql"))
         plan = changes.plan(conn, schema, staged_dir, staged_dir / changes.PLAN_DIR)
         if expected_sessions is not None and plan.sessions != expected_sessions:
             raise StagedBatchIncompleteError(

@@ -40,13 +40,19 @@ def _attach(exception: BaseException, verdict: Verdict) -> None:
     exception.add_note(f"Retry policy: {verdict.reason}")
 
 
+def _judged(exception: BaseException, context) -> Verdict:
+    """The verdict on a failed try, noted on the exception and on the error report."""
+    tag_error_report(context)
+    verdict = explain(exception)
+    _attach(exception, verdict)
+    return verdict
+
+
 class ClassifiedRetryPolicy(RetryPolicy):
     """Permanent causes fail at once; transient ones take the task's own retries and delays."""
 
     def evaluate(self, exception, try_number, max_tries, context=None):
-        tag_error_report(context)
-        verdict = explain(exception)
-        _attach(exception, verdict)
+        verdict = _judged(exception, context)
         if verdict.kind == PERMANENT:
             return RetryDecision.fail(reason=verdict.reason)
         return RetryDecision(action=RetryAction.DEFAULT, reason=verdict.reason)
@@ -68,9 +74,7 @@ class PipelineRetryPolicy(RetryPolicy):
         RetrySettings(**defaults)  # fail at parse time on a typo
 
     def evaluate(self, exception, try_number, max_tries, context=None):
-        tag_error_report(context)
-        verdict = explain(exception)
-        _attach(exception, verdict)
+        verdict = _judged(exception, context)
         if verdict.kind == PERMANENT:
             return RetryDecision.fail(reason=verdict.reason)
         settings = RetrySettings.from_overrides(

@@ -23,18 +23,18 @@ def test_the_example_job_is_triggered_by_the_visits_asset():
     timetable = core_timetable(dag)
     assert isinstance(timetable, AssetTriggeredTimetable)
     assert [ref.uri for ref in timetable.asset_condition.iter_asset_refs()] == [
-        "etlkit://postgres_visits/visits"
+        "x-etlkit://postgres_visits/visits"
     ]
     assert (
         dag.get_task("publish_report").outlets[0].uri
-        == "etlkit://jobs/visitor_report_after_load/publish_report"
+        == "x-etlkit://jobs/visitor_report_after_load/publish_report"
     )
 
 
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"on_asset": "etlkit://postgres_visits/visits"}, "on_asset cannot be combined with schedule"),
+        ({"on_asset": "x-etlkit://postgres_visits/visits"}, "on_asset cannot be combined with schedule"),
         ({"schedule": None, "on_asset": "visits"}, "should match pattern"),
     ],
 )

@@ -10,7 +10,7 @@ from tests.conftest import task_states
 pytestmark = pytest.mark.visits
 
 JOB_DAG = "visitor_report_after_load"
-VISITS_URI = "etlkit://postgres_visits/visits"
+VISITS_URI = "x-etlkit://postgres_visits/visits"
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ def test_sierra_view_to_the_signum_endpoint(
         schema_names(inputs[f"{POSTGRES}/{sierra_dbname}.sierra_view.item_record"])
     )
     endpoint = f"http://127.0.0.1:{backend_server.port}//sync"
-    extra = asset_extras(dag_run)["etlkit://signum_backend/sync"]
+    extra = asset_extras(dag_run)["x-etlkit://signum_backend/sync"]
     assert extra["rows"] > 0 and extra["dry_run"] is False
     assert row_counts(event) == {endpoint: extra["rows"]}
     assert schema_names(datasets(event, "outputs")[endpoint])[:2] == ["item_record_id", "item_number"]
@@ -65,7 +65,7 @@ def test_enderturing_api_to_the_warehouse_tables(
     assert written == expected
     sessions = datasets(tasks["sync_sessions"], "outputs")[f"{POSTGRES}/{et_database}.enderturing.sessions"]
     assert {"id", "start_dt", "agent_id"} <= set(schema_names(sessions))
-    extra = asset_extras(dag_run)["etlkit://enderturing_warehouse/enderturing"]
+    extra = asset_extras(dag_run)["x-etlkit://enderturing_warehouse/enderturing"]
     assert extra["sessions"] == expected["sessions"]
     assert {t: c["inserted"] + c["updated"] for t, c in extra["tables"].items()} == {
         t: n for t, n in expected.items() if t.startswith("sessions")
@@ -90,7 +90,7 @@ def test_content_schema_to_the_movies_index(
     index = f"elasticsearch://127.0.0.1:{movies_connections.port}/movies"
     assert row_counts(event) == {index: films}
     assert "title" in schema_names(datasets(event, "outputs")[index])
-    extra = asset_extras(dag_run)["etlkit://movies_elasticsearch/movies"]
+    extra = asset_extras(dag_run)["x-etlkit://movies_elasticsearch/movies"]
     assert (extra["mode"], extra["rows_loaded"]) == ("full", films)
 
 
@@ -119,5 +119,5 @@ def test_declarative_job_sources_to_sinks(run_dag, jobs_env, jobs_db, lineage_ev
         f"file/{data_root}/reports/revenue_by_region_20250302.json": regions
     }
     extras = asset_extras(dag_run)
-    assert extras["etlkit://jobs/customer_revenue_daily/load_region_revenue"] == {"rows_written": regions}
+    assert extras["x-etlkit://jobs/customer_revenue_daily/load_region_revenue"] == {"rows_written": regions}
     assert json.loads(json.dumps(extras))  # plain JSON

@@ -543,7 +543,7 @@ class Job(Strict):
         pattern=r"^[a-z][a-z0-9+.-]*://\S+$",
         title="On asset",
         description=(
-            "Run after each event of this Asset (its URI, e.g. etlkit://postgres_visits/visits: every "
+            "Run after each event of this Asset (its URI, e.g. x-etlkit://postgres_visits/visits: every "
             "successful visits load), instead of schedule, every or once_at."
         ),
     )

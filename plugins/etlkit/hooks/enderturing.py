@@ -14,7 +14,6 @@ the threads share one gate, so a rate-limited tenant sees one pause instead of a
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from requests.adapters import HTTPAdapter
 
 from etlkit.common.errors import ConfigurationError, TransientError
 from etlkit.common.http import retry_after_seconds
+from etlkit.common.retry import Backoff
 from etlkit.enderturing.errors import EnderTuringLoginError, EnderTuringRequestError
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,7 @@ class RequestRetrySettings:
     retry_after_max_s: float = 300.0
 
     def backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        return Backoff(self.max_attempts, self.backoff_base_s, self.backoff_max_s).delay(attempt)
 
 
 @dataclass(frozen=True)

@@ -535,6 +535,13 @@ class Backoff:
         nominal = self.base_seconds * 2 ** (failed_attempt - 1)
         return min(nominal * random.uniform(1 - self.jitter, 1 + self.jitter), self.max_seconds)
 
+    def longest_waits(self) -> float:
+        """The most all the waits between ``attempts`` tries can add up to (for time budgets)."""
+        return sum(
+            min(self.base_seconds * 2 ** (attempt - 1) * (1 + self.jitter), self.max_seconds)
+            for attempt in range(1, self.attempts)
+        )
+
 
 def call_with_retries(
     operation: Callable[[], T],

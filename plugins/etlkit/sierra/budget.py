@@ -20,6 +20,7 @@ import os
 from datetime import timedelta
 
 from etlkit.common.errors import ConfigurationError
+from etlkit.common.retry import Backoff
 from etlkit.sierra.settings import SETTINGS_VARIABLE, SyncSettings, parse_settings
 
 SETUP_AND_CLEANUP_SECONDS = 60
@@ -27,11 +28,10 @@ SETTINGS_ENV = "AIRFLOW_VAR_" + SETTINGS_VARIABLE.upper()
 
 
 def _db_waits(settings: SyncSettings) -> float:
-    """The longest the extraction's retries wait: exponential, +20 % jitter, capped."""
-    return sum(
-        min(settings.retry_base_seconds * 2 ** (attempt - 1) * 1.2, settings.retry_max_seconds)
-        for attempt in range(1, settings.retry_attempts)
-    )
+    """The longest the extraction's retries wait (the sync's own Backoff)."""
+    return Backoff(
+        settings.retry_attempts, settings.retry_base_seconds, settings.retry_max_seconds
+    ).longest_waits()
 
 
 def worst_case_batch_seconds(settings: SyncSettings) -> float:

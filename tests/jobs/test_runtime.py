@@ -401,7 +401,6 @@ def test_write_sql_permanent_failures(tmp_path, jobs_dsn):
     assert orders(jobs_dsn) == []
 
 
-
 def row_versions(dsn: str) -> dict[int, str]:
     return dict(query(dsn, "SELECT order_id, xmin::text FROM sales.orders"))
 
@@ -428,6 +427,7 @@ def test_upsert_refuses_a_key_given_twice_even_with_identical_rows(tmp_path, job
     with pytest.raises(BadInputError, match=r"duplicate key \{'order_id': 1\}"):
         run(tmp_path, sql_job("upsert", **config), jobs_dsn)
     assert orders(jobs_dsn) == []
+
 
 @pytest.mark.parametrize("mode", ["append", "upsert"])
 def test_write_sql_failure_midway_leaves_no_partial_rows_and_rerun_is_clean(

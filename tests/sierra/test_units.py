@@ -97,9 +97,14 @@ def test_backoff_and_http_classification():
     backoff = Backoff(attempts=5, base_seconds=2, max_seconds=5)
     assert 1.6 <= backoff.delay(1) <= 2.4 and backoff.delay(4) == 5  # capped
     assert backoff.delay(1, retry_after=30) == 5 and backoff.delay(1, retry_after=2) == 2
-    assert [
-        is_transient(BackendHttpError("GET", s, "")) for s in (500, 503, 429, 400, 403, 422)
-    ] == [True, True, True, False, False, False]
+    assert [is_transient(BackendHttpError("GET", s, "")) for s in (500, 503, 429, 400, 403, 422)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
     import requests
 
     assert is_transient(requests.ConnectTimeout()) and not is_transient(ValueError())

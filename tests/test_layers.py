@@ -39,3 +39,10 @@ def test_a_domain_package_imports_no_airflow(package):
     result = json.loads(completed.stdout)
     assert len(result["modules"]) > 2
     assert result["airflow"] == []
+
+
+def test_job_loaders_written_before_the_dag_factory_moved_still_import_it():
+    from etlkit.jobs.dag import load_job_dag
+    from etlkit.operators.jobs import load_job_dag as former_location
+
+    assert former_location is load_job_dag

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from etlkit.jobs.dag import build_job_dag
 from etlkit.jobs.validation import JobDefinitionError, load_job, validate_job_text
-from etlkit.operators.jobs import build_job_dag
 from tests.conftest import REPO_ROOT
 from tests.jobs.test_schedules import core_timetable, job_with
 

@@ -49,7 +49,7 @@ def resolve_prod():
 def test_a_secrets_backend_that_is_down_is_a_transient_error_not_a_missing_connection(secrets_backend):
     from airflow.sdk.definitions.retry_policy import RetryAction
 
-    from etlkit.operators.jobs import _default_args
+    from etlkit.jobs.dag import _default_args
 
     secrets_backend(f"http://127.0.0.1:{free_port()}")  # nothing listens: connection refused
 

@@ -200,8 +200,8 @@ def test_deterministic_database_error_fails_the_writer_at_try_one(jobs_env, run_
 def test_job_retry_policy_fails_deterministic_errors_and_retries_the_rest(error, retried):
     from airflow.sdk.definitions.retry_policy import RetryAction
 
+    from etlkit.jobs.dag import _default_args
     from etlkit.jobs.validation import load_job
-    from etlkit.operators.jobs import _default_args
 
     policy = _default_args(load_job(REPO_ROOT / "dags" / "jobs" / "orders_daily_load.json"))["retry_policy"]
     decision = policy.evaluate(error, try_number=1, max_tries=4)

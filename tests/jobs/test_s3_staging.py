@@ -195,7 +195,7 @@ def test_a_tampered_schema_fingerprint_fails_the_downstream_naming_component_and
     # Permanent: the job's retry policy fails it at once.
     from airflow.sdk.definitions.retry_policy import RetryAction
 
-    from etlkit.operators.jobs import _default_args
+    from etlkit.jobs.dag import _default_args
 
     policy = _default_args(validated)["retry_policy"]
     assert policy.evaluate(raised.value, try_number=1, max_tries=3).action == RetryAction.FAIL

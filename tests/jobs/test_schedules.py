@@ -11,9 +11,9 @@ import jsonschema
 import pendulum
 import pytest
 
+from etlkit.jobs.dag import build_job_dag
 from etlkit.jobs.schema import job_json_schema
 from etlkit.jobs.validation import JobDefinitionError, validate_job_text
-from etlkit.operators.jobs import build_job_dag
 from tests.jobs.test_validation import example
 
 pytestmark = pytest.mark.jobs

@@ -62,7 +62,7 @@ def job(tmp_path):
 def test_downstream_on_a_host_that_does_not_share_the_staging_root_fails_at_once_naming_the_cause(
     tmp_path, job
 ):
-    from etlkit.operators.jobs import _default_args
+    from etlkit.jobs.dag import _default_args
 
     validated, data_root = job
     host_a_root, host_b_root = tmp_path / "host_a" / "staging", tmp_path / "host_b" / "staging"

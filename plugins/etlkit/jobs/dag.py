@@ -1,0 +1,187 @@
+"""The DAG of a declarative job, built from its validated file: ``_prepare`` → one task per
+component (routes become dependencies; a ``wait_for_input`` sensor before a reader that asks for
+one) → ``_finalize`` as the teardown. Schedules, retries and docs come from the job file.
+
+Airflow is imported inside the functions, so this package stays importable (and testable) without it.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from etlkit.common.errors import BadInputError
+from etlkit.jobs.models import duration_seconds
+from etlkit.jobs.validation import WRITER_TYPES, ValidatedJob, load_job
+
+PREPARE_TASK = "_prepare"
+FINALIZE_TASK = "_finalize"
+JOB_TAG = "declarative-job"
+ENVIRONMENTS = ["DEV", "TEST", "PROD"]
+
+
+# Errors a retry cannot fix: the same data and SQL fail the same way (values that do not fit a
+# column or a constraint, SQL that names missing objects, undecodable or malformed files).
+# Lock timeouts and deadlocks are OperationalErrors and still retry.
+DETERMINISTIC_ERRORS = (
+    BadInputError,
+    "psycopg.errors.DataError",
+    "psycopg.errors.IntegrityError",
+    "psycopg.errors.ProgrammingError",
+    UnicodeDecodeError,
+    csv.Error,
+)
+
+
+def _default_args(validated: ValidatedJob) -> dict[str, Any]:
+    from airflow.sdk import ExceptionRetryPolicy
+    from airflow.sdk.definitions.retry_policy import RetryAction, RetryRule
+
+    from etlkit.common.alerting import log_task_failure
+
+    job = validated.job
+    # The job file owns its retry settings: anything not listed in DETERMINISTIC_ERRORS takes
+    # Airflow's standard retry with the job's delay and backoff (AirflowFailException always fails).
+    return {
+        "retry_policy": ExceptionRetryPolicy(
+            rules=[
+                RetryRule(
+                    exception=list(DETERMINISTIC_ERRORS),
+                    action=RetryAction.FAIL,
+                    reason="deterministic error, not retried",
+                )
+            ]
+        ),
+        "owner": job.owner,
+        "retries": job.retries,
+        "retry_delay": timedelta(seconds=job.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0 if job.retry_exponential_backoff else 0,
+        "max_retry_delay": timedelta(seconds=job.max_retry_delay_seconds),
+        "execution_timeout": timedelta(minutes=job.task_timeout_minutes)
+        if job.task_timeout_minutes
+        else None,
+        "on_failure_callback": log_task_failure,
+        "on_retry_callback": log_task_failure,
+    }
+
+
+def _doc_md(validated: ValidatedJob) -> str:
+    job = validated.job
+    lines = [
+        f"# {job.name}",
+        "",
+        job.description or "Declarative job.",
+        "",
+        f"Job file: `{validated.file.name}`",
+        "",
+    ]
+    lines += [f"- `{c.id}` ({c.type}) {c.description}".rstrip() for c in job.components]
+    return "\n".join(lines)
+
+
+def _timetable(job):
+    """``schedule`` as written (cron or preset); ``every`` as a timedelta, which Airflow turns into a
+    DeltaTriggerTimetable (or DeltaDataIntervalTimetable with ``[scheduler] create_cron_data_intervals``,
+    as it does for cron); ``once_at`` as ``@once`` from that moment (see ``_start_date``).
+
+    Not EventsTimetable: on 3.3.2 a DAG with one fails to serialize (the SDK encoder writes no
+    ``_summary``, which the core decoder requires), so the dag-processor would record an import error.
+    """
+    if job.on_asset is not None:
+        from airflow.sdk import Asset
+
+        return [Asset.ref(uri=job.on_asset)]
+    if job.every is not None:
+        return job.every_timedelta()
+    if job.once_at is not None:
+        return "@once"
+    return job.schedule
+
+
+def _start_date(job):
+    """Midnight of ``start_date`` in the job's zone; for ``once_at``, that moment: ``@once`` runs once,
+    at the DAG's start_date, as soon as it has passed (also when it passed before the DAG was unpaused)."""
+    import pendulum
+
+    once_at = job.once_at_datetime()
+    if once_at is not None:
+        return pendulum.instance(once_at)
+    if job.start_date is None:
+        return None
+    return pendulum.datetime(job.start_date.year, job.start_date.month, job.start_date.day, tz=job.timezone)
+
+
+def build_job_dag(validated: ValidatedJob):
+    from airflow.sdk import DAG, Param
+
+    from etlkit.common.assets import job_sink
+    from etlkit.operators.jobs import (
+        DeclarativeComponentOperator,
+        FinalizeJobRunOperator,
+        PrepareJobRunOperator,
+    )
+
+    job = validated.job
+    job_file = str(validated.file)
+    dag = DAG(
+        dag_id=job.name,
+        description=(job.description or None),
+        doc_md=_doc_md(validated),
+        schedule=_timetable(job),
+        start_date=_start_date(job),
+        catchup=job.catchup,
+        max_active_runs=job.max_active_runs,
+        tags=sorted({*job.tags, JOB_TAG}),
+        default_args=_default_args(validated),
+        params={"environment": Param(None, type=["null", "string"], enum=[None, *ENVIRONMENTS])},
+    )
+    with dag:
+        prepare = PrepareJobRunOperator(task_id=PREPARE_TASK, job_file=job_file)
+        tasks = {}
+        for component in job.components:
+            overrides = {"retries": component.retries} if component.retries is not None else {}
+            if component.type in WRITER_TYPES:
+                overrides["outlets"] = [job_sink(job.name, component.id)]
+            tasks[component.id] = DeclarativeComponentOperator(
+                job_file=job_file, component_id=component.id, **overrides
+            )
+        finalize = FinalizeJobRunOperator(task_id=FINALIZE_TASK, job_file=job_file)
+        for component in job.components:
+            if not validated.inputs[component.id]:
+                wait = _wait_for_input(component, job_file)
+                if wait is None:
+                    prepare >> tasks[component.id]
+                else:
+                    prepare >> wait >> tasks[component.id]
+            for targets in component.routes.values():
+                for target in targets:
+                    tasks[component.id] >> tasks[target.partition(".")[0]]
+            tasks[component.id] >> finalize
+        finalize.as_teardown(setups=prepare)
+    return dag
+
+
+def _wait_for_input(component, job_file: str):
+    """The sensor before a file reader whose config has ``wait_for_input``, else None."""
+    from etlkit.operators.jobs import WaitForInputSensor, wait_task_id
+
+    wait = getattr(component.config, "wait_for_input", None)
+    if wait is None:
+        return None
+    return WaitForInputSensor(
+        task_id=wait_task_id(component.id),
+        job_file=job_file,
+        component_id=component.id,
+        timeout=duration_seconds(wait.timeout),
+        poke_interval=duration_seconds(wait.poke_interval),
+    )
+
+
+def load_job_dag(loader_file: str):
+    """Called by ``dags/jobs/<name>.py``: validates ``<name>.json`` next to it and builds the DAG.
+
+    No network I/O and no Variable or Connection lookups: those happen in ``_prepare``.
+    """
+    return build_job_dag(load_job(Path(loader_file).with_suffix(".json")))

@@ -52,6 +52,20 @@ def et_connection(server: RunningServer, fake: FakeEnderTuring, **extra: object)
 
 
 @pytest.fixture
+def hook_for(fake_et, airflow_conn):
+    """Builds an EnderTuringHook on the fake API; keyword arguments become connection extras."""
+    fake, server = fake_et
+
+    def build(**extra):
+        from etlkit.hooks.enderturing import EnderTuringHook
+
+        airflow_conn("enderturing_test", et_connection(server, fake, **extra))
+        return EnderTuringHook("enderturing_test")
+
+    return build
+
+
+@pytest.fixture
 def et_airflow(airflow_db, airflow_conn, airflow_var, fake_et, et_database, warehouse, tmp_path, monkeypatch):
     """Connections and Variables for one DAG test; the watermark Variable starts absent."""
     from airflow.models.variable import Variable

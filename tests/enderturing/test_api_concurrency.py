@@ -24,19 +24,6 @@ from tests.enderturing.conftest import DAY, LOGICAL_DATE, et_connection
 pytestmark = pytest.mark.enderturing
 
 
-@pytest.fixture
-def hook_for(fake_et, airflow_conn):
-    fake, server = fake_et
-
-    def build(**extra):
-        from etlkit.hooks.enderturing import EnderTuringHook
-
-        airflow_conn("enderturing_test", et_connection(server, fake, **extra))
-        return EnderTuringHook("enderturing_test")
-
-    return build
-
-
 def extract(hook, settings: SessionSettings, work: Path) -> ExtractReport:
     """What sync_sessions does before the transform: list the day, then the per-session calls."""
     distinct, report = list_sessions(hook, [Pass("main", (DAY,))], settings, work)

@@ -17,19 +17,6 @@ from tests.enderturing.conftest import DAY, et_connection
 pytestmark = pytest.mark.enderturing
 
 
-@pytest.fixture
-def hook_for(fake_et, airflow_conn):
-    fake, server = fake_et
-
-    def build(**extra):
-        from etlkit.hooks.enderturing import EnderTuringHook
-
-        airflow_conn("enderturing_test", et_connection(server, fake, **extra))
-        return EnderTuringHook("enderturing_test")
-
-    return build
-
-
 def statuses(fake: FakeEnderTuring, path_regex: str) -> list[int]:
     return [e["status"] for e in fake.requests_to(path_regex)]
 

@@ -20,6 +20,8 @@ from etlkit.jobs.staging import remove_stale_staged_runs, run_directory, safe_ru
 from etlkit.jobs.validation import validate_job_text
 from tests.conftest import task_states
 from tests.jobs.conftest import DAY, S3_CONN_ID, query, s3_connection
+from tests.jobs.test_staging_across_workers import JOB as TWO_COMPONENTS
+from tests.jobs.test_staging_across_workers import RUN_ID
 
 pytestmark = pytest.mark.jobs
 
@@ -124,20 +126,7 @@ def test_a_failed_run_keeps_its_staging_and_a_rerun_gives_the_same_final_state(j
     assert keys(client, bucket, run_prefix(rerun)) == []
 
 
-RUN_ID = "scheduled__2025-03-02T04:30:00+00:00"
-TWO_STEPS = {
-    "format_version": 1,
-    "name": "two_steps",
-    "components": [
-        {
-            "id": "read",
-            "type": "read_csv",
-            "config": {"path": "in.csv", "columns": [{"name": "id"}]},
-            "routes": {"out": ["write"]},
-        },
-        {"id": "write", "type": "write_csv", "config": {"path": "out.csv"}},
-    ],
-}
+TWO_STEPS = {**TWO_COMPONENTS, "name": "two_steps"}
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -122,13 +123,27 @@ class RunningStack:
             return response.json()["dag_runs"]
 
 
+def far_daily_cron(now: datetime) -> str:
+    """A daily cron twelve hours from ``now``: never due while a test session runs. With the DAG's
+    own 00:02 UTC a session crossing it got a scheduled visits run whose R (that day) recounted
+    every visitor's period counters under the tests' feet."""
+    tick = now + timedelta(hours=12)
+    return f"{tick.minute} {tick.hour} * * *"
+
+
+# The visits schedule of the test stack (the schedule test sets its own for a while, then this again).
+VISITS_SCHEDULE = far_daily_cron(datetime.now(UTC))
+
+
 @pytest.fixture(scope="session")
 def stack(stack_output: Path) -> Iterator[RunningStack]:
     root = Path(tempfile.mkdtemp(prefix="etlkit-stack-test-"))
     layout = Layout(root, prefix=f"etlkit_stacktest_{uuid.uuid4().hex[:8]}")
     print(f"\nstack root (component logs in {layout.logs}): {root}")
     systems = DemoSystems(layout).start()
-    stack = Stack(layout, free_port(), systems.environment())
+    stack = Stack(
+        layout, free_port(), systems.environment(), extra_env={"SFTP_VISITS_SCHEDULE": VISITS_SCHEDULE}
+    )
     try:
         stack.start()
         running = RunningStack(stack, systems)

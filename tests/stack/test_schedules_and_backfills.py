@@ -20,7 +20,7 @@ from psycopg import sql
 
 from dev import pgdb
 from dev.stack import ENDERTURING_BACKFILL_DAYS
-from etlkit.visits.config import DEFAULT_SCHEDULE
+from tests.stack.conftest import VISITS_SCHEDULE
 
 ET_DAG = "enderturing_to_warehouse"
 VISITS_DAG = "sftp_visits_to_postgres"
@@ -212,7 +212,7 @@ def test_the_scheduler_starts_a_visits_run_on_its_near_cron_with_r_its_trigger_d
             time.sleep(2)
         run = stack.wait(VISITS_DAG, new[0]["dag_run_id"])
     finally:
-        restart_dag_processor(stack, {}, VISITS_DAG, DEFAULT_SCHEDULE)
+        restart_dag_processor(stack, {}, VISITS_DAG, VISITS_SCHEDULE)
         wait_for_no_active_run(stack, VISITS_DAG)
         set_paused(stack, VISITS_DAG, was_paused)
 

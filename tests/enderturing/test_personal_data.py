@@ -13,7 +13,6 @@ from etlkit.common.errors import BadInputError
 from tests.conftest import task_states
 from tests.enderturing.conftest import LOGICAL_DATE
 from tests.enderturing.test_dag_end_to_end import DAG_ID
-from tests.enderturing.test_hook import hook_for  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.enderturing
 MARKERS = ("marker.person@example.org", "+372 5550 1234")
@@ -91,7 +90,7 @@ def test_a_listed_item_without_id_names_its_place_not_its_content(tmp_path):
     assert "item 1" in message and window.name in message and "'id'" in message
 
 
-def test_an_unexpected_listing_body_is_described_not_quoted(fake_et, hook_for):  # noqa: F811
+def test_an_unexpected_listing_body_is_described_not_quoted(fake_et, hook_for):
     from etlkit.enderturing.errors import EnderTuringRequestError
 
     fake, _ = fake_et

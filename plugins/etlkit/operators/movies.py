@@ -201,6 +201,7 @@ class MoviesReconcileOperator(MoviesBaseOperator):
 
     def execute(self, context) -> dict[str, Any] | str:
         settings = self.settings(context)
+        planned = self.plan_of(context)
         ti = context["ti"]
         store = self.state_store()
         now = datetime.now(UTC)
@@ -211,13 +212,11 @@ class MoviesReconcileOperator(MoviesBaseOperator):
         if due:
             with ExitStack() as stack:
                 id_conn, payload_conn = self.open_pg(stack), self.open_pg(stack)
-                counts = sync.reconcile(
-                    id_conn, payload_conn, self.open_es(stack), settings, self.plan_of(context)
-                )
+                counts = sync.reconcile(id_conn, payload_conn, self.open_es(stack), settings, planned)
             store.save(store.load().after_reconcile(now))
         emit_run_summary(
             context,
-            plan=self.plan_of(context),
+            plan=planned,
             synced=ti.xcom_pull(task_ids="sync"),
             committed=ti.xcom_pull(task_ids="commit_state"),
             reconciled=counts,

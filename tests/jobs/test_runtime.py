@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import logging
 from decimal import Decimal
 from pathlib import Path
 
@@ -696,3 +697,44 @@ def test_read_sql_without_params_keeps_a_literal_percent(tmp_path, jobs_dsn):
     )
     _, data = run(tmp_path, spec, jobs_dsn)
     assert (data / "percent.csv").read_text() == "pattern\na%\n"
+
+
+def test_upsert_of_new_keys_copies_straight_into_the_table(tmp_path, jobs_dsn, caplog):
+    write_orders(tmp_path, "1,a", "2,b", "3,c", "4,d", "5,e")
+    with caplog.at_level(logging.INFO, logger="etlkit.jobs.sqlwrite"):
+        results, _ = run(tmp_path, sql_job("upsert", key_columns=["order_id"]), jobs_dsn)
+    assert orders(jobs_dsn) == [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]
+    assert results["load"].rows_out == {"target": 5}
+    assert "INSERT … ON CONFLICT" not in caplog.text
+
+
+@pytest.mark.parametrize("stored", ["5,old", None])
+def test_upsert_falls_back_when_a_later_batch_holds_a_stored_or_repeated_key(
+    tmp_path, jobs_dsn, caplog, stored
+):
+    """The first batch's keys are new, so the load starts with a straight COPY; batch three repeats a
+    stored key (or one given twice, kept last): that COPY is rolled back and the spilled input upserted."""
+    if stored:
+        query(
+            jobs_dsn, "INSERT INTO sales.orders (order_id, status) VALUES (5, 'old'), (9, 'keep') RETURNING 1"
+        )
+        lines = ["1,a", "2,b", "3,c", "4,d", "5,e", "6,f"]
+        expected = [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e"), (6, "f"), (9, "keep")]
+        config = {"key_columns": ["order_id"]}
+    else:
+        lines = ["1,a", "2,b", "3,c", "4,d", "3,e", "6,f"]
+        expected = [(1, "a"), (2, "b"), (3, "e"), (4, "d"), (6, "f")]
+        config = {"key_columns": ["order_id"], "duplicate_keys": "keep_last"}
+    write_orders(tmp_path, *lines)
+    with caplog.at_level(logging.INFO, logger="etlkit.jobs.sqlwrite"):
+        results, _ = run(tmp_path, sql_job("upsert", **config), jobs_dsn)
+    assert "loading with INSERT … ON CONFLICT" in caplog.text
+    assert orders(jobs_dsn) == expected
+    assert results["load"].rows_out == {"target": 6}
+
+
+def test_upsert_refuses_a_null_key_before_writing_anything(tmp_path, jobs_dsn):
+    write_orders(tmp_path, "1,a", "2,b", "3,c", ",d")
+    with pytest.raises(BadInputError, match=r"load: a row has a null key \(order_id\)"):
+        run(tmp_path, sql_job("upsert", key_columns=["order_id"]), jobs_dsn)
+    assert orders(jobs_dsn) == []

@@ -1,4 +1,5 @@
-"""write_sql: COPY into a temporary table, then apply the mode in one transaction.
+"""write_sql: one transaction per load. append and replace COPY straight into the table; upsert
+COPYs straight in while every key is new, else stages in a temporary table and upserts from it.
 
 Identifiers are composed with ``psycopg.sql.Identifier``; values only travel through COPY.
 Pre-checks (table, columns, unique constraint for upsert) fail without retry; connection
@@ -7,14 +8,16 @@ errors propagate as they are so that Airflow retries the task.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import tempfile
 from collections.abc import Iterator
 
 from psycopg import errors, sql
 
 from etlkit.common.errors import BadInputError
 from etlkit.common.sql import load_sql
-from etlkit.jobs.arrowlib import pa
+from etlkit.jobs.arrowlib import pa, pc
 from etlkit.jobs.csvtext import csv_bytes
 
 log = logging.getLogger(__name__)
@@ -80,8 +83,6 @@ def write_sql(
     schema, table = config.table.split(".")
     target = sql.Identifier(schema, table)
     names = [c.name for c in columns]
-    column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    stage = sql.Identifier(STAGE_TABLE)
     append_log = sql.Identifier(schema, APPEND_LOG_TABLE)
     if append_key is not None:
         _ensure_append_log(connection, schema, component_id)
@@ -95,29 +96,13 @@ def write_sql(
             connection, append_log, append_key, chunks, component_id
         ):
             return
-        connection.execute(
-            sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-                stage, column_list, target
-            )
-        )
-        connection.execute(
-            sql.SQL("ALTER TABLE {} ADD COLUMN {} bigserial").format(stage, sql.Identifier(ORDINAL_COLUMN))
-        )
-        with connection.cursor() as cursor:
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(stage, column_list)
-            with cursor.copy(copy_sql) as copy:
-                for batch in chunks:
-                    copy.write(csv_bytes(batch, for_copy=True))
         if config.mode == "upsert":
-            _upsert(connection, config, names, target, stage, component_id)
+            checked = _null_keys_refused(chunks, config, component_id)
+            _load_upsert(connection, config, names, target, checked, component_id)
             return
         if config.mode == "replace":
             connection.execute(sql.SQL("TRUNCATE {}").format(target))
-        inserted = connection.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}").format(
-                target, column_list, column_list, stage, sql.Identifier(ORDINAL_COLUMN)
-            )
-        ).rowcount
+        inserted = _copy(connection, target, names, chunks)
         if append_key is not None:
             connection.execute(
                 sql.SQL(
@@ -125,6 +110,105 @@ def write_sql(
                 ).format(append_log),
                 [append_key, component_id, config.table, inserted],
             )
+
+
+def _copy(connection, table, names: list[str], chunks: Iterator[pa.RecordBatch]) -> int:
+    """COPYs ``chunks`` into ``table`` as CSV text; returns the rows sent."""
+    column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    rows = 0
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(table, column_list)
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for batch in chunks:
+            copy.write(csv_bytes(batch, for_copy=True))
+            rows += batch.num_rows
+    return rows
+
+
+def _null_keys_refused(chunks, config, component_id: str) -> Iterator[pa.RecordBatch]:
+    keys = config.key_columns
+    for batch in chunks:
+        if any(batch.column(k).null_count for k in keys):
+            raise BadInputError(f"{component_id}: a row has a null key ({', '.join(keys)})")
+        yield batch
+
+
+def _load_upsert(connection, config, names: list[str], target, chunks, component_id: str) -> None:
+    """Rows whose keys are all new are COPYed straight into the target, the cheapest load there is;
+    the first key already stored (or repeated in the input) rolls that back and the whole input takes
+    the stage + INSERT … ON CONFLICT path. The input is spilled to a local file as it goes, so the
+    fallback reads it again without holding it in memory. A target holding keys of the first batch
+    goes to the upsert at once (a re-load)."""
+    first = next(chunks, None)
+    if first is None:
+        return
+    with _Spill(first.schema) as spill:
+        rows = spill.tee(itertools.chain([first], chunks))
+        if not _keys_stored(connection, target, config.key_columns, first):
+            try:
+                with connection.transaction():
+                    _copy(connection, target, names, rows)
+                return
+            except errors.UniqueViolation:
+                log.info(
+                    "%s: keys already stored or repeated: loading with INSERT … ON CONFLICT", config.table
+                )
+        for _ in rows:  # the rest of the input into the spill
+            pass
+        _stage_and_upsert(connection, config, names, target, spill.batches(), component_id)
+
+
+def _keys_stored(connection, target, keys: list[str], batch: pa.RecordBatch) -> bool:
+    """Whether the target holds any key of ``batch`` (one key column), or any row at all (several)."""
+    if len(keys) != 1:
+        return connection.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(target)).fetchone()[0]
+    key_type = connection.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
+        [target.as_string(connection), keys[0]],
+    ).fetchone()[0]
+    values = pc.cast(batch.column(keys[0]), pa.string()).to_pylist()
+    probe = sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} = ANY(%s::text[]::{}[]))").format(
+        target, sql.Identifier(keys[0]), sql.SQL(key_type)
+    )
+    return connection.execute(probe, [values]).fetchone()[0]
+
+
+class _Spill:
+    """Batches written to an unnamed local temporary file (Arrow IPC) while they pass, read back on demand."""
+
+    def __init__(self, schema: pa.Schema):
+        self._file = tempfile.TemporaryFile(prefix="etlkit-spill-")  # noqa: SIM115 (closed by __exit__)
+        self._writer = pa.ipc.new_stream(self._file, schema)
+
+    def __enter__(self) -> _Spill:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def tee(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            self._writer.write_batch(batch)
+            yield batch
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        self._writer.close()
+        self._file.seek(0)
+        yield from pa.ipc.open_stream(self._file)
+
+
+def _stage_and_upsert(connection, config, names: list[str], target, chunks, component_id: str) -> None:
+    stage = sql.Identifier(STAGE_TABLE)
+    column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    connection.execute(
+        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            stage, column_list, target
+        )
+    )
+    connection.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN {} bigserial").format(stage, sql.Identifier(ORDINAL_COLUMN))
+    )
+    _copy(connection, stage, names, chunks)
+    _upsert(connection, config, names, target, stage, component_id)
 
 
 def _ensure_append_log(connection, schema: str, component_id: str) -> None:
@@ -170,9 +254,6 @@ def _upsert(connection, config, names: list[str], target, stage, component_id: s
     With ``duplicate_keys=fail`` and columns to update, PostgreSQL itself refuses a key that occurs
     twice (cardinality violation), so the duplicate search runs only then, to name the key."""
     keys = config.key_columns
-    any_null = sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in keys)
-    if connection.execute(sql.SQL("SELECT 1 FROM {} WHERE {} LIMIT 1").format(stage, any_null)).fetchone():
-        raise BadInputError(f"{component_id}: a row has a null key ({', '.join(keys)})")
     updates = (
         config.update_columns if config.update_columns is not None else [n for n in names if n not in keys]
     )

@@ -17,12 +17,23 @@ from etlkit.jobs import components as component_module
 from etlkit.jobs.columns import Column
 from etlkit.jobs.environment import rooted_path
 from etlkit.jobs.expressions import ExpressionError, compile_condition
+from etlkit.jobs.fused import run_fused
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.runtime import RuntimeIO, run_component, run_job
 from etlkit.jobs.validation import validate_job_text
 from tests.jobs.conftest import query
 
 pytestmark = pytest.mark.jobs
+ENGINES = {"per_component": run_job, "fused": run_fused}
+engine = run_job
+
+
+@pytest.fixture(autouse=True, params=list(ENGINES))
+def each_engine(request, monkeypatch):
+    """Every test runs its jobs both ways: a component at a time through staging (as tasks do), and
+    fused, all components at once in threads with queued edges."""
+    monkeypatch.setitem(globals(), "engine", ENGINES[request.param])
+    return request.param
 
 
 def make_io(tmp_path: Path, dsn: str | None = None) -> RuntimeIO:
@@ -48,7 +59,7 @@ def job(name: str, *components: dict, **settings) -> dict:
 def run(tmp_path: Path, spec: dict, dsn: str | None = None) -> tuple[dict[str, ComponentMetrics], Path]:
     validated = validate_job_text(json.dumps(spec), tmp_path / f"{spec['name']}.json")
     io = make_io(tmp_path, dsn)
-    return run_job(validated, io), tmp_path / "data"
+    return engine(validated, io), tmp_path / "data"
 
 
 def csv_reader(path: str, columns: list[str], targets: list[str], **config) -> dict:

@@ -156,13 +156,16 @@ class ComponentRun:
     def count_target(self, rows: int) -> None:
         self.metrics.count_out("target", rows)
 
-    def run(self) -> ComponentMetrics:
-        clear_component_output(self.io.run_dir, self.component.id)
+    def _open_writers(self) -> None:
         for port in sorted(self.validated.routed_ports(self.component.id)):
             self._writers[port] = PortWriter(
                 self.io.run_dir / self.component.id / port, self.out_schema(port), self.component.id, port
             )
             self.metrics.rows_out.setdefault(port, 0)
+
+    def run(self) -> ComponentMetrics:
+        clear_component_output(self.io.run_dir, self.component.id)
+        self._open_writers()
         try:
             RUNNERS[self.component.type](self)
         except BaseException:

@@ -9,10 +9,11 @@ process, then runs each measured load in its own child (``bench.harness``, so ea
   (change columns, target, mode: full, the new physical index; not timed), then the timed
   ``MoviesSyncOperator.execute`` with the deployment's default settings (server-side cursor in
   ``batch_size`` fetches → transform → ``BulkLoader`` chunks). The connections are ``AIRFLOW_CONN_*``
-  environment variables, as deployments define them; the task instance is a stand-in that hands
-  the plan's XCom to the sync task (try 1). Run at two corpus sizes to show memory is flat in corpus
-  size; its peak RSS includes Airflow and the operator modules, as a task's does (the figure after
-  the imports, before the load, is printed beside it);
+  environment variables, as deployments define them; the plan's result is handed to the sync
+  operator as its ``plan`` argument, as the DAG wires ``plan.output`` (the task instance is a
+  stand-in on try 1). Run at two corpus sizes to show memory is flat in corpus size; its peak RSS
+  includes Airflow and the operator modules, as a task's does (the figure after the imports, before
+  the load, is printed beside it);
 * baseline: the naive loader — ``fetchall()`` of the same payload query, every document built in
   memory, then one ``PUT _doc`` per document. Its indexing is timed on the first
   ``--baseline-sample`` documents and scaled to the corpus (one request per document is linear),
@@ -29,9 +30,7 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
@@ -54,33 +53,25 @@ CHANGE_COLUMNS = {
 }
 
 
-class PlanHandingTaskInstance:
-    """What the sync operator asks of its task instance: the plan task's XCom and the try number."""
+class FirstTry:
+    """What the sync operator asks of its task instance: the try number."""
 
     try_number = 1
-
-    def __init__(self) -> None:
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_pull(self, task_ids: str) -> Any:
-        return self.xcoms[task_ids]
 
 
 def worker_ours(es_url: str) -> dict:
     import elasticsearch
 
-    from etlkit.movies.settings import default_settings
     from etlkit.operators.movies import MoviesPlanOperator, MoviesSyncOperator
 
     imports_rss = harness.peak_rss()
     ids = {"pg_conn_id": PG_CONN_ID, "es_conn_id": ES_CONN_ID}
-    ti = PlanHandingTaskInstance()
-    context = {"params": {**asdict(default_settings()), **ids}, "ti": ti}
-    ti.xcoms["plan"] = MoviesPlanOperator(task_id="plan", **ids).execute(context)
+    context = {"params": {}, "ti": FirstTry()}  # no Params: the deployment's settings
+    planned = MoviesPlanOperator(task_id="plan", **ids).execute(context)
     started = time.perf_counter()
-    synced = MoviesSyncOperator(task_id="sync", **ids).execute(context)
+    synced = MoviesSyncOperator(task_id="sync", plan=planned, **ids).execute(context)
     seconds = time.perf_counter() - started
-    index = ti.xcoms["plan"]["write_index"]
+    index = planned["write_index"]
     with elasticsearch.Elasticsearch(es_url, request_timeout=120) as es:
         es.indices.refresh(index=index)
         count = es.count(index=index)["count"]
@@ -98,12 +89,12 @@ def worker_floor(dbname: str) -> dict:
     """The payload rows read through the sync's own server-side cursor and discarded."""
     from etlkit.movies import queries
     from etlkit.movies.extract import stream_film_rows
-    from etlkit.movies.settings import default_settings
+    from etlkit.movies.settings import MoviesSettings
 
     query = queries.payload_query("content", CHANGE_COLUMNS, "all")
     with psycopg.connect(pgdb.dsn(dbname), options="-c TimeZone=UTC") as pg:
         started = time.perf_counter()
-        rows = sum(1 for _ in stream_film_rows(pg, query, {}, default_settings().batch_size))
+        rows = sum(1 for _ in stream_film_rows(pg, query, {}, MoviesSettings.resolve().batch_size))
         seconds = time.perf_counter() - started
     return {"items": rows, "seconds": seconds}
 

@@ -383,6 +383,18 @@ def test_missing_modified_column_fails_plan_at_once(
     assert read_state() is None
 
 
+def test_a_run_conf_with_a_former_connection_param_fails_plan_at_once(
+    run_dag, movies_connections, generated_source, clean_state, caplog
+):
+    failed = run_movies(run_dag, {"pg_conn_id": "another_postgres"})
+
+    assert failed.state == "failed"
+    assert task_states(failed)["plan"] == "failed"
+    assert try_numbers(failed)["plan"] == 1
+    assert "pg_conn_id are no longer run Params" in caplog.text
+    assert read_state() is None and not movies_connections.cluster.indices
+
+
 def test_postgres_dropping_mid_stream_is_retried_on_a_fresh_connection(
     run_dag, movies_connections, generated_source, clean_state, monkeypatch
 ):

@@ -127,3 +127,66 @@ def test_a_request_refused_for_good_is_bad_input_and_the_rest_propagate(es_facto
         assert caught.value.__cause__.meta.status == status
     else:
         assert caught.value.meta.status == status
+
+
+def test_the_hook_declares_the_connection_the_docs_give():
+    assert ElasticsearchClientHook.default_conn_name == "movies_elasticsearch"
+    assert ElasticsearchClientHook.conn_name_attr == "es_conn_id"
+    assert (ElasticsearchClientHook.conn_type, ElasticsearchClientHook.hook_name) == (
+        "elasticsearch",
+        "Elasticsearch (official client)",
+    )
+    assert ElasticsearchClientHook().es_conn_id == "movies_elasticsearch"
+
+
+def test_test_connection_succeeds_against_a_live_server_and_opens_nothing_before(es_factory, airflow_conn):
+    server = es_factory(8)
+    airflow_conn("es_test", es_connection(server))
+    hook = ElasticsearchClientHook("es_test")
+    assert not server.cluster.requests  # building the hook contacted nothing
+    ok, message = hook.test_connection()
+    assert ok is True
+    assert message.startswith("Elasticsearch 8.") and f"http://127.0.0.1:{server.port}" in message
+
+
+def test_test_connection_reports_refused_credentials_without_the_password(es_factory, airflow_conn):
+    server = es_factory(9)
+    server.cluster.require_basic_auth("elastic", "right-pass-42")
+    airflow_conn("es_test", {**es_connection(server), "login": "elastic", "password": "wr0ng-pass-17"})
+    ok, message = ElasticsearchClientHook("es_test").test_connection()
+    assert ok is False
+    assert "401" in message and "login/password or api_key" in message
+    assert "wr0ng-pass-17" not in message
+
+    airflow_conn("es_test", {**es_connection(server), "login": "elastic", "password": "right-pass-42"})
+    assert ElasticsearchClientHook("es_test").test_connection()[0] is True
+
+
+def test_test_connection_reports_an_unreachable_host(airflow_conn):
+    from dev.sshd import free_port
+
+    airflow_conn(
+        "es_test",
+        {
+            "conn_type": "elasticsearch",
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "password": "s3cr3t-pass",
+            "login": "elastic",
+            "extra": {"compatible_with": 9},
+        },
+    )
+    ok, message = ElasticsearchClientHook("es_test").test_connection()
+    assert ok is False
+    assert "ConnectionError" in message and "s3cr3t-pass" not in message
+
+
+def test_the_movies_postgres_connection_test_button(airflow_conn, source_db):
+    from dev import pgdb
+    from etlkit.hooks.postgres import EtlPostgresHook
+
+    airflow_conn("movies_postgres", pgdb.postgres_connection(source_db))
+    assert EtlPostgresHook("movies_postgres").test_connection() == (True, "Connection successfully tested")
+    airflow_conn("movies_postgres", {**pgdb.postgres_connection(source_db), "login": "no_such_role_17"})
+    ok, message = EtlPostgresHook("movies_postgres").test_connection()
+    assert ok is False and "no_such_role_17" in message

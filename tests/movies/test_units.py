@@ -21,7 +21,6 @@ from etlkit.movies.bulk import (
 from etlkit.movies.index import index_body, mappings_equal
 from etlkit.movies.overlap import drop_unchanged_overlap
 from etlkit.movies.reconcile import StreamOrderError, diff_sorted_ids
-from etlkit.movies.settings import MoviesSettings, default_settings
 from etlkit.movies.state import MoviesState, decide_mode, lower_bound
 from etlkit.movies.transform import FilmRow, TransformStats, build_document, document_json
 from tests.conftest import REPO_ROOT
@@ -226,19 +225,6 @@ def test_mode_decision_table(param, state, kind, mappings_ok, expected):
         now=NOW,
     )
     assert mode == expected[0] and expected[1] in reason
-
-
-def test_settings_validation_and_env_defaults():
-    assert (
-        default_settings({"MOVIES_ETL_BATCH_SIZE": "50", "MOVIES_ETL_FULL_REFRESH": "true"}).batch_size == 50
-    )
-    assert MoviesSettings.from_params({"keep_previous_index": "false"}).keep_previous_index is False
-    with pytest.raises(ConfigurationError):
-        MoviesSettings.from_params({"batch_size": 0})
-    with pytest.raises(ConfigurationError):
-        MoviesSettings.from_params({"index_alias": "Movies"})
-    with pytest.raises(ConfigurationError):
-        MoviesSettings.from_params({"overlap_seconds": "soon"})
 
 
 def test_chunking_by_count_and_bytes():

@@ -101,10 +101,11 @@ def refusals_fail_fast(conn_id: str) -> Iterator[None]:
 
 
 class ElasticsearchClientHook(BaseHook):
-    """Builds a fresh ``elasticsearch.Elasticsearch`` per call of ``get_client``; the caller closes it."""
+    """Builds a fresh ``elasticsearch.Elasticsearch`` per call of ``get_client`` (``get_conn``); the caller
+    closes it. Nothing is opened before that. ``test_connection`` backs the UI's Test button."""
 
     conn_name_attr = "es_conn_id"
-    default_conn_name = "elasticsearch_default"
+    default_conn_name = "movies_elasticsearch"
     conn_type = "elasticsearch"
     hook_name = "Elasticsearch (official client)"
 
@@ -190,3 +191,38 @@ class ElasticsearchClientHook(BaseHook):
             major,
         )
         return elasticsearch.Elasticsearch(**kwargs)
+
+    def get_conn(self):
+        return self.get_client()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """``(True, "<server version> at <url>")`` when ``GET /`` answers through this connection, else
+        ``(False, why)``. The message holds no credentials: only the URL without userinfo, a status and
+        Elasticsearch's own error type."""
+        from elasticsearch import ApiError
+
+        try:
+            with self.get_client() as client:
+                info = client.info().body
+        except ApiError as exc:
+            hint = _REFUSAL_HINTS.get(exc.meta.status)
+            answer = f"Elasticsearch answered {exc.meta.status} ({self._safe(str(exc.message))})"
+            return False, f"{answer}: {hint}" if hint else answer
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {self._safe(str(exc))}"
+        version = info.get("version", {}).get("number", "?")
+        return True, f"Elasticsearch {version} at {redact_url(self._settings()['url'])}"
+
+    def _safe(self, text: str) -> str:
+        """``text`` cut to 300 characters with the connection's password and API key blanked."""
+        settings = self._settings_or_none() or {}
+        for secret in (settings.get("password"), settings.get("api_key")):
+            if secret:
+                text = text.replace(str(secret), "***")
+        return text[:300]
+
+    def _settings_or_none(self) -> dict[str, Any] | None:
+        try:
+            return self._settings()
+        except Exception:
+            return None

@@ -1,91 +1,82 @@
-"""Pipeline settings: DAG Param defaults (overridable by ``MOVIES_ETL_<NAME>`` env vars) and validation."""
+"""The movies pipeline's settings: one model, resolved per run from the DAG file's defaults, env
+``MOVIES_ETL_<NAME>`` and the run's Params (see ``etlkit.common.settings`` for the order).
+
+Connection ids are not settings: they are the operators' ``pg_conn_id`` / ``es_conn_id`` arguments.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from etlkit.common.errors import ConfigurationError
+from etlkit.common.settings import PipelineSettings
+
+# Former Params, now the operators' arguments: a run conf that still sets them is refused rather than
+# run against the DAG file's connections.
+MOVED_TO_DAG_FILE = ("pg_conn_id", "es_conn_id")
+# Characters Elasticsearch refuses in an index or alias name.
+_INVALID_INDEX_CHARS = ' ,"*\\/<>|?#:'
 
 
-@dataclass(frozen=True)
-class MoviesSettings:
-    full_refresh: bool = False
-    reconcile: bool = False
-    pg_conn_id: str = "movies_postgres"
-    es_conn_id: str = "movies_elasticsearch"
-    pg_schema: str = "content"
-    modified_column: str = "modified"
-    created_column: str = "created"
-    index_alias: str = "movies"
-    batch_size: int = 1000
-    bulk_chunk_docs: int = 500
-    bulk_chunk_bytes: int = 10 * 1024 * 1024
-    overlap_seconds: int = 60
-    max_reported_errors: int = 10
-    reconcile_interval_minutes: int = 60
-    full_refresh_interval_hours: int = 24
-    keep_previous_index: bool = True
+class MoviesSettings(PipelineSettings):
+    ENV_PREFIX = "MOVIES_ETL_"
+    RUN_PARAMS = (
+        "full_refresh",
+        "reconcile",
+        "pg_schema",
+        "modified_column",
+        "created_column",
+        "index_alias",
+        "batch_size",
+        "bulk_chunk_docs",
+        "bulk_chunk_bytes",
+        "overlap_seconds",
+        "max_reported_errors",
+        "reconcile_interval_minutes",
+        "full_refresh_interval_hours",
+        "keep_previous_index",
+    )
 
+    full_refresh: bool = Field(False, description="Rebuild into a new index and swap the alias")
+    reconcile: bool = Field(False, description="Reconcile deletions and missing documents this run")
+    pg_schema: str = Field("content", min_length=1, description="Source schema")
+    modified_column: str = Field(
+        "modified", min_length=1, description="Change column (modified / updated_at)"
+    )
+    created_column: str = Field(
+        "created", min_length=1, description="Link-table fallback (created / created_at)"
+    )
+    index_alias: str = Field(
+        "movies", min_length=1, description="Alias clients query; physical indices are <alias>_<ts>"
+    )
+    batch_size: int = Field(1000, ge=1, description="Cursor fetch size and _search page size")
+    bulk_chunk_docs: int = Field(500, ge=1, description="Max actions per _bulk request")
+    bulk_chunk_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Max bytes per _bulk request")
+    overlap_seconds: int = Field(60, ge=0, description="Re-read window below the HWM")
+    max_reported_errors: int = Field(10, ge=1, description="Failed items shown")
+    reconcile_interval_minutes: int = Field(60, ge=0, description="Reconcile every N minutes (0 = on demand)")
+    full_refresh_interval_hours: int = Field(24, ge=0, description="Full rebuild every N hours (0 = off)")
+    keep_previous_index: bool = Field(True, description="Keep the previous index for rollback")
+
+    @field_validator("index_alias")
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> MoviesSettings:
-        values = {}
-        for f in fields(cls):
-            if f.name in params:
-                values[f.name] = _coerce(f.name, params[f.name], type(getattr(cls(), f.name)))
-        settings = cls(**values)
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        positive = ("batch_size", "bulk_chunk_docs", "bulk_chunk_bytes", "max_reported_errors")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigurationError(f"param {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("overlap_seconds", "reconcile_interval_minutes", "full_refresh_interval_hours"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"param {name} must be >= 0, got {getattr(self, name)}")
-        for name in (
-            "pg_schema",
-            "modified_column",
-            "created_column",
-            "index_alias",
-            "pg_conn_id",
-            "es_conn_id",
-        ):
-            if not getattr(self, name):
-                raise ConfigurationError(f"param {name} must not be empty")
-        alias = self.index_alias
-        if alias != alias.lower() or alias[0] in "_-+" or any(c in alias for c in ' ,"*\\/<>|?#:'):
-            raise ConfigurationError(f"param index_alias {alias!r} is not a valid Elasticsearch index name")
+    def _valid_index_name(cls, alias: str) -> str:
+        if alias != alias.lower() or alias[0] in "_-+" or any(c in alias for c in _INVALID_INDEX_CHARS):
+            raise ValueError(
+                "not a valid Elasticsearch index name (lowercase, no leading _ - +, none of "
+                f"{_INVALID_INDEX_CHARS!r})"
+            )
+        return alias
 
 
-def _coerce(name: str, value: Any, kind: type) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if str(value).strip().lower() in {"true", "1", "yes"}:
-            return True
-        if str(value).strip().lower() in {"false", "0", "no"}:
-            return False
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
-    elif isinstance(value, str):
-        return value
-    raise ConfigurationError(f"param {name}: {value!r} is not a valid {kind.__name__}")
-
-
-def default_settings(environ: Mapping[str, str] | None = None) -> MoviesSettings:
-    """Code defaults overridden by ``MOVIES_ETL_<NAME>`` environment variables (read at DAG parse time)."""
-    environ = os.environ if environ is None else environ
-    overrides = {
-        f.name: environ[f"MOVIES_ETL_{f.name.upper()}"]
-        for f in fields(MoviesSettings)
-        if f"MOVIES_ETL_{f.name.upper()}" in environ
-    }
-    return MoviesSettings.from_params(overrides)
+def refuse_moved_params(params: Mapping[str, Any]) -> None:
+    """Fail a run whose conf still sets a connection id (a Param before issue 17)."""
+    moved = [name for name in MOVED_TO_DAG_FILE if params.get(name) is not None]
+    if moved:
+        raise ConfigurationError(
+            f"{', '.join(moved)} are no longer run Params: the connections are set in the DAG file "
+            "(docs/movies.md, Migrating); trigger without them"
+        )

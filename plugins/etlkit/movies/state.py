@@ -1,13 +1,20 @@
-"""Run state (§4): one JSON object behind a load/save interface, and the mode decision (§7)."""
+"""Run state (§4): one JSON object behind a load/save interface (kept in the Variable ``movies_etl_state``),
+and the mode decision (§7)."""
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from etlkit.common.state import VariableState
 from etlkit.movies.change_keys import capped
+
+STATE_VARIABLE = "movies_etl_state"
+
+log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -62,6 +69,20 @@ class StateStore(Protocol):
     def load(self) -> MoviesState: ...
 
     def save(self, state: MoviesState) -> None: ...
+
+
+class VariableStateStore(VariableState):
+    """The run state as one JSON Variable (``movies_etl_state``); read and written inside a task."""
+
+    def __init__(self, key: str = STATE_VARIABLE):
+        super().__init__(key)
+
+    def load(self) -> MoviesState:
+        return MoviesState.from_json(self.read_text())
+
+    def save(self, state: MoviesState) -> None:
+        self.write_text(state.to_json())
+        log.info("state %s saved: %s", self.key, state.to_json())
 
 
 class InMemoryStateStore:

@@ -11,6 +11,7 @@ from dev import jobs_data, pgdb
 from dev.sshd import free_port
 from etlkit.common.errors import ConfigurationError, TransientError
 from etlkit.jobs.environment import resolve_run_context
+from etlkit.jobs.settings import JobsSettings
 from etlkit.jobs.validation import load_job
 from tests.conftest import REPO_ROOT, task_states
 from tests.jobs.conftest import DAY, query
@@ -41,9 +42,12 @@ def secrets_backend():
 
 
 def resolve_prod():
-    from etlkit.operators.jobs import _conn_type, _file_root
+    from etlkit.hooks.jobs import JobFilesHook, connection_type
 
-    return resolve_run_context(ORDERS, PROD, "PROD", _conn_type, _file_root)
+    settings = JobsSettings.resolve(variable=PROD, read_variable=False, environ={})
+    return resolve_run_context(
+        ORDERS, settings, "PROD", connection_type, lambda conn_id: JobFilesHook(conn_id).get_conn()
+    )
 
 
 def test_a_secrets_backend_that_is_down_is_a_transient_error_not_a_missing_connection(secrets_backend):
@@ -88,18 +92,18 @@ def test_prepare_retries_while_the_secrets_backend_is_down_then_the_run_loads(
     settings = jobs_env["settings"]
     settings["environments"]["DEV"]["connections"] = {"warehouse": "jobs_warehouse_vault"}
     airflow_var("declarative_jobs", settings)
-    from etlkit.operators import jobs as job_operators
+    from etlkit.hooks import jobs as job_hooks
 
     server = SecretsServer({"jobs_warehouse_vault": pgdb.postgres_connection(jobs_db)})
     server.down = True
-    real_failure_check = job_operators._secrets_backend_failure
+    real_failure_check = job_hooks.secrets_backend_failure
 
     def comes_back_after_the_failed_lookup(conn_id):
         failure = real_failure_check(conn_id)
         server.down = False
         return failure
 
-    monkeypatch.setattr(job_operators, "_secrets_backend_failure", comes_back_after_the_failed_lookup)
+    monkeypatch.setattr(job_hooks, "secrets_backend_failure", comes_back_after_the_failed_lookup)
     jobs_data.write_orders_export(jobs_env["data_root"], DAY)
     try:
         secrets_backend(server.url)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from etlkit.common.errors import ConfigurationError
-from etlkit.jobs.environment import resolve_run_context
+from etlkit.jobs.environment import RunContext, resolve_run_context
+from etlkit.jobs.settings import JobsSettings
 from etlkit.jobs.validation import load_job
 from tests.conftest import REPO_ROOT
 
@@ -24,19 +27,24 @@ SETTINGS = {
 }
 
 
-def resolve(settings, environment=None):
-    return resolve_run_context(ORDERS, settings, environment, CONNECTIONS.get, lambda conn_id: None)
+def settings_from_variable(variable) -> JobsSettings:
+    return JobsSettings.resolve(variable=variable, read_variable=False, environ={})
+
+
+def resolve(variable, environment=None, conn_types=CONNECTIONS):
+    settings = settings_from_variable(variable)
+    return resolve_run_context(ORDERS, settings, environment, conn_types.get, lambda conn_id: None)
 
 
 def test_default_and_requested_environments():
-    assert resolve(SETTINGS)["connections"] == {"warehouse": "pg_dev"}
+    assert resolve(SETTINGS).connections == {"warehouse": "pg_dev"}
     context = resolve(SETTINGS, "TEST")
-    assert (context["environment"], context["connections"], context["data_root"]) == (
+    assert (context.environment, context.connections, context.data_root) == (
         "TEST",
         {"warehouse": "pg_test"},
         "/data/test",
     )
-    assert context["job_file_sha256"] == ORDERS.sha256
+    assert context.job_file_sha256 == ORDERS.sha256
 
 
 def test_unknown_connection_id_names_environment_logical_name_and_id():
@@ -57,30 +65,34 @@ def test_without_the_variable_logical_names_are_connection_ids():
         ConfigurationError, match="connection 'warehouse' for logical name 'warehouse' does not exist"
     ):
         resolve(None)
-    context = resolve_run_context(ORDERS, None, None, {"warehouse": "postgres"}.get, lambda conn_id: None)
-    assert context["connections"] == {"warehouse": "warehouse"} and context["environment"] is None
+    context = resolve(None, conn_types={"warehouse": "postgres"})
+    assert context.connections == {"warehouse": "warehouse"} and context.environment is None
 
 
-@pytest.mark.parametrize(
-    ("settings", "message"),
-    [
-        # An environment at the top level instead of under "environments" (the old compose mistake).
-        (
-            {"default_environment": "DEV", "DEV": {"data_root": "/d"}},
-            r"Variable 'declarative_jobs': unknown keys \['DEV'\]",
-        ),
-        ({**SETTINGS, "staging": {"root": "/s", "retention": 3}}, r"staging: unknown keys \['retention'\]"),
-        (
-            {"environments": {"DEV": {"data_root": "/d", "connection": {"warehouse": "pg_dev"}}}},
-            r"environment 'DEV': unknown keys \['connection'\]",
-        ),
-        ({"environments": {"DEV": "pg_dev"}}, "environment 'DEV': expected an object, got str"),
-        (
-            {"staging": {"root": "/data/staging", "conn_id": "aws_etl"}},
-            "staging: conn_id 'aws_etl' needs an object storage root",
-        ),
-    ],
-)
-def test_misplaced_or_misspelt_settings_keys_are_configuration_errors(settings, message):
-    with pytest.raises(ConfigurationError, match=message):
-        resolve(settings)
+def test_the_run_context_goes_through_xcom_unchanged():
+    context = resolve(SETTINGS, "TEST")
+    value = context.to_xcom()
+    assert json.loads(json.dumps(value)) == value, "JSON-able"
+    assert set(value) == {
+        "environment",
+        "connections",
+        "file_roots",
+        "data_root",
+        "staging_root",
+        "staging_conn_id",
+        "metrics_conn_id",
+        "job_file_sha256",
+        "prepared_on",
+        "started_at",
+        "run_dir",
+    }
+    assert RunContext.from_xcom(value) == context
+    with pytest.raises(ValueError, match=r"unknown keys \['password'\]"):
+        RunContext.from_xcom({**value, "password": "x"})
+
+
+def test_a_rendered_path_is_kept_under_its_root():
+    context = resolve(SETTINGS, "TEST")
+    assert str(context.file_path("exports/a.csv", None)) == "/data/test/exports/a.csv"
+    with pytest.raises(ConfigurationError, match="escapes the data root"):
+        context.file_path("../prod/a.csv", None)

@@ -277,7 +277,7 @@ def test_a_try_that_ended_without_recording_its_result_is_closed_as_failed_by_fi
     real_store = DeclarativeComponentOperator._store
 
     def killed_before_the_end(run_context, context, summary):
-        if summary["component_id"] == "load_orders" and summary["status"] != "running":
+        if summary.component_id == "load_orders" and summary.status != "running":
             return  # the process died before it could write its end
         real_store(run_context, context, summary)
 

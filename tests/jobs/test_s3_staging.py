@@ -242,19 +242,24 @@ def prepare_failure(dag_run) -> None:
 
 
 def open_staging_error(s3_staging, conn_id: str, root: str) -> str:
-    from airflow.sdk.exceptions import AirflowFailException
+    from etlkit.common.errors import ConfigurationError
+    from etlkit.jobs.environment import RunContext
+    from etlkit.jobs.runs import open_run_staging
 
-    from etlkit.operators.jobs import _open_run_staging
-
-    run_context = {
-        "staging_root": root,
-        "staging_conn_id": conn_id,
-        "environment": "DEV",
-        "prepared_on": "here",
-        "started_at": "now",
-    }
-    with pytest.raises(AirflowFailException) as raised:
-        _open_run_staging(run_context, "orders_daily_load", RUN_ID)
+    run_context = RunContext(
+        environment="DEV",
+        connections={},
+        file_roots={},
+        data_root="/data",
+        staging_root=root,
+        staging_conn_id=conn_id,
+        metrics_conn_id="jobs_metrics",
+        job_file_sha256="0" * 64,
+        prepared_on="here",
+        started_at="now",
+    )
+    with pytest.raises(ConfigurationError) as raised:
+        open_run_staging(run_context, "orders_daily_load", RUN_ID)
     return str(raised.value)
 
 

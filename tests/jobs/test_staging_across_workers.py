@@ -13,6 +13,7 @@ from etlkit.common.errors import BadInputError
 from etlkit.jobs.environment import rooted_path
 from etlkit.jobs.metrics import ComponentMetrics
 from etlkit.jobs.runtime import RuntimeIO, run_component
+from etlkit.jobs.settings import JobsSettings
 from etlkit.jobs.staging import run_directory
 from etlkit.jobs.validation import validate_job_text
 
@@ -115,6 +116,8 @@ def test_a_multi_host_executor_needs_an_explicit_staging_root(executor, settings
     from etlkit.common.errors import ConfigurationError
     from etlkit.jobs.environment import check_staging_declared
 
+    settings = JobsSettings.resolve(variable=settings, read_variable=False, environ={})
+
     if refused:
         with pytest.raises(ConfigurationError, match="set it to a directory on a volume every worker mounts"):
             check_staging_declared(settings, executor)
@@ -128,4 +131,5 @@ def test_an_object_storage_root_is_accepted_on_every_executor(executor, root):
     """Object storage is shared by every worker by nature (tests/jobs/test_s3_staging.py runs a job on it)."""
     from etlkit.jobs.environment import check_staging_declared
 
-    check_staging_declared({"staging": {"root": root}}, executor)
+    settings = JobsSettings.resolve(variable={"staging": {"root": root}}, read_variable=False, environ={})
+    check_staging_declared(settings, executor)

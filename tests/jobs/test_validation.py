@@ -228,7 +228,8 @@ def test_example_loads_with_the_job_settings(dag_bag):
     }
     assert all(t.retries == 3 for t in dag.tasks)
     assert dag.get_task("load_orders").retry_delay.total_seconds() == 120
-    assert dag.get_task("read_orders").upstream_task_ids == {"_wait_read_orders"}
+    # _prepare is a direct upstream of every task: each takes the run context from its .output.
+    assert dag.get_task("read_orders").upstream_task_ids == {"_wait_read_orders", "_prepare"}
     assert dag.get_task("_wait_read_orders").upstream_task_ids == {"_prepare"}
     assert dag.get_task("validate").downstream_task_ids == {"load_orders", "write_rejects", "_finalize"}
     assert dag.get_task("_finalize").is_teardown and dag.get_task("_prepare").is_setup

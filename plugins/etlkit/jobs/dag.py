@@ -14,6 +14,7 @@ from typing import Any
 
 from etlkit.common.errors import BadInputError
 from etlkit.jobs.models import duration_seconds
+from etlkit.jobs.settings import JobsSettings
 from etlkit.jobs.validation import WRITER_TYPES, ValidatedJob, load_job
 
 PREPARE_TASK = "_prepare"
@@ -135,45 +136,55 @@ def build_job_dag(validated: ValidatedJob):
         max_active_runs=job.max_active_runs,
         tags=sorted({*job.tags, JOB_TAG}),
         default_args=_default_args(validated),
-        params={"environment": Param(None, type=["null", "string"], enum=[None, *ENVIRONMENTS])},
+        # `environment` is run-only: it picks one of the settings' environments for this run (read
+        # from the run's conf); JobsSettings.default_environment is what a run without it uses.
+        params={
+            **JobsSettings.dag_params(),
+            "environment": Param(None, type=["null", "string"], enum=[None, *ENVIRONMENTS]),
+        },
     )
     with dag:
         prepare = PrepareJobRunOperator(task_id=PREPARE_TASK, job_file=job_file)
+        # Every task takes the run context from _prepare's XCom (``prepare.output``), which also
+        # makes _prepare a direct upstream of each of them.
         tasks = {}
         for component in job.components:
             overrides = {"retries": component.retries} if component.retries is not None else {}
             if component.type in WRITER_TYPES:
                 overrides["outlets"] = [job_sink(job.name, component.id)]
             tasks[component.id] = DeclarativeComponentOperator(
-                job_file=job_file, component_id=component.id, **overrides
+                job_file=job_file, component_id=component.id, run_context=prepare.output, **overrides
             )
-        finalize = FinalizeJobRunOperator(task_id=FINALIZE_TASK, job_file=job_file)
+        finalize = FinalizeJobRunOperator(
+            task_id=FINALIZE_TASK,
+            job_file=job_file,
+            run_context=prepare.output,
+            summaries={component_id: task.output for component_id, task in tasks.items()},
+        )
         for component in job.components:
             if not validated.inputs[component.id]:
-                wait = _wait_for_input(component, job_file)
-                if wait is None:
-                    prepare >> tasks[component.id]
-                else:
-                    prepare >> wait >> tasks[component.id]
+                wait = _wait_for_input(component, job_file, prepare.output)
+                if wait is not None:
+                    wait >> tasks[component.id]
             for targets in component.routes.values():
                 for target in targets:
                     tasks[component.id] >> tasks[target.partition(".")[0]]
-            tasks[component.id] >> finalize
         finalize.as_teardown(setups=prepare)
     return dag
 
 
-def _wait_for_input(component, job_file: str):
+def _wait_for_input(component, job_file: str, run_context):
     """The sensor before a file reader whose config has ``wait_for_input``, else None."""
-    from etlkit.operators.jobs import WaitForInputSensor, wait_task_id
+    from etlkit.operators.jobs import WaitForInputSensor
 
     wait = getattr(component.config, "wait_for_input", None)
     if wait is None:
         return None
     return WaitForInputSensor(
-        task_id=wait_task_id(component.id),
+        task_id=f"_wait_{component.id}",
         job_file=job_file,
         component_id=component.id,
+        run_context=run_context,
         timeout=duration_seconds(wait.timeout),
         poke_interval=duration_seconds(wait.poke_interval),
     )

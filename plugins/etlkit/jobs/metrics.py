@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +13,36 @@ log = logging.getLogger("etlkit.jobs.metrics")
 
 TOP_REJECT_REASONS = 50
 MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ComponentSummary:
+    """One component try's counters as handed on (XCom ``return_value``, the metrics rows): counters
+    only, never row values; bounded in size (top reject reasons, truncated error)."""
+
+    component_id: str
+    component_type: str
+    try_number: int
+    status: str
+    rows_in: dict[str, int]
+    rows_out: dict[str, int]
+    rows_dropped: int
+    rows_rejected: int
+    reject_reasons: dict[str, int]
+    details: dict[str, Any]
+    started_at: str  # ISO timestamps
+    finished_at: str | None
+    duration_s: float | None
+    error: str | None
+
+    def to_xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: dict[str, Any]) -> ComponentSummary:
+        if unknown := set(value) - {f.name for f in fields(cls)}:
+            raise ValueError(f"not a component summary: unknown keys {sorted(unknown)}")
+        return cls(**value)
 
 
 @dataclass
@@ -57,30 +87,41 @@ class ComponentMetrics:
             return None
         return round((self.finished_at - self.started_at).total_seconds(), 3)
 
-    def summary(self) -> dict[str, Any]:
-        """The XCom form: counters only, never row values; bounded in size."""
-        return {
-            "component_id": self.component_id,
-            "component_type": self.component_type,
-            "try_number": self.try_number,
-            "status": self.status,
-            "rows_in": dict(self.rows_in),
-            "rows_out": dict(self.rows_out),
-            "rows_dropped": self.rows_dropped,
-            "rows_rejected": self.rows_rejected,
-            "reject_reasons": dict(self.reject_reasons.most_common(TOP_REJECT_REASONS)),
-            "details": self.details,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "duration_s": self.duration_s,
-            "error": self.error,
-        }
+    def snapshot(self) -> ComponentSummary:
+        return ComponentSummary(
+            component_id=self.component_id,
+            component_type=self.component_type,
+            try_number=self.try_number,
+            status=self.status,
+            rows_in=dict(self.rows_in),
+            rows_out=dict(self.rows_out),
+            rows_dropped=self.rows_dropped,
+            rows_rejected=self.rows_rejected,
+            reject_reasons=dict(self.reject_reasons.most_common(TOP_REJECT_REASONS)),
+            details=self.details,
+            started_at=self.started_at.isoformat(),
+            finished_at=self.finished_at.isoformat() if self.finished_at else None,
+            duration_s=self.duration_s,
+            error=self.error,
+        )
 
-    def log(self) -> dict[str, Any]:
-        summary = self.summary()
+    def summary(self) -> dict[str, Any]:
+        """The XCom form (``snapshot().to_xcom()``)."""
+        return self.snapshot().to_xcom()
+
+    def log(self) -> ComponentSummary:
+        snapshot = self.snapshot()
+        summary = snapshot.to_xcom()
         log.info("DECLARATIVE_METRICS %s", json.dumps(summary, sort_keys=True))
         log.info("%s", render_table(summary))
-        return summary
+        return snapshot
+
+
+def never_ran(component_id: str, component_type: str) -> ComponentSummary:
+    """The summary of a component whose task never started (its upstream failed, or _prepare did)."""
+    metrics = ComponentMetrics(component_id, component_type, try_number=0)
+    metrics.finish("upstream_failed")
+    return metrics.snapshot()
 
 
 def render_table(summary: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from etlkit.common.sql import load_sql
+from etlkit.jobs.metrics import ComponentSummary
 from etlkit.jobs.validation import SOURCE_TYPES, WRITER_TYPES
 
 
@@ -16,8 +17,9 @@ def ensure_tables(connection) -> None:
 
 
 def upsert_component_run(
-    connection, dag_id: str, run_id: str, environment: str | None, summary: dict
+    connection, dag_id: str, run_id: str, environment: str | None, component: ComponentSummary
 ) -> None:
+    summary = component.to_xcom()
     row = {
         **{
             k: summary.get(k)

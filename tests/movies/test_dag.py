@@ -383,7 +383,7 @@ def test_missing_modified_column_fails_plan_at_once(
     assert read_state() is None
 
 
-def test_a_run_conf_with_a_former_connection_param_fails_plan_at_once(
+def test_a_run_conf_with_a_former_connection_param_or_a_typo_fails_plan_at_once(
     run_dag, movies_connections, generated_source, clean_state, caplog
 ):
     failed = run_movies(run_dag, {"pg_conn_id": "another_postgres"})
@@ -393,6 +393,11 @@ def test_a_run_conf_with_a_former_connection_param_fails_plan_at_once(
     assert try_numbers(failed)["plan"] == 1
     assert "pg_conn_id are no longer run Params" in caplog.text
     assert read_state() is None and not movies_connections.cluster.indices
+
+    misspelt = run_movies(run_dag, {"full_refesh": True})
+
+    assert misspelt.state == "failed" and try_numbers(misspelt)["plan"] == 1
+    assert "unknown keys ['full_refesh']" in caplog.text
 
 
 def test_postgres_dropping_mid_stream_is_retried_on_a_fresh_connection(

@@ -140,9 +140,11 @@ def test_dag_uses_the_settings_params_and_conn_ids_as_operator_arguments(dag_bag
             assert isinstance(value, XComArg) and value.operator.task_id == upstream, (task_id, name)
 
 
-def test_a_run_conf_still_setting_a_connection_id_is_refused():
-    from etlkit.movies.settings import refuse_moved_params
+def test_a_run_conf_with_a_key_that_is_no_setting_is_refused():
+    from etlkit.movies.settings import check_run_params
 
-    refuse_moved_params({"full_refresh": True, "pg_conn_id": None})  # null: as if absent
+    check_run_params({**dict.fromkeys(PREVIOUS_PARAMS), "full_refresh": True, "pg_conn_id": None})
     with pytest.raises(ConfigurationError, match="pg_conn_id, es_conn_id are no longer run Params"):
-        refuse_moved_params({"pg_conn_id": "other_pg", "es_conn_id": "other_es"})
+        check_run_params({"pg_conn_id": "other_pg", "es_conn_id": "other_es"})
+    with pytest.raises(ConfigurationError, match=r"unknown keys \['full_refesh'\]"):
+        check_run_params({"full_refesh": True})

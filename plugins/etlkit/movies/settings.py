@@ -14,8 +14,7 @@ from pydantic import Field, field_validator
 from etlkit.common.errors import ConfigurationError
 from etlkit.common.settings import PipelineSettings
 
-# Former Params, now the operators' arguments: a run conf that still sets them is refused rather than
-# run against the DAG file's connections.
+# Former Params, now the operators' arguments.
 MOVED_TO_DAG_FILE = ("pg_conn_id", "es_conn_id")
 # Characters Elasticsearch refuses in an index or alias name.
 _INVALID_INDEX_CHARS = ' ,"*\\/<>|?#:'
@@ -72,11 +71,17 @@ class MoviesSettings(PipelineSettings):
         return alias
 
 
-def refuse_moved_params(params: Mapping[str, Any]) -> None:
-    """Fail a run whose conf still sets a connection id (a Param before issue 17)."""
+def check_run_params(params: Mapping[str, Any]) -> None:
+    """Refuse a run conf key that is no setting, which would otherwise be ignored (a typo, or a
+    connection id, a Param before issue 17, which would run against other connections than asked)."""
     moved = [name for name in MOVED_TO_DAG_FILE if params.get(name) is not None]
     if moved:
         raise ConfigurationError(
             f"{', '.join(moved)} are no longer run Params: the connections are set in the DAG file "
             "(docs/movies.md, Migrating); trigger without them"
+        )
+    unknown = sorted(set(params) - {*MoviesSettings.RUN_PARAMS, *MOVED_TO_DAG_FILE})
+    if unknown:
+        raise ConfigurationError(
+            f"the run's params: unknown keys {unknown} (known: {sorted(MoviesSettings.RUN_PARAMS)})"
         )

@@ -19,7 +19,7 @@ from etlkit.common.lineage import LineageReporting, movies_lineage
 from etlkit.hooks.elasticsearch import ElasticsearchClientHook, refusals_fail_fast
 from etlkit.movies import sync
 from etlkit.movies.results import Plan, Synced
-from etlkit.movies.settings import MoviesSettings, refuse_moved_params
+from etlkit.movies.settings import MoviesSettings, check_run_params
 from etlkit.movies.state import VariableStateStore
 from etlkit.movies.summary import PROGRESS, RUN_SUMMARY_KEY, run_summary
 
@@ -57,7 +57,7 @@ class MoviesBaseOperator(BaseOperator):
         self.on_failure_callback = [*_as_list(self.on_failure_callback), emit_summary_of_failed_run]
 
     def settings(self, context) -> MoviesSettings:
-        refuse_moved_params(context.get("params") or {})
+        check_run_params(context.get("params") or {})
         return MoviesSettings.resolve(context, defaults=self.settings_defaults)
 
     # The PostgreSQL hook is imported here: its provider would slow down DAG parsing.

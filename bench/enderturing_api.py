@@ -51,17 +51,18 @@ def extract_phase(argv: list[str]) -> None:
 
     from etlkit.enderturing import extract, staging
     from etlkit.enderturing.filters import Pass
+    from etlkit.enderturing.settings import EnderTuringSettings
     from etlkit.hooks.enderturing import EnderTuringHook
 
     hook = EnderTuringHook(CONN_ID)
-    settings = extract.SessionSettings(
-        detail_concurrency=args.concurrency, limit_sessions=args.limit_sessions
-    )
+    settings = EnderTuringSettings(limit_sessions=args.limit_sessions)
     with staging.task_directory() as work:
         started = time.perf_counter()
         distinct, report = extract.list_sessions(hook, [Pass("main", (DAY,))], settings, work)
         listed = time.perf_counter()
-        extract.fetch_details(hook, distinct, settings, work / staging.DETAILS_FILE, report)
+        extract.fetch_details(
+            hook, distinct, settings, work / staging.DETAILS_FILE, report, concurrency=args.concurrency
+        )
         finished = time.perf_counter()
     if report.detail_failures:
         raise SystemExit(f"{report.detail_failures} per-session calls failed")

@@ -6,11 +6,12 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from etlkit.common.assets import ENDERTURING_WAREHOUSE
 from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.common.notify import deadline_alert
+from etlkit.enderturing.settings import EnderTuringSettings
 from etlkit.operators.enderturing import (
     EnderTuringCategoryWatermarkOperator,
     EnderTuringDictionariesOperator,
@@ -21,6 +22,9 @@ from etlkit.operators.enderturing import (
 ENDERTURING_CONN_ID = "enderturing_default"
 WAREHOUSE_CONN_ID = "enderturing_warehouse"
 ET_CLOCK_TIMEZONE = "UTC"  # the tenant's clock (spec §6): days and windows follow it
+# EnderTuringSettings for this DAG below env ETLKIT_ENDERTURING_*, Variable enderturing_settings and
+# the run's Params (docs/enderturing.md, Settings); empty: the model's defaults.
+SETTINGS_DEFAULTS: dict = {}
 
 with DAG(
     dag_id="enderturing_to_warehouse",
@@ -36,18 +40,8 @@ with DAG(
     tags=["enderturing", "warehouse", "postgres"],
     doc_md=__doc__ + "\n\nSee docs/enderturing.md for connections, Variables, params and backfill.",
     default_args=pipeline_default_args("enderturing", retries=2),  # spec §6: 2 retries, exponential backoff
-    params={
-        "limit_sessions": Param(
-            None, type=["null", "integer"], minimum=1, description="test mode: sessions per pass"
-        ),
-        "run_resync": Param(True, type="boolean", description="manual-scores and changed-categories passes"),
-        "resync_lookback_days": Param(30, type="integer", minimum=0),
-        "window_cap": Param(10_000, type="integer", minimum=2, description="split a window at this total"),
-        "page_size": Param(500, type="integer", minimum=1),
-        "fetch_summaries": Param(True, type="boolean"),
-        "fetch_comments": Param(False, type="boolean"),
-        "max_detail_failures": Param(10, type="integer", minimum=0),
-    },
+    # Trigger-form fields of EnderTuringSettings: empty (null) keeps the configured value.
+    params=EnderTuringSettings.dag_params(),
 ) as dag:
     settle = TimeDeltaSensor(task_id="settle", delta=timedelta(minutes=5), deferrable=True)
     ensure_schema = EnderTuringSchemaOperator(task_id="ensure_schema", postgres_conn_id=WAREHOUSE_CONN_ID)
@@ -64,12 +58,14 @@ with DAG(
         max_active_tis_per_dag=1,
         enderturing_conn_id=ENDERTURING_CONN_ID,
         postgres_conn_id=WAREHOUSE_CONN_ID,
-        changed_categories=refresh_dictionaries.output["changed_category_ids"],
+        dictionaries=refresh_dictionaries.output,
+        settings_defaults=SETTINGS_DEFAULTS,
         et_timezone=ET_CLOCK_TIMEZONE,
         outlets=[ENDERTURING_WAREHOUSE],
     )
     advance_category_watermark = EnderTuringCategoryWatermarkOperator(
         task_id="advance_category_watermark",
-        watermark_candidate=refresh_dictionaries.output["watermark_candidate"],
+        dictionaries=refresh_dictionaries.output,
+        settings_defaults=SETTINGS_DEFAULTS,
     )
     settle >> ensure_schema >> refresh_dictionaries >> sync_sessions >> advance_category_watermark

@@ -16,18 +16,22 @@ import pytest
 from dev.enderturing_server import FakeEnderTuring
 from etlkit.common.errors import ConfigurationError
 from etlkit.enderturing import staging
-from etlkit.enderturing.extract import ExtractReport, SessionSettings, fetch_details, list_sessions
+from etlkit.enderturing.extract import ExtractReport, fetch_details, list_sessions
 from etlkit.enderturing.filters import Pass
+from etlkit.enderturing.settings import EnderTuringSettings
 from tests.conftest import REPO_ROOT, task_states
 from tests.enderturing.conftest import DAY, LOGICAL_DATE, et_connection
 
 pytestmark = pytest.mark.enderturing
 
 
-def extract(hook, settings: SessionSettings, work: Path) -> ExtractReport:
+def extract(hook, work: Path) -> ExtractReport:
     """What sync_sessions does before the transform: list the day, then the per-session calls."""
+    settings = EnderTuringSettings()
     distinct, report = list_sessions(hook, [Pass("main", (DAY,))], settings, work)
-    fetch_details(hook, distinct, settings, work / staging.DETAILS_FILE, report)
+    fetch_details(
+        hook, distinct, settings, work / staging.DETAILS_FILE, report, concurrency=hook.detail_concurrency
+    )
     return report
 
 
@@ -49,7 +53,7 @@ def test_calls_in_flight_never_exceed_the_setting(fake_et, hook_for, tmp_path, c
     hook = hook_for(detail_concurrency=concurrency)
     fake.reset_stats()
 
-    report = extract(hook, SessionSettings(detail_concurrency=hook.detail_concurrency), tmp_path)
+    report = extract(hook, tmp_path)
 
     assert fake.stats.max_in_flight == concurrency  # reached (the workers overlap), never exceeded
     assert sorted(staged_calls(tmp_path)) == sorted(expected_calls(fake))
@@ -63,7 +67,7 @@ def test_a_429_pauses_every_worker_until_retry_after_then_all_resume(fake_et, ho
     hook = hook_for(detail_concurrency=concurrency)
     fake.add_fault(r"/summary$", 1, status=429, headers={"Retry-After": "1"})
 
-    extract(hook, SessionSettings(detail_concurrency=concurrency), tmp_path)
+    extract(hook, tmp_path)
 
     limited = [e for e in fake.journal if e.get("status") == 429]
     assert len(limited) == 1
@@ -86,7 +90,7 @@ def test_a_rate_limited_run_completes_without_a_429_storm(fake_et, hook_for, tmp
     hook = hook_for(detail_concurrency=concurrency, max_attempts=10)
     fake.reset_stats()
 
-    report = extract(hook, SessionSettings(detail_concurrency=concurrency), tmp_path)
+    report = extract(hook, tmp_path)
 
     stats = fake.stats
     assert stats.rate_limited >= 1  # the limit was reached, so the pause was exercised
@@ -109,7 +113,7 @@ def test_the_default_concurrency_is_the_documented_one(hook_for):
 @pytest.mark.parametrize("value", [0, 65, "four", 2.5])
 def test_a_concurrency_out_of_range_is_refused_with_the_remedy(hook_for, value):
     with pytest.raises(ConfigurationError, match=r"detail_concurrency must be an integer from 1 to 64"):
-        hook_for(detail_concurrency=value)
+        hook_for(detail_concurrency=value).get_conn()  # the connection is read at first use
 
 
 def test_the_dag_takes_the_concurrency_from_the_connection(et_airflow, airflow_conn, fake_et, run_dag):

@@ -161,6 +161,19 @@ def loaded_at(conn, table: str) -> dict:
     return dict(conn.execute(f"SELECT id, etl_loaded_at FROM {table}").fetchall())  # noqa: S608
 
 
+def xcom(dag_run, task_id: str):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=DAG_ID, run_id=dag_run.run_id, task_id=task_id, key="return_value")
+            .one()
+        )
+        return XComModel.deserialize_value(row)
+
+
 def test_full_run_loads_exactly_the_generated_data(run_dag, et_airflow, warehouse):
     fake = et_airflow
     dr = run_dag(DAG_ID, logical_date=LOGICAL_DATE)
@@ -216,6 +229,11 @@ def test_full_run_loads_exactly_the_generated_data(run_dag, et_airflow, warehous
     newest = max(c["updated_at"] for c in fake.dataset.dictionaries["categories"] if c["updated_at"])
     assert watermark_value() == datetime.fromisoformat(newest).isoformat(timespec="microseconds")
     assert len(fake.requests_to(r"^/login")) == 2  # one per ET task: the token is cached within a task
+    # The XComs stay readable JSON: what refresh_dictionaries handed on and what the watermark took.
+    refresh = xcom(dr, "refresh_dictionaries")
+    assert refresh["changed_category_ids"] == sorted(c["id"] for c in fake.dataset.dictionaries["categories"])
+    assert refresh["watermark_candidate"] == watermark_value() == xcom(dr, "advance_category_watermark")
+    assert refresh["tables"]["categories"]["inserted"] == expected_counts(fake.dataset)["categories"]
 
 
 def test_second_run_changes_nothing_and_changed_tags_replace_old_ones(run_dag, et_airflow, warehouse):

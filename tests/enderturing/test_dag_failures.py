@@ -143,7 +143,7 @@ def test_dag_settings_of_the_spec_two_retries_no_catchup_one_run_at_a_time(dag_b
     ],
 )
 def test_day_d_is_the_interval_start_on_the_et_clock(interval_start, clock, day):
-    from etlkit.operators.enderturing import day_of_interval
+    from etlkit.enderturing.run import day_of_interval
 
     assert day_of_interval(interval_start, clock) == day
 
@@ -159,7 +159,7 @@ def test_a_run_triggered_without_a_logical_date_takes_the_last_complete_day(run_
     """`airflow dags trigger` without -l: Airflow 3 gives such a run no data interval at all."""
     from types import SimpleNamespace
 
-    from etlkit.operators.enderturing import day_of_run
+    from etlkit.enderturing.run import day_of_run
 
     assert day_of_run({"dag_run": SimpleNamespace(run_after=run_after)}, clock) == day
     interval_start = datetime(2024, 6, 20, tzinfo=UTC)
@@ -173,10 +173,10 @@ def test_a_backfill_run_skips_the_resync_passes_and_leaves_the_watermark(
     run_dag, et_airflow, warehouse, monkeypatch, run_type, resync_passes
 ):
     """dag.test() makes manual runs only: the run type the operators read is the one of the case."""
-    from etlkit.operators import enderturing as operators
+    from etlkit.enderturing import run
 
     fake = et_airflow
-    monkeypatch.setattr(operators, "_run_type", lambda context: run_type)
+    monkeypatch.setattr(run, "run_type_of", lambda context: run_type)
 
     dr = run_dag(DAG_ID, conf=SHORT_RESYNC, logical_date=LOGICAL_DATE)  # run_resync left at true
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import date
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from dev.enderturing_server import FakeEnderTuring, generate_dataset, generate_session, start_server
 from etlkit.common.errors import TransientError
 from etlkit.enderturing.errors import EnderTuringRequestError
-from etlkit.enderturing.extract import SessionSettings, fetch_details, list_sessions
+from etlkit.enderturing.extract import fetch_details, list_sessions
 from etlkit.enderturing.filters import Pass, encode
+from etlkit.enderturing.settings import EnderTuringSettings
 from tests.enderturing.conftest import DAY, et_connection
 
 pytestmark = pytest.mark.enderturing
@@ -50,11 +52,10 @@ def test_revoked_token_leads_to_exactly_one_relogin_under_concurrency(fake_et, h
     sessions = [
         {"id": s["id"], "reviewers": s["reviewers"], "comments_count": 0} for s in fake.dataset.sessions
     ]
-    settings = SessionSettings(detail_concurrency=4)
     from etlkit.enderturing.extract import ExtractReport
 
     report = ExtractReport()
-    fetch_details(hook, sessions, settings, tmp_path / "details.ndjson", report)
+    fetch_details(hook, sessions, EnderTuringSettings(), tmp_path / "details.ndjson", report, concurrency=4)
     assert len(fake.requests_to("^/login")) == 2
     assert report.detail_failures == 0 and report.detail_calls >= len(sessions)
 
@@ -195,13 +196,17 @@ def test_pagination_reads_every_page_even_when_the_server_caps_limit(fake_et, ho
     fake, _ = fake_et
     _big_morning(fake, 1234)
     hook = hook_for()
-    distinct, _ = list_sessions(hook, [Pass("main", (DAY,))], SessionSettings(page_size=500), tmp_path / "a")
+    distinct, _ = list_sessions(
+        hook, [Pass("main", (DAY,))], EnderTuringSettings(page_size=500), tmp_path / "a"
+    )
     assert len(distinct) == 1234
     skips = [int(e["query"].split("&")[0].split("=")[1]) for e in fake.requests_to("^/sessions$")]
     assert skips[:3] == [0, 500, 1000]
     fake.reset_journal()
     fake.max_page_size = 200
-    distinct, _ = list_sessions(hook, [Pass("main", (DAY,))], SessionSettings(page_size=500), tmp_path / "b")
+    distinct, _ = list_sessions(
+        hook, [Pass("main", (DAY,))], EnderTuringSettings(page_size=500), tmp_path / "b"
+    )
     assert len(distinct) == 1234
 
 
@@ -210,7 +215,9 @@ def test_split_guard_keeps_listings_below_the_cap(fake_et, hook_for, tmp_path, o
     fake, _ = fake_et
     _big_morning(fake, 2500)
     fake.overload_threshold = overload
-    settings = SessionSettings(page_size=500, window_cap=1000, limit_sessions=limit)  # a limit above the cap
+    settings = EnderTuringSettings(
+        page_size=500, window_cap=1000, limit_sessions=limit
+    )  # a limit above the cap
     distinct, report = list_sessions(hook_for(), [Pass("main", (DAY,))], settings, tmp_path)
     assert sorted(s["id"] for s in distinct) == sorted(s["id"] for s in fake.dataset.sessions)
     assert sum(report.windows["main"].values()) == 2500  # each session once: no window overlaps
@@ -221,7 +228,7 @@ def test_split_guard_keeps_listings_below_the_cap(fake_et, hook_for, tmp_path, o
 def test_limit_sessions_caps_each_pass(fake_et, hook_for, tmp_path):
     fake, _ = fake_et
     fake.dataset = generate_dataset([DAY, date(2024, 6, 25)], 300, seed=1)
-    settings = SessionSettings(page_size=500, limit_sessions=200)
+    settings = EnderTuringSettings(page_size=500, limit_sessions=200)
     passes = [Pass("main", (DAY,)), Pass("older", (date(2024, 6, 25), DAY))]
     distinct, report = list_sessions(hook_for(), passes, settings, tmp_path)
     assert {name: sum(w.values()) for name, w in report.windows.items()} == {"main": 200, "older": 200}
@@ -264,18 +271,13 @@ def test_detail_4xx_are_counted_and_fail_past_the_limit(fake_et, hook_for, tmp_p
     sessions = [{"id": s["id"], "reviewers": [], "comments_count": 0} for s in fake.dataset.sessions[:10]]
     fake.add_fault("/summary$", 2, status=403)
     report = ExtractReport()
-    fetch_details(hook_for(), sessions, SessionSettings(max_detail_failures=2), tmp_path / "d.ndjson", report)
+    strict = EnderTuringSettings(max_detail_failures=2)
+    fetch_details(hook_for(), sessions, strict, tmp_path / "d.ndjson", report, concurrency=4)
     assert (report.detail_calls, report.detail_failures) == (10, 2)
     assert len(list(read_ndjson(tmp_path / "d.ndjson"))) == 8  # failed sessions keep their stored rows
     fake.add_fault("/summary$", 3, status=422)
     with pytest.raises(BadInputError, match="max_detail_failures=2"):
-        fetch_details(
-            hook_for(),
-            sessions,
-            SessionSettings(max_detail_failures=2),
-            tmp_path / "e.ndjson",
-            ExtractReport(),
-        )
+        fetch_details(hook_for(), sessions, strict, tmp_path / "e.ndjson", ExtractReport(), concurrency=4)
 
 
 def test_credentials_rejected_during_detail_calls_fail_the_task_at_once(fake_et, hook_for, tmp_path):
@@ -288,13 +290,15 @@ def test_credentials_rejected_during_detail_calls_fail_the_task_at_once(fake_et,
     fake.password = "rotated-upstream"
     fake.revoke_tokens()
     sessions = [{"id": s["id"], "reviewers": [], "comments_count": 0} for s in fake.dataset.sessions]
-    lenient = SessionSettings(detail_concurrency=4, max_detail_failures=len(sessions))
+    lenient, concurrency = EnderTuringSettings(max_detail_failures=len(sessions)), 4
     with pytest.raises(EnderTuringLoginError, match="login rejected"):
-        fetch_details(hook, sessions, lenient, tmp_path / "d.ndjson", ExtractReport())
+        fetch_details(
+            hook, sessions, lenient, tmp_path / "d.ndjson", ExtractReport(), concurrency=concurrency
+        )
     assert len(fake.requests_to("^/login")) == 2  # the first login, then one rejected re-login
     # Bounded by the concurrency (calls in flight, and one more each before the queue is cancelled),
     # not by the 40 sessions; and no per-session failure was counted toward max_detail_failures.
-    assert len(fake.requests_to("/summary$")) <= 2 * lenient.detail_concurrency < len(sessions)
+    assert len(fake.requests_to("/summary$")) <= 2 * concurrency < len(sessions)
 
 
 def test_comment_counts_sent_as_text_are_read(fake_et, hook_for, tmp_path):
@@ -307,19 +311,19 @@ def test_comment_counts_sent_as_text_are_read(fake_et, hook_for, tmp_path):
         {"id": second, "reviewers": [], "comments_count": "0"},
         {"id": third, "reviewers": [], "comments_count": "several"},
     ]
-    settings = SessionSettings(fetch_summaries=False, fetch_comments=True)
-    fetch_details(hook_for(), sessions, settings, tmp_path / "d.ndjson", ExtractReport())
+    settings = EnderTuringSettings(fetch_summaries=False, fetch_comments=True)
+    fetch_details(hook_for(), sessions, settings, tmp_path / "d.ndjson", ExtractReport(), concurrency=4)
     asked = {e["path"].split("/")[2] for e in fake.requests_to("/comments$")}
     assert asked == {first, third}  # an unreadable count is asked rather than assumed zero
 
 
 def test_warehouse_must_be_postgres(airflow_conn):
     from etlkit.common.errors import ConfigurationError
-    from etlkit.operators.enderturing import warehouse_connection
+    from etlkit.operators.enderturing import warehouse
 
     airflow_conn("not_postgres", {"conn_type": "mysql", "host": "127.0.0.1", "login": "x"})
     with pytest.raises(ConfigurationError, match="must be PostgreSQL"):
-        warehouse_connection("not_postgres")
+        warehouse("not_postgres")
 
 
 def test_detail_calls_are_submitted_a_bounded_number_ahead_and_answered_in_order():
@@ -351,3 +355,46 @@ def test_detail_calls_are_submitted_a_bounded_number_ahead_and_answered_in_order
         consumer.join(5)
         assert pulled[-1] == ("first", 0)
         assert list(results) == [n * 2 for n in range(1, 100)]
+
+
+def test_test_connection_logs_in_and_reads_one_label(fake_et, hook_for):
+    fake, _ = fake_et
+    ok, message = hook_for().test_connection()
+    assert ok is True, message
+    assert [e["path"] for e in fake.journal] == ["/login/access-token", "/labels"]
+
+
+@pytest.mark.parametrize("problem", ["wrong password", "wrong token", "no server"])
+def test_test_connection_reports_a_bad_connection_without_its_secrets(fake_et, airflow_conn, problem):
+    from etlkit.hooks.enderturing import EnderTuringHook
+
+    fake, server = fake_et
+    connection = et_connection(server, fake)
+    secret = "not-the-password"
+    if problem == "wrong password":
+        connection["password"] = secret
+    elif problem == "wrong token":
+        connection["extra"]["token"] = secret
+    else:
+        connection["host"] = "http://127.0.0.1:9"  # discard port: nothing answers
+    airflow_conn("et_bad", connection)
+
+    started = time.monotonic()
+    ok, message = EnderTuringHook("et_bad").test_connection()
+
+    assert ok is False
+    assert {"wrong password": "login rejected", "wrong token": "401", "no server": "ConnectionError"}[
+        problem
+    ] in message
+    assert secret not in message and fake.password not in message
+    assert time.monotonic() - started < 5  # one attempt per call: the button answers at once
+
+
+def test_building_the_hook_reads_no_connection():
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from etlkit.hooks.enderturing import EnderTuringHook
+
+    hook = EnderTuringHook("no_such_connection")  # a DAG file or the UI may build one anywhere
+    with pytest.raises(AirflowNotFoundException):
+        hook.get_conn()

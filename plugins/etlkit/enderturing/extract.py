@@ -20,6 +20,7 @@ from etlkit.common.errors import BadInputError
 from etlkit.enderturing import staging
 from etlkit.enderturing.errors import EnderTuringRequestError
 from etlkit.enderturing.filters import Pass, Window, encode, expression
+from etlkit.enderturing.settings import EnderTuringSettings
 from etlkit.enderturing.transform import Transformer, Uncoercible, to_int
 
 log = logging.getLogger(__name__)
@@ -45,21 +46,6 @@ class Client(Protocol):
     ) -> Iterator[tuple[int | None, list[dict]]]: ...
 
     def get_session_detail(self, session_id: str, endpoint: str) -> Any: ...
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    page_size: int = 500
-    window_cap: int = 10_000
-    limit_sessions: int | None = None
-    fetch_summaries: bool = True
-    fetch_comments: bool = False
-    detail_concurrency: int = 4
-    max_detail_failures: int = 10
-
-    @property
-    def effective_page_size(self) -> int:
-        return min(self.page_size, self.limit_sessions) if self.limit_sessions else self.page_size
 
 
 @dataclass
@@ -115,7 +101,7 @@ def fetch_window(
     client: Client,
     window: Window,
     pass_: Pass,
-    settings: SessionSettings,
+    settings: EnderTuringSettings,
     directory: Path,
     budget: int | None,
 ) -> list[tuple[Window, Path, int]]:
@@ -161,9 +147,15 @@ def fetch_window(
 
 
 def fetch_details(
-    client: Client, sessions: Iterable[dict], settings: SessionSettings, target: Path, report: ExtractReport
+    client: Client,
+    sessions: Iterable[dict],
+    settings: EnderTuringSettings,
+    target: Path,
+    report: ExtractReport,
+    *,
+    concurrency: int,
 ) -> None:
-    """Per-session scores/summary/comments with bounded concurrency, written as NDJSON records.
+    """Per-session scores/summary/comments, at most ``concurrency`` calls in flight, written as NDJSON.
 
     A 404 is an empty answer; another 4xx leaves that session's rows for that endpoint untouched
     and is counted (the task fails past ``max_detail_failures``); anything else fails the task.
@@ -186,12 +178,10 @@ def fetch_details(
                 raise
             return session_id, endpoint, None, exc
 
-    pool = ThreadPoolExecutor(settings.detail_concurrency)
+    pool = ThreadPoolExecutor(concurrency)
     try:
         with target.open("w", encoding="utf-8") as out:
-            results = bounded_map(
-                pool, lambda c: call(*c), calls(), DETAILS_AHEAD * settings.detail_concurrency
-            )
+            results = bounded_map(pool, lambda c: call(*c), calls(), DETAILS_AHEAD * concurrency)
             _write_details(results, out, settings, report)
     finally:
         pool.shutdown(cancel_futures=True)  # a failure stops the queued calls instead of waiting for them
@@ -214,7 +204,7 @@ def bounded_map(pool: Executor, function: Callable[[T], R], items: Iterable[T], 
 
 
 def _write_details(
-    results: Iterator[tuple], out: Any, settings: SessionSettings, report: ExtractReport
+    results: Iterator[tuple], out: Any, settings: EnderTuringSettings, report: ExtractReport
 ) -> None:
     for session_id, endpoint, body, error in results:
         report.detail_calls += 1
@@ -301,7 +291,7 @@ def spool_sessions(staging_dir: Path, spool_root: Path, workers: int = 1) -> Spo
 
 
 def list_sessions(
-    client: Client, passes: list[Pass], settings: SessionSettings, staging_dir: Path
+    client: Client, passes: list[Pass], settings: EnderTuringSettings, staging_dir: Path
 ) -> tuple[StagedSessions, ExtractReport]:
     windows_dir = staging_dir / staging.WINDOWS_DIR
     windows_dir.mkdir(parents=True, exist_ok=True)

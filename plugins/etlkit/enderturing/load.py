@@ -45,6 +45,14 @@ class TableLoad:
     seconds: float
 
 
+def table_counts(loads: Sequence[TableLoad]) -> dict[str, dict]:
+    """Per table what the XComs and the lineage show."""
+    return {
+        r.table: {"staged": r.staged, "inserted": r.inserted, "updated": r.updated, "orphans": r.orphans}
+        for r in loads
+    }
+
+
 def _query(name: str, **parts: sql.Composable) -> sql.Composed:
     return sql.SQL(load_sql(PIPELINE, name).strip()).format(**parts)
 

@@ -16,6 +16,7 @@ from psycopg import Connection
 
 from etlkit.enderturing import extract, load, staging
 from etlkit.enderturing.filters import Pass
+from etlkit.enderturing.settings import EnderTuringSettings
 
 StagedBatchIncompleteError = load.StagedBatchIncompleteError
 
@@ -30,23 +31,24 @@ class SyncResult:
 def sync_sessions(
     client: extract.Client,
     passes: list[Pass],
-    settings: extract.SessionSettings,
+    settings: EnderTuringSettings,
     connect: Callable[[], Connection],
     schema: str,
     transform_workers: int = 1,
     temp_root: str | Path | None = None,
+    *,
+    detail_concurrency: int,
 ) -> SyncResult:
     """List, fetch details, transform and load the batch in ONE transaction; staging removed on exit."""
     with staging.task_directory(temp_root) as work:
         distinct, report = extract.list_sessions(client, passes, settings, work)
-        extract.fetch_details(client, distinct, settings, work / staging.DETAILS_FILE, report)
+        extract.fetch_details(
+            client, distinct, settings, work / staging.DETAILS_FILE, report, concurrency=detail_concurrency
+        )
         check_staged(work, report)
         with connect() as conn:
             loaded = load.load_session_batch(conn, schema, work, transform_workers, report.sessions)
-    tables = {
-        r.table: {"staged": r.staged, "inserted": r.inserted, "updated": r.updated, "orphans": r.orphans}
-        for r in loaded.tables
-    }
+    tables = load.table_counts(loaded.tables)
     tables["sessions"]["unchanged_skipped"] = loaded.unchanged
     return SyncResult(report, tables, loaded.warnings)
 

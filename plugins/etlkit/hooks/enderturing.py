@@ -5,7 +5,8 @@ Not ``HttpHook``: that one sends every unknown connection extra as an HTTP heade
 ``verify_ssl`` (default true), ``ca_bundle``, ``timeout_s`` (120), ``token`` (static token),
 ``detail_concurrency`` (4: per-session calls in parallel) and the retry settings ``max_attempts`` (6),
 ``backoff_base_s`` (2), ``backoff_max_s`` (60), ``retry_after_max_s`` (300). Secrets go only into the
-login form body and the Authorization header, never into logs or URLs.
+login form body and the Authorization header, never into logs or URLs. The connection is read at
+first use, not when the hook is built; ``test_connection`` serves the UI's Test button.
 
 A 429 (or a 503 with ``Retry-After``) pauses every call of the hook, not only the one that got it:
 the threads share one gate, so a rate-limited tenant sees one pause instead of a storm of 429s.
@@ -17,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -85,7 +86,49 @@ class _Token:
     expires_at: float  # time.monotonic() based; inf for a static token
 
 
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What the hook reads from its Airflow connection (module docstring), checked once."""
+
+    base_url: str
+    username: str | None
+    password: str | None = field(repr=False)
+    static_token: str | None = field(repr=False)
+    timeout: tuple[float, float]
+    retry: RequestRetrySettings
+    detail_concurrency: int
+    verify: bool | str
+
+    @classmethod
+    def of(cls, connection: Any, conn_id: str) -> ConnectionSettings:
+        extra = connection.extra_dejson
+        host = (connection.host or "").strip().rstrip("/")
+        if not host:
+            raise ConfigurationError(f"connection {conn_id!r} has no host")
+        if "://" not in host:
+            host = f"https://{host}"
+        if connection.port and host.count(":") == 1:
+            host = f"{host}:{connection.port}"
+        static_token = extra.get("token")
+        if not static_token and not (connection.login and connection.password):
+            raise ConfigurationError(f"connection {conn_id!r} needs login and password, or extra token")
+        retry_names = RequestRetrySettings.__dataclass_fields__
+        return cls(
+            base_url=f"{host}/api/v1",
+            username=connection.login,
+            password=connection.password,
+            static_token=static_token,
+            timeout=(CONNECT_TIMEOUT_S, float(extra.get("timeout_s", 120))),
+            retry=RequestRetrySettings(**{name: float(extra[name]) for name in retry_names if name in extra}),
+            detail_concurrency=_detail_concurrency(extra, conn_id),
+            # Passed on every request: a session-level value loses to REQUESTS_CA_BUNDLE from the environment.
+            verify=extra.get("ca_bundle") or _as_bool(extra.get("verify_ssl", True)),
+        )
+
+
 class EnderTuringHook(BaseHook):
+    """The connection is read, and the HTTP session built, at first use (``get_conn``), not here."""
+
     conn_name_attr = "enderturing_conn_id"
     default_conn_name = "enderturing_default"
     conn_type = "http"
@@ -94,51 +137,62 @@ class EnderTuringHook(BaseHook):
     def __init__(self, enderturing_conn_id: str = default_conn_name):
         super().__init__()
         self.enderturing_conn_id = enderturing_conn_id
-        connection = self.get_connection(enderturing_conn_id)
-        extra = connection.extra_dejson
-        host = (connection.host or "").strip().rstrip("/")
-        if not host:
-            raise ConfigurationError(f"connection {enderturing_conn_id!r} has no host")
-        if "://" not in host:
-            host = f"https://{host}"
-        if connection.port and host.count(":") == 1:
-            host = f"{host}:{connection.port}"
-        self.base_url = f"{host}/api/v1"
-        self._username = connection.login
-        self._password = connection.password
-        self._static_token = extra.get("token")
-        if not self._static_token and not (self._username and self._password):
-            raise ConfigurationError(
-                f"connection {enderturing_conn_id!r} needs login and password, or extra token"
-            )
-        self.timeout = (CONNECT_TIMEOUT_S, float(extra.get("timeout_s", 120)))
-        self.retry = RequestRetrySettings(
-            **{
-                name: float(extra[name])
-                for name in RequestRetrySettings.__dataclass_fields__
-                if name in extra
-            }
-        )
-        self.detail_concurrency = _detail_concurrency(extra, enderturing_conn_id)
-        self.session = requests.Session()
-        # One pooled connection per worker thread (requests keeps 10: more threads would reconnect).
-        adapter = HTTPAdapter(pool_maxsize=max(10, self.detail_concurrency))
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
         self.pause_gate = PauseGate()
-        # Passed on every request: a session-level value loses to REQUESTS_CA_BUNDLE from the environment.
-        self.verify: bool | str = extra.get("ca_bundle") or _as_bool(extra.get("verify_ssl", True))
-        if self.verify is False:
-            log.warning("TLS certificate verification is OFF for connection %r", enderturing_conn_id)
+        self._settings: ConnectionSettings | None = None
+        self._session: requests.Session | None = None
+        self._setup_lock = threading.Lock()
         self._token: _Token | None = None
         self._login_lock = threading.Lock()
         self._login_rejection: EnderTuringLoginError | None = None  # credentials do not heal mid-task
 
+    @property
+    def conn_settings(self) -> ConnectionSettings:
+        if self._settings is None:
+            with self._setup_lock:
+                if self._settings is None:
+                    connection = self.get_connection(self.enderturing_conn_id)
+                    self._settings = ConnectionSettings.of(connection, self.enderturing_conn_id)
+                    if self._settings.verify is False:
+                        log.warning(
+                            "TLS certificate verification is OFF for connection %r", self.enderturing_conn_id
+                        )
+        return self._settings
+
+    @property
+    def detail_concurrency(self) -> int:
+        return self.conn_settings.detail_concurrency
+
+    def get_conn(self) -> requests.Session:
+        if self._session is not None:
+            return self._session
+        settings = self.conn_settings
+        with self._setup_lock:
+            if self._session is None:
+                session = requests.Session()
+                # One pooled connection per worker thread (requests keeps 10: more would reconnect).
+                adapter = HTTPAdapter(pool_maxsize=max(10, settings.detail_concurrency))
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
+                self._session = session
+            return self._session
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: log in (unless a static token is set) and read one label, one
+        attempt per call. The message names the problem, never a credential."""
+        try:
+            self._settings = replace(
+                self.conn_settings, retry=replace(self.conn_settings.retry, max_attempts=1)
+            )
+            self.request("GET", "/labels", "limit=1")
+        except Exception as exc:  # the button shows any failure; our messages carry no secrets
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, f"Ender Turing API at {self.conn_settings.base_url} answered an authenticated call"
+
     # ---- authentication --------------------------------------------------------------------
 
     def _current_token(self) -> _Token:
-        if self._static_token:
-            return _Token(f"Bearer {self._static_token}", float("inf"))
+        if self.conn_settings.static_token:
+            return _Token(f"Bearer {self.conn_settings.static_token}", float("inf"))
         with self._login_lock:
             token = self._token
             if token is None or time.monotonic() >= token.expires_at - REFRESH_MARGIN_S:
@@ -147,7 +201,7 @@ class EnderTuringHook(BaseHook):
 
     def _relogin_after_401(self, used: _Token) -> _Token:
         """Only the first thread that saw the current token rejected logs in; the others reuse it."""
-        if self._static_token:
+        if self.conn_settings.static_token:
             raise EnderTuringLoginError("static token rejected with 401", status=401)
         with self._login_lock:
             if self._token is used or self._token is None:
@@ -159,7 +213,9 @@ class EnderTuringHook(BaseHook):
             rejection = self._login_rejection
             raise EnderTuringLoginError(str(rejection), status=rejection.status)
         response = self._send_with_retries(
-            "POST", "/login/access-token", data={"username": self._username, "password": self._password}
+            "POST",
+            "/login/access-token",
+            data={"username": self.conn_settings.username, "password": self.conn_settings.password},
         )
         if response.status_code in (400, 401, 403):
             self._login_rejection = EnderTuringLoginError(
@@ -180,12 +236,13 @@ class EnderTuringHook(BaseHook):
 
     def _send_with_retries(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Retry network errors, 429 and 5xx with backoff (``Retry-After`` honoured); return the rest."""
-        url = f"{self.base_url}{path}"
-        for attempt in range(1, int(self.retry.max_attempts) + 1):
+        settings, session = self.conn_settings, self.get_conn()
+        url = f"{settings.base_url}{path}"
+        for attempt in range(1, int(settings.retry.max_attempts) + 1):
             self.pause_gate.wait()
             try:
-                response = self.session.request(
-                    method, url, timeout=self.timeout, verify=self.verify, **kwargs
+                response = session.request(
+                    method, url, timeout=settings.timeout, verify=settings.verify, **kwargs
                 )
             except requests.exceptions.SSLError as exc:
                 raise ConfigurationError(
@@ -205,15 +262,15 @@ class EnderTuringHook(BaseHook):
                 wait = None
                 if response.status_code in (429, 503):
                     wait = retry_after_seconds(response.headers.get("Retry-After"))
-            if wait is not None and wait > self.retry.retry_after_max_s:
+            if wait is not None and wait > settings.retry.retry_after_max_s:
                 # Spec §1.3: fail rather than hold a worker slot; no status, so never a per-session failure.
                 raise EnderTuringRequestError(
                     f"{method} {path}: {problem} asks to wait {wait:.0f}s, more than "
-                    f"retry_after_max_s={self.retry.retry_after_max_s:.0f}s"
+                    f"retry_after_max_s={settings.retry.retry_after_max_s:.0f}s"
                 )
-            if attempt == self.retry.max_attempts:
+            if attempt == settings.retry.max_attempts:
                 break
-            delay = wait if wait is not None else self.retry.backoff(attempt)
+            delay = wait if wait is not None else settings.retry.backoff(attempt)
             log.warning("%s %s: %s, attempt %s; retrying in %.2fs", method, path, problem, attempt, delay)
             if problem == "HTTP 429" or wait is not None:
                 self.pause_gate.pause(delay)  # the API asks the whole client to wait: every thread does

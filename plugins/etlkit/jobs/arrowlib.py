@@ -52,5 +52,24 @@ def _pool_returning_memory() -> None:
         pass
 
 
+def _large_buffers_mapped() -> None:
+    """glibc serves a large allocation (a batch's COPY text, a CSV block) with its own mapping, returned
+    to the OS when freed, only while it is above a threshold that glibc raises to the size of each such
+    buffer freed; after that, these buffers come from (per-thread) heaps that keep their peak. A fixed
+    threshold keeps them mapped, so memory follows the buffers alive."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)  # glibc's default, made fixed
+    except (OSError, AttributeError):  # not glibc (musl): nothing to tune
+        pass
+
+
+M_MMAP_THRESHOLD = -3  # mallopt parameter, malloc.h
 _check_pandas_without_it()
 _pool_returning_memory()
+_large_buffers_mapped()

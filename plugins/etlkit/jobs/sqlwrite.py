@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 STAGE_TABLE = "_etlkit_stage"
 APPEND_LOG_TABLE = "etlkit_append_log"
 ORDINAL_COLUMN = "_etlkit_ordinal"
+PROBE_KEYS = 1000  # keys of the first batch looked up before choosing the straight COPY
 
 
 def logical_run_key(dag_id: str, run_id: str, logical_date) -> str:
@@ -158,14 +159,15 @@ def _load_upsert(connection, config, names: list[str], target, chunks, component
 
 
 def _keys_stored(connection, target, keys: list[str], batch: pa.RecordBatch) -> bool:
-    """Whether the target holds any key of ``batch`` (one key column), or any row at all (several)."""
+    """Whether the target holds one of the first keys of ``batch`` (one key column), or any row at all
+    (several). Only a guess to start with the right path: the COPY's unique violation is the check."""
     if len(keys) != 1:
         return connection.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(target)).fetchone()[0]
     key_type = connection.execute(
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
         [target.as_string(connection), keys[0]],
     ).fetchone()[0]
-    values = pc.cast(batch.column(keys[0]), pa.string()).to_pylist()
+    values = pc.cast(batch.column(keys[0]).slice(0, PROBE_KEYS), pa.string()).to_pylist()
     probe = sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} = ANY(%s::text[]::{}[]))").format(
         target, sql.Identifier(keys[0]), sql.SQL(key_type)
     )

@@ -749,3 +749,98 @@ def test_upsert_refuses_a_null_key_before_writing_anything(tmp_path, jobs_dsn):
     with pytest.raises(BadInputError, match=r"load: a row has a null key \(order_id\)"):
         run(tmp_path, sql_job("upsert", key_columns=["order_id"]), jobs_dsn)
     assert orders(jobs_dsn) == []
+
+
+def read_sql_job(query_text: str, columns: list[dict]) -> dict:
+    return job(
+        "typed_sql",
+        {
+            "id": "read",
+            "type": "read_sql",
+            "config": {"conn": "warehouse", "query": query_text, "columns": columns},
+            "routes": {"out": ["out"]},
+        },
+        {"id": "out", "type": "write_json", "config": {"path": "out.jsonl"}},
+        chunk_size=2,
+    )
+
+
+def test_read_sql_keeps_native_values_and_converts_the_others_column_by_column(tmp_path, jobs_dsn):
+    rows = """SELECT * FROM (VALUES
+        (1, 'a', DATE '2024-01-02', TIMESTAMPTZ '2024-01-02 03:04:05+02', true, 1.5::float8, 2.50::numeric, 7::numeric, 42),
+        (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 43),
+        (3, 'c', DATE '2024-03-04', TIMESTAMP '2024-03-04 05:06:07', false, 2::float8, 3::numeric, 8::numeric, 44)
+    ) AS t(id, name, day, at, flag, score, price, whole, code) ORDER BY id"""
+    columns = [
+        {"name": "id", "type": "integer", "nullable": False},
+        {"name": "name"},
+        {"name": "day", "type": "date"},
+        {"name": "at", "type": "timestamp"},
+        {"name": "flag", "type": "boolean"},
+        {"name": "score", "type": "float"},
+        {"name": "price", "type": "decimal", "precision": 10, "scale": 2},
+        {"name": "whole", "type": "integer"},
+        {"name": "code", "type": "string"},
+    ]
+    _, data = run(tmp_path, read_sql_job(rows, columns), jobs_dsn)
+    written = [json.loads(line) for line in (data / "out.jsonl").read_text().splitlines()]
+    assert written == [
+        {
+            "id": 1,
+            "name": "a",
+            "day": "2024-01-02",
+            "at": "2024-01-02T01:04:05+00:00",
+            "flag": True,
+            "score": 1.5,
+            "price": 2.5,
+            "whole": 7,
+            "code": "42",
+        },
+        {
+            "id": 2,
+            "name": None,
+            "day": None,
+            "at": None,
+            "flag": None,
+            "score": None,
+            "price": None,
+            "whole": None,
+            "code": "43",
+        },
+        {
+            "id": 3,
+            "name": "c",
+            "day": "2024-03-04",
+            "at": "2024-03-04T05:06:07+00:00",
+            "flag": False,
+            "score": 2.0,
+            "price": 3,
+            "whole": 8,
+            "code": "44",
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    "query_text, columns, message",
+    [
+        (
+            "SELECT NULL::int AS id",
+            [{"name": "id", "type": "integer", "nullable": False}],
+            "read: null in non-nullable column 'id'",
+        ),
+        (
+            "SELECT 2.5::numeric AS n",
+            [{"name": "n", "type": "integer"}],
+            "read: column 'n' is not compatible with integer",
+        ),
+        (
+            "SELECT 1.005::numeric AS n",
+            [{"name": "n", "type": "decimal", "precision": 10, "scale": 2}],
+            "read: column 'n' is not compatible with decimal: .* more than 2 decimal places",
+        ),
+    ],
+)
+def test_read_sql_refuses_what_its_columns_do_not_admit(tmp_path, jobs_dsn, query_text, columns, message):
+    with pytest.raises(BadInputError, match=message):
+        run(tmp_path, read_sql_job(query_text, columns), jobs_dsn)

@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,12 @@ def _column_array(values: list, column) -> pa.Array:
 def emit_rows(run, port: str, rows: list[list]) -> None:
     """Python rows to ``port`` as one batch of the port's Arrow schema."""
     schema = run.out_schema(port)
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    emit_columns(run, port, list(zip(*rows, strict=True)) if rows else [() for _ in schema])
+
+
+def emit_columns(run, port: str, columns: list) -> None:
+    """Python values, column by column, to ``port`` as one batch of the port's Arrow schema."""
+    schema = run.out_schema(port)
     arrays = []
     for column, values in zip(schema, columns, strict=True):
         try:
@@ -441,27 +447,40 @@ def read_sql(run) -> None:
             indices = [names.index(s) for s in sources]
             while rows := cursor.fetchmany(run.chunk_size):
                 run.count_source(len(rows))
-                batch = []
-                for record in rows:
-                    row = []
-                    for column, index in zip(columns, indices, strict=True):
-                        value = record[index]
-                        if value is None:
-                            if not column.nullable:
-                                raise BadInputError(
-                                    f"{run.component.id}: null in non-nullable column {column.name!r}"
-                                )
-                            row.append(None)
-                            continue
-                        try:
-                            row.append(convert(value, column.type, column.precision, column.scale))
-                        except ConversionFailed as error:
-                            raise BadInputError(
-                                f"{run.component.id}: column {column.name!r} is not compatible with "
-                                f"{column.type}: {error}"
-                            ) from None
-                    batch.append(row)
-                emit_rows(run, "out", batch)
+                values = list(zip(*rows, strict=True))
+                emit_columns(
+                    run,
+                    "out",
+                    [_sql_column(run, c, values[i]) for c, i in zip(columns, indices, strict=True)],
+                )
+
+
+# psycopg's Python type for each column type that needs no conversion (the common case)
+_NATIVE_TYPES = {
+    "string": str,
+    "integer": int,
+    "float": float,
+    "boolean": bool,
+    "date": date,
+    "timestamp": datetime,
+}
+
+
+def _sql_column(run, column, values: tuple) -> list | tuple:
+    """A fetched column in its declared type: as fetched when every value already has it, else
+    converted one by one with the same rules (and messages) as a type_conversion."""
+    if not column.nullable and None in values:
+        raise BadInputError(f"{run.component.id}: null in non-nullable column {column.name!r}")
+    native = _NATIVE_TYPES.get(column.type)
+    if native is not None and set(map(type, values)) <= {native, type(None)}:
+        return values
+    convert_value = converter(column.type, column.precision, column.scale)
+    try:
+        return [None if v is None else convert_value(v) for v in values]
+    except ConversionFailed as error:
+        raise BadInputError(
+            f"{run.component.id}: column {column.name!r} is not compatible with {column.type}: {error}"
+        ) from None
 
 
 # ---- transforms -----------------------------------------------------------------------------

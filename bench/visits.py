@@ -51,10 +51,10 @@ class LocalDirectorySftp:
 
 
 def run_ours(report: Path, dbname: str, workdir: Path) -> dict:
-    from etlkit.visits.config import VisitsConfig
     from etlkit.visits.process import RemoteFile, ReportProcessor, RunInfo, open_store
+    from etlkit.visits.settings import VisitsSettings
 
-    config = VisitsConfig.from_mapping(
+    config = VisitsSettings.model_validate(
         {
             "remote_dir": str(report.parent),
             "backup_dir": str(workdir / "bckp"),
@@ -64,7 +64,7 @@ def run_ours(report: Path, dbname: str, workdir: Path) -> dict:
         }
     )
     with psycopg.connect(pgdb.dsn(dbname)) as conn:
-        store = open_store(conn, config)
+        store = open_store(conn, config, "UTC")
         store.ensure_schema()
         run = RunInfo("bench", f"bench_{time.time_ns()}", date(2024, 5, 31))
         st = os.stat(report)

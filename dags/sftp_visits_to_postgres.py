@@ -18,7 +18,11 @@ from etlkit.operators.visits import (
     RefreshVisitorPeriodOperator,
     SummarizeVisitLoadsOperator,
 )
-from etlkit.visits.config import schedule_from_env, timezone_from_env
+from etlkit.visits.run import FILE_OUTCOMES_KEY
+from etlkit.visits.settings import VisitsSchedule, VisitsSettings
+
+# Env SFTP_VISITS_SCHEDULE / SFTP_VISITS_TZ where this file is parsed (no Variable: no I/O at parse).
+WHEN = VisitsSchedule.resolve()
 
 DOC = """
 ### SFTP visit reports → PostgreSQL
@@ -39,9 +43,7 @@ with DAG(
     dag_id="sftp_visits_to_postgres",
     description="Daily SFTP visit reports to PostgreSQL with load control, archive and quarantine",
     doc_md=DOC,
-    schedule=CronTriggerTimetable(
-        schedule_from_env(), timezone=timezone_from_env(), interval=timedelta(days=1)
-    ),
+    schedule=CronTriggerTimetable(WHEN.schedule, timezone=WHEN.tz, interval=timedelta(days=1)),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -53,17 +55,16 @@ with DAG(
     allowed_run_types=["scheduled", "manual", "operator_triggered"],
     tags=["visits", "sftp", "postgres"],
     params={
-        "reference_date": Param(
-            None, type=["null", "string"], format="date", description="R for the visit counters (YYYY-MM-DD)"
-        ),
+        **VisitsSettings.dag_params(),
+        # Run-only: narrows the Variable's file_pattern for this run (a file must match both), so it is
+        # not that setting; the Variable's pattern stays what a report file is.
         "file_pattern": Param(
             None,
             type=["null", "string"],
             description="Regex narrowing this run to some of the files the Variable's pattern admits",
         ),
-        "dry_run": Param(
-            False, type="boolean", description="Parse and validate, commit nothing, touch nothing"
-        ),
+        # Run-only: an action on this run's files, never a setting (kept in the Variable it would also
+        # give up a later, corrected delivery of the same name).
         "give_up_files": Param(
             {},
             type="object",
@@ -72,7 +73,11 @@ with DAG(
             " in load_log), so the files held back behind them load",
         ),
     },
-    default_args=pipeline_default_args("visits"),
+    default_args={
+        **pipeline_default_args("visits"),
+        "sftp_conn_id": "sftp_visits",
+        "postgres_conn_id": "postgres_visits",
+    },
 ) as dag:
     ensure_schema = EnsureVisitsSchemaOperator(task_id="ensure_schema")
     refresh_counters = RefreshVisitorPeriodOperator(task_id="refresh_period_counters")
@@ -85,8 +90,8 @@ with DAG(
     )
     summarize = SummarizeVisitLoadsOperator(
         task_id="summarize",
-        list_task_id="list_remote_files",
-        load_task_id="process_files",
+        listed=list_files.output,
+        outcomes=process_files.output[FILE_OUTCOMES_KEY],
         trigger_rule="all_done",
         retries=0,
         outlets=[VISITS],

@@ -27,8 +27,8 @@ from celery import Celery
 
 from dev import jobs_data, pgdb
 from dev.stack import ENDERTURING_DAYS, JOBS_DAY, WORKERS
-from etlkit.visits.config import VisitsConfig
 from etlkit.visits.process import open_store
+from etlkit.visits.settings import VisitsSettings
 from tests.stack.reference import (
     enderturing_logical_date,
     enderturing_state,
@@ -136,7 +136,7 @@ def refusing_visits_warehouse(stack) -> Iterator[str]:
     """The stack's visits target refuses ``REFUSED`` (a check a warehouse may have), during the test."""
     dbname = stack.layout.database("visits")
     with psycopg.connect(pgdb.dsn(dbname)) as conn:
-        open_store(conn, VisitsConfig()).ensure_schema()  # what the DAG's first task does
+        open_store(conn, VisitsSettings(), "UTC").ensure_schema()  # what the DAG's first task does
         conn.execute(
             "CREATE OR REPLACE FUNCTION d7_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
             f" IF NEW.email = '{REFUSED}' THEN RAISE EXCEPTION 'the warehouse refuses this visitor'"

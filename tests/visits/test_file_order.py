@@ -146,7 +146,9 @@ def test_a_failed_file_holds_back_the_later_ones_until_the_rerun(
     real_copy = VisitsStore.copy_statistics
     fail_loading(monkeypatch, FAILING, times=None)
 
-    assert faulty.run().state == "failed"
+    dag_run = faulty.run()
+
+    assert dag_run.state == "failed"
 
     assert faulty.loads() == {
         "report_101.txt": [("COMPLETED", 300, 294, 6)],
@@ -164,6 +166,9 @@ def test_a_failed_file_holds_back_the_later_ones_until_the_rerun(
         "report_103.txt": "HELD_BACK",
         "report_104.txt": "HELD_BACK",
     }
+    # summarize read process_files' file_outcomes, pushed although the task failed.
+    assert task_states(dag_run)["summarize"] == "failed"
+    assert "3 files not loaded (FAILED: the file that failed; HELD_BACK: waits for it" in caplog.text
 
     monkeypatch.setattr(VisitsStore, "copy_statistics", real_copy)
     assert faulty.run().state == "success"

@@ -14,8 +14,8 @@ import pytest
 
 from dev.visits_data import write_report
 from etlkit.common.errors import ConfigurationError
-from etlkit.visits.config import VisitsConfig
 from etlkit.visits.process import parse_give_up
+from etlkit.visits.settings import VisitsSettings
 from tests.conftest import task_states
 from tests.visits.test_file_order import FAILING, NUMBERS, fail_loading, load_order, logged
 from tests.visits.test_metrics_and_recovery import final_state
@@ -113,12 +113,12 @@ def test_giving_up_a_file_that_is_not_listed_does_nothing(blocked):
 )
 def test_give_up_param_is_checked(value, message):
     with pytest.raises(ConfigurationError, match=message):
-        parse_give_up(value, VisitsConfig())
+        parse_give_up(value, VisitsSettings())
 
 
 def test_give_up_param_trims_reasons():
-    assert parse_give_up({"report_1.txt": " why "}, VisitsConfig()) == {"report_1.txt": "why"}
-    assert parse_give_up(None, VisitsConfig()) == {}
+    assert parse_give_up({"report_1.txt": " why "}, VisitsSettings()) == {"report_1.txt": "why"}
+    assert parse_give_up(None, VisitsSettings()) == {}
 
 
 def test_a_load_log_made_before_given_up_existed_admits_it(visits):

@@ -16,8 +16,8 @@ import pytest
 from dev.visits_data import write_report
 from etlkit.common.retry import is_transient
 from etlkit.hooks.sftp import VerifiedSFTPHook
-from etlkit.visits.config import VisitsConfig
 from etlkit.visits.process import RemoteFile, ReportProcessor, RunInfo, open_store
+from etlkit.visits.settings import VisitsSettings
 from etlkit.visits.store import ADVISORY_LOCK_KEY
 
 pytestmark = pytest.mark.visits
@@ -26,10 +26,10 @@ RUN = RunInfo("test", "lock_coverage", date(2024, 5, 10))
 
 
 @pytest.fixture
-def config(visits) -> VisitsConfig:
-    config = VisitsConfig.from_mapping(visits.config())
+def config(visits) -> VisitsSettings:
+    config = VisitsSettings.model_validate(visits.config())
     with psycopg.connect(visits.dsn) as conn:
-        open_store(conn, config).ensure_schema()
+        open_store(conn, config, "UTC").ensure_schema()
     return config
 
 
@@ -46,7 +46,7 @@ def lock_holder(visits):
 def impatient_store(visits, config):
     """A store whose lock waits end after 200 ms with ``LockNotAvailable``."""
     with psycopg.connect(visits.dsn) as conn:
-        store = open_store(conn, config)
+        store = open_store(conn, config, "UTC")
         conn.execute("SET lock_timeout = '200ms'")
         yield store
 
@@ -58,7 +58,7 @@ def file_fields(name: str = "report_1.txt") -> dict:
 
 def loaded_row(visits, config) -> int:
     with psycopg.connect(visits.dsn) as conn:
-        store = open_store(conn, config)
+        store = open_store(conn, config, "UTC")
         with conn.transaction():
             return store.insert_load(status="LOADED", file=file_fields(), run=RUN.as_load_fields())
 
@@ -135,7 +135,7 @@ def test_a_write_waits_while_the_lock_is_held_then_goes_on(visits, config, lock_
     failures = []
 
     with psycopg.connect(visits.dsn) as conn:
-        store = open_store(conn, config)
+        store = open_store(conn, config, "UTC")
         writer_pid = conn.info.backend_pid
 
         def finish() -> None:

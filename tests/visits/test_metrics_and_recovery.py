@@ -185,14 +185,14 @@ def test_two_concurrent_executions_load_a_file_once(visits, sshd, airflow_conn):
     import psycopg
 
     from etlkit.hooks.sftp import VerifiedSFTPHook
-    from etlkit.visits.config import VisitsConfig
     from etlkit.visits.process import RemoteFile, ReportProcessor, RunInfo, open_store
+    from etlkit.visits.settings import VisitsSettings
 
     path = write_report(visits.root / "gen" / "report_1.txt", 300, seed=5)
     visits.put(path.name, path.read_bytes())
-    config = VisitsConfig.from_mapping(visits.config())
+    config = VisitsSettings.model_validate(visits.config())
     with psycopg.connect(visits.dsn) as conn:
-        open_store(conn, config).ensure_schema()
+        open_store(conn, config, "UTC").ensure_schema()
     barrier = threading.Barrier(2)
     outcomes, failures = [], []
     real_load = ReportProcessor._load_transaction
@@ -210,7 +210,9 @@ def test_two_concurrent_executions_load_a_file_once(visits, sshd, airflow_conn):
                 run = RunInfo("test", f"concurrent_{n}", __import__("datetime").date(2024, 5, 10))
                 st = sftp.stat(f"{config.remote_dir}/report_1.txt")
                 remote = RemoteFile("report_1.txt", st.st_size, st.st_mtime)
-                outcomes.append(ReportProcessor(sftp, open_store(conn, config), config, run).process(remote))
+                outcomes.append(
+                    ReportProcessor(sftp, open_store(conn, config, "UTC"), config, run).process(remote)
+                )
         except Exception as exc:  # collected and asserted below
             failures.append(exc)
 

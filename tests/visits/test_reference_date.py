@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from types import SimpleNamespace
 
 import pytest
 
-from etlkit.operators.visits import reference_date
+from etlkit.visits.run import reference_date
 from tests.conftest import task_states
 from tests.visits.conftest import DAG_ID
 from tests.visits.test_metrics_and_recovery import opened, report, visitor
@@ -101,18 +100,13 @@ def test_manual_run_uses_its_trigger_date(visits):
     assert visits.query("SELECT reference_date FROM load_log") == [(dag_run.run_after.date(),)]
 
 
-def context(logical_date, run_after, **params):
-    return {"logical_date": logical_date, "dag_run": SimpleNamespace(run_after=run_after), "params": params}
-
-
 def test_r_is_the_trigger_date_in_the_pipeline_timezone():
-    # 00:02 on 1 June in Mexico City is 06:02 UTC; the interval starts a day earlier.
+    # 00:02 on 1 June in Mexico City is 06:02 UTC (the scheduled run's logical date is a day earlier).
     trigger = datetime(2024, 6, 1, 6, 2, tzinfo=UTC)
-    scheduled = context(trigger - timedelta(days=1), trigger)
-    assert reference_date(scheduled, "America/Mexico_City") == date(2024, 6, 1)
+    assert reference_date(None, trigger, "America/Mexico_City") == date(2024, 6, 1)
     # A manual run triggered late on 31 May local time (01:30 UTC on 1 June).
     late = datetime(2024, 6, 1, 1, 30, tzinfo=UTC)
-    assert reference_date(context(late, late), "America/Mexico_City") == date(2024, 5, 31)
-    assert reference_date(context(None, late), "UTC") == date(2024, 6, 1)
-    # The param still overrides.
-    assert reference_date(context(late, late, reference_date="2023-01-02"), "UTC") == date(2023, 1, 2)
+    assert reference_date(None, late, "America/Mexico_City") == date(2024, 5, 31)
+    assert reference_date(None, late, "UTC") == date(2024, 6, 1)
+    # The setting (the run's param reference_date) still overrides.
+    assert reference_date(date(2023, 1, 2), late, "UTC") == date(2023, 1, 2)

@@ -9,6 +9,8 @@ from airflow.utils.session import create_session
 
 from dev.sshd import free_port
 from dev.visits_data import write_report
+from tests.conftest import task_states
+from tests.visits.test_file_order import logged
 
 pytestmark = pytest.mark.visits
 
@@ -62,6 +64,13 @@ def test_auth_refused_fails_clearly(one_report, sshd, airflow_conn, tmp_path, ca
     assert_untouched(
         one_report, caplog, "the server refused the credentials of 'root' (Authentication failed.)"
     )
+    # summarize (all_done) still runs although process_files never did (no file_outcomes XCom): it
+    # logs the run's summary and fails the run on the failed listing.
+    assert task_states(dag_run)["process_files"] == "upstream_failed"
+    assert task_states(dag_run)["summarize"] == "failed"
+    summary = [m for m in logged(caplog, "ETL_METRICS ") if "files" in m][-1]
+    assert (summary["files"], summary["rows_read"]) == ({}, 0)
+    assert "listing the remote files failed: see list_remote_files" in caplog.text
 
 
 def test_wrong_host_key_fails_before_any_download_without_retry(

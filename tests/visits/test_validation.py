@@ -6,8 +6,8 @@ import pytest
 
 from dev.visits_data import header
 from etlkit.common.errors import ConfigurationError
-from etlkit.visits.config import VisitsConfig
 from etlkit.visits.files import iter_lines, stream_to_staging, write_verified_copy, write_verified_zip
+from etlkit.visits.settings import VisitsSettings
 from etlkit.visits.validation import LayoutError, Rejection, check_header, validate_record
 
 pytestmark = pytest.mark.visits
@@ -147,14 +147,6 @@ def test_archive_is_reused_when_identical_and_never_overwritten(tmp_path):
     assert write_verified_copy(source, copy, sha) is True and copy.read_bytes() == b"data"
 
 
-def test_config_rejects_unknown_keys_and_bad_identifiers():
-    with pytest.raises(ConfigurationError, match="unknown keys"):
-        VisitsConfig.from_mapping({"remote_directory": "/x"})
-    with pytest.raises(ConfigurationError, match="not a valid identifier"):
-        VisitsConfig.from_mapping({"table_visitor": 'visitor"; DROP TABLE x; --'})
-    assert VisitsConfig.from_mapping({"batch_rows": 5}).batch_rows == 5
-
-
 def test_csv_fast_path_equals_the_csv_module_on_random_lines():
     import csv
     import random
@@ -190,14 +182,14 @@ def test_listing_is_in_ascending_report_number_and_skips_young_and_foreign_files
         entry("report_5.txt", 0, mode=0o040755),  # a directory
     ]
     sftp = SimpleNamespace(listdir_attr=lambda directory: listing)
-    eligible, names = list_eligible(sftp, VisitsConfig(), now=1000)
+    eligible, names = list_eligible(sftp, VisitsSettings(), now=1000)
     assert [f.name for f in eligible] == ["report_2.txt", "report_9.txt", "report_10.txt"]
     assert len(names) == len(listing)
 
     # A run's file_pattern narrows the configured pattern; it cannot widen it to foreign files.
-    narrowed, _ = list_eligible(sftp, VisitsConfig(), r".*_1\d\.", now=1000)
+    narrowed, _ = list_eligible(sftp, VisitsSettings(), r".*_1\d\.", now=1000)
     assert [f.name for f in narrowed] == ["report_10.txt"]
-    widened, _ = list_eligible(sftp, VisitsConfig(), r"(?i)report_\d+\.txt.*", now=1000)
+    widened, _ = list_eligible(sftp, VisitsSettings(), r"(?i)report_\d+\.txt.*", now=1000)
     assert [f.name for f in widened] == ["report_2.txt", "report_9.txt", "report_10.txt"]
     with pytest.raises(ConfigurationError, match=r"param file_pattern='report_\(' is not a regex"):
-        list_eligible(sftp, VisitsConfig(), "report_(", now=1000)
+        list_eligible(sftp, VisitsSettings(), "report_(", now=1000)

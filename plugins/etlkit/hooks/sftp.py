@@ -17,7 +17,16 @@ class VerifiedSFTPHook(SFTPHook):
     The connection extra must carry ``host_key`` (``ssh-ed25519 AAAA...``) or set
     ``no_host_key_check: false`` explicitly with a maintained known_hosts file. Anonymous and
     empty-password logins are refused. The check runs on the resolved hook, before any socket.
+    Nothing is opened before ``verified_client`` (or ``test_connection``, the UI's Test button).
     """
+
+    conn_name_attr = "ssh_conn_id"
+    default_conn_name = "sftp_visits"
+    conn_type = "sftp"
+    hook_name = "SFTP (etlkit, verified host key)"
+
+    def __init__(self, ssh_conn_id: str = default_conn_name, **kwargs):
+        super().__init__(ssh_conn_id=ssh_conn_id, **kwargs)
 
     def verify_configuration(self) -> None:
         conn = self.get_connection(self.ssh_conn_id)
@@ -65,3 +74,15 @@ class VerifiedSFTPHook(SFTPHook):
             yield client
         finally:
             managed.__exit__(None, None, None)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """``(ok, message)`` for the UI's Test button: the same checks as a task, then the remote
+        working directory. The message names the cause, never a password or key."""
+        try:
+            with self.verified_client() as sftp:
+                return (
+                    True,
+                    f"connected to {self.remote_host}:{self.port} as {self.username!r}: {sftp.normalize('.')}",
+                )
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"

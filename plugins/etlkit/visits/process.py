@@ -26,7 +26,7 @@ from etlkit.common.alerting import alert_context
 from etlkit.common.errors import BadInputError, ConfigurationError
 from etlkit.common.metrics import RunMetrics
 from etlkit.visits import files
-from etlkit.visits.config import VisitsConfig
+from etlkit.visits.settings import VisitsSettings
 from etlkit.visits.store import FinishedLoad, LoadRecord, VisitsStore
 from etlkit.visits.validation import (
     LayoutError,
@@ -94,7 +94,7 @@ def report_sort_key(name: str) -> tuple[int, str]:
     return (int(match.group(1)) if match else -1, name)
 
 
-def list_eligible(sftp, config: VisitsConfig, file_pattern: str | None = None, now: float | None = None):
+def list_eligible(sftp, config: VisitsSettings, file_pattern: str | None = None, now: float | None = None):
     """Regular files directly in the directory, old enough, ascending ``<n>``, matching the configured
     pattern and, when given, a run's ``file_pattern`` too (it narrows a run, never widens it)."""
     patterns = [re.compile(config.file_pattern)]
@@ -120,12 +120,12 @@ def list_eligible(sftp, config: VisitsConfig, file_pattern: str | None = None, n
 
 
 class ReportProcessor:
-    def __init__(self, sftp, store: VisitsStore, config: VisitsConfig, run: RunInfo):
+    def __init__(self, sftp, store: VisitsStore, config: VisitsSettings, run: RunInfo):
         self.sftp = sftp
         self.store = store
         self.config = config
         self.run = run
-        self.tz = ZoneInfo(config.timezone)
+        self.tz = ZoneInfo(store.timezone)
 
     @property
     def staging_dir(self) -> Path:
@@ -402,7 +402,7 @@ def refused_row(exc: BaseException, file_name: str) -> BadInputError | None:
 def process_in_order(
     processor: ReportProcessor,
     remotes: Sequence[RemoteFile],
-    outcomes: list[dict],
+    outcomes: list[RunMetrics],
     give_up: Mapping[str, str] | None = None,
 ) -> None:
     """Handle ``remotes`` one after another in ascending ``<n>`` (spec §1): first visits depend on it.
@@ -435,10 +435,11 @@ def process_in_order(
                         "%s failed: %s later files wait for it: %s", remote.name, len(held_back), held_back
                     )
                 raise
-        outcomes.append(metrics.log(dag_run_id=processor.run.run_id))
+        metrics.log(dag_run_id=processor.run.run_id)
+        outcomes.append(metrics)
 
 
-def parse_give_up(value: Any, config: VisitsConfig) -> dict[str, str]:
+def parse_give_up(value: Any, config: VisitsSettings) -> dict[str, str]:
     """The ``give_up_files`` param: ``{file name: reason}``, each a report name and a non-empty reason."""
     if value in (None, {}):
         return {}
@@ -468,8 +469,8 @@ def check_give_up(give_up: Mapping[str, str], remotes: Sequence[RemoteFile], sto
         )
 
 
-def file_outcome(name: str, status: str, **details: Any) -> dict[str, Any]:
-    return RunMetrics("visits", extra={"file": name, "status": status, **details}).as_xcom()
+def file_outcome(name: str, status: str, **details: Any) -> RunMetrics:
+    return RunMetrics("visits", extra={"file": name, "status": status, **details})
 
 
 def _already_finished(load: FinishedLoad | None, remote: RemoteFile) -> RunMetrics | None:
@@ -494,6 +495,6 @@ def _already_finished(load: FinishedLoad | None, remote: RemoteFile) -> RunMetri
     )
 
 
-def open_store(conn: psycopg.Connection, config: VisitsConfig) -> VisitsStore:
+def open_store(conn: psycopg.Connection, config: VisitsSettings, timezone: str) -> VisitsStore:
     conn.autocommit = True
-    return VisitsStore(conn, config)
+    return VisitsStore(conn, config, timezone)

@@ -18,7 +18,7 @@ from typing import Any
 from psycopg import Connection, sql
 
 from etlkit.common.sql import load_sql
-from etlkit.visits.config import VisitsConfig
+from etlkit.visits.settings import VisitsSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +72,16 @@ class FinishedLoad:
 
 
 class VisitsStore:
-    def __init__(self, conn: Connection, config: VisitsConfig):
+    def __init__(self, conn: Connection, config: VisitsSettings, timezone: str):
         self.conn = conn
         self.config = config
-        self.names = self._identifiers(config)
+        self.timezone = timezone  # of the monthly view's months and of the archive names
+        self.names = self._identifiers(config, timezone)
         self._streaming = False
         self._statistics_copy = None  # (context manager, Copy) while a streamed COPY is open
 
     @staticmethod
-    def _identifiers(config: VisitsConfig) -> dict[str, sql.Composable]:
+    def _identifiers(config: VisitsSettings, timezone: str) -> dict[str, sql.Composable]:
         names = {
             "schema": config.db_schema,
             "load_log": config.table_load_log,
@@ -94,7 +95,7 @@ class VisitsStore:
             "statistics_open": f"{config.table_statistics}_open",
         }
         composed: dict[str, sql.Composable] = {k: sql.Identifier(v) for k, v in names.items()}
-        composed["tz"] = sql.Literal(config.timezone)
+        composed["tz"] = sql.Literal(timezone)
         return composed
 
     def _sql(self, text: str) -> sql.Composed:

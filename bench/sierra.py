@@ -32,15 +32,13 @@ MODULE = "bench.sierra"
 
 
 def extract_ours(dbname: str, items: int, out: Path, **overrides) -> int:
-    from dataclasses import replace
-
     import psycopg
 
     from etlkit.sierra.extract import Selection, open_snapshot, part_count
     from etlkit.sierra.protocol import SYNC_FULL
-    from etlkit.sierra.settings import SyncSettings
+    from etlkit.sierra.settings import SierraSettings
 
-    settings = replace(SyncSettings(), **overrides)  # the defaults a deployment runs with
+    settings = SierraSettings(**overrides)  # the defaults a deployment runs with
     selection = Selection(SYNC_FULL, last_synced_id=0, batch_size=items)
     connect = lambda: psycopg.connect(pgdb.dsn(dbname))  # noqa: E731
     with open_snapshot(connect(), 3600, connect=connect) as snap:

@@ -6,12 +6,13 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
 from etlkit.common.assets import SIGNUM_ITEMS
 from etlkit.common.dag_defaults import pipeline_default_args
 from etlkit.operators.sierra import SierraSignumSyncOperator
-from etlkit.sierra.budget import check_execution_timeout, settings_from_environment
+from etlkit.sierra.budget import PARSE_TIME_SOURCES, check_execution_timeout, parse_time_settings
+from etlkit.sierra.settings import SierraSettings
 
 # A deploy-time setting read at parse time from the environment, not a Variable (no metadata-DB
 # read while parsing).
@@ -20,11 +21,9 @@ SYNC_INTERVAL = timedelta(seconds=int(os.environ.get("SIERRA_SYNC_INTERVAL_SECON
 # does not exist, so naming it unconditionally would stall deployments that have not created it.
 SIERRA_POOL = os.environ.get("SIERRA_SYNC_POOL") or None
 # Must exceed one batch's worst case under the settings (150 min covers the defaults' 129 min).
-# Checked here against the settings visible without I/O, and again by the task against the Variable.
+# Checked here against the settings visible without I/O, and again by the task against the run's.
 EXECUTION_TIMEOUT = timedelta(minutes=float(os.environ.get("SIERRA_SYNC_EXECUTION_TIMEOUT_MINUTES", "150")))
-check_execution_timeout(
-    EXECUTION_TIMEOUT, settings_from_environment(), "AIRFLOW_VAR_SIERRA_SYNC_SETTINGS or the defaults"
-)
+check_execution_timeout(EXECUTION_TIMEOUT, parse_time_settings(), PARSE_TIME_SOURCES)
 
 DOC = """
 ### Sierra → Signum backend item sync
@@ -35,8 +34,9 @@ item-id order until the full copy is done (at most `max_batches_per_run` per run
 Rows are streamed from a read-only Sierra snapshot with `COPY` into a gzip TSV file and uploaded.
 
 Connections `sierra_dna` (postgres) and `signum_backend` (http, API key as password); tunables in
-Variable `sierra_sync_settings`; interval from `SIERRA_SYNC_INTERVAL_SECONDS`; pool (e.g. `sierra_db`)
-from `SIERRA_SYNC_POOL`, default pool when unset. See `docs/sierra.md`.
+Variable `sierra_sync_settings` (or env `SIERRA_SYNC_<SETTING>`); interval from
+`SIERRA_SYNC_INTERVAL_SECONDS`; pool (e.g. `sierra_db`) from `SIERRA_SYNC_POOL`, default pool when
+unset. See `docs/sierra.md`.
 """
 
 with DAG(
@@ -52,22 +52,13 @@ with DAG(
     tags=["sierra", "signum"],
     doc_md=DOC,
     default_args=pipeline_default_args("sierra"),
-    params={
-        "max_batches": Param(
-            None, type=["null", "integer"], minimum=1, description="Override max_batches_per_run for this run"
-        ),
-        "dry_run_dir": Param(
-            None,
-            type=["null", "string"],
-            description="Extract the requested batch into this directory and post nothing",
-        ),
-    },
+    # max_batches (overrides max_batches_per_run) and dry_run_dir; empty keeps the configured value.
+    params=SierraSettings.dag_params(),
 ) as dag:
     SierraSignumSyncOperator(
         task_id="sync_items",
-        settings="{{ var.json.get('sierra_sync_settings', none) | tojson }}",
-        max_batches="{{ params.max_batches }}",
-        dry_run_dir="{{ params.dry_run_dir or '' }}",
+        sierra_conn_id="sierra_dna",
+        backend_conn_id="signum_backend",
         execution_timeout=EXECUTION_TIMEOUT,
         pool=SIERRA_POOL,
         # Transient faults are retried inside the task, per operation; the next tick is the outer retry.

@@ -143,14 +143,15 @@ def run_task(sync_env, monkeypatch):
     monkeypatch.setattr(operator_module, "_emit_metric", lambda name, value: metrics.append((name, value)))
     monkeypatch.setattr(retry.time, "sleep", sleeps.append)
 
-    def run(operator_kwargs: dict | None = None, **settings):
+    def run(operator_kwargs: dict | None = None, params: dict | None = None, **settings):
+        """``settings`` go into the Variable, ``params`` are the run's (the trigger form's names)."""
         sync_env(**settings)
         operator = operator_module.SierraSignumSyncOperator(
             task_id="sync_items", **{"execution_timeout": DAG_EXECUTION_TIMEOUT, **(operator_kwargs or {})}
         )
         # The task runner's context holds the outlets' event accessors; a success sets its extra.
         run.outlet_events = defaultdict(SimpleNamespace)
-        return operator.execute({"outlet_events": run.outlet_events})
+        return operator.execute({"outlet_events": run.outlet_events, "params": params or {}})
 
     run.metrics = metrics
     run.sleeps = sleeps

@@ -251,3 +251,21 @@ def test_a_sierra_connection_without_a_port_fails_before_any_request(
     with pytest.raises(AirflowFailException, match="has no port"):
         run_task()
     assert backend.requests == []
+
+
+def test_connection_ids_are_the_operators_arguments(
+    run_task, sierra, sierra_dbname, backend, monkeypatch, airflow_conn
+):
+    from dev import pgdb
+    from dev.sierra_data import READER_ROLE
+
+    monkeypatch.delenv("AIRFLOW_CONN_SIERRA_DNA")
+    airflow_conn("sierra_replica", {**pgdb.postgres_connection(sierra_dbname), "login": READER_ROLE})
+    summary = run_task({"sierra_conn_id": "sierra_replica"})
+    assert summary["full_sync_completed"] and backend.sync_mode == "SYNC_CHANGES"
+
+
+def test_connection_ids_left_in_the_variable_fail_before_any_io(run_task, sierra, backend):
+    with pytest.raises(AirflowFailException, match=r"\['sierra_conn_id'\] are no longer settings"):
+        run_task(sierra_conn_id="sierra_dna")
+    assert backend.requests == []

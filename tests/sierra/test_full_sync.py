@@ -54,6 +54,14 @@ def test_bounded_run_resumes_where_the_backend_says(run_task, sierra, backend):
     assert backend.sync_changes_since.isoformat() == first["timestamps"][0]
 
 
+def test_the_max_batches_param_bounds_one_run(run_task, sierra, backend):
+    build_catalogue(sierra)
+    summary = run_task(
+        params={"max_batches": 1, "dry_run_dir": None}, max_batches_per_run=5, itype_null_fallback=0
+    )
+    assert summary["batches"] == 1 and backend.last_synced_id() == item_id(10)
+
+
 def etl_metrics(caplog) -> list[dict]:
     return [
         json.loads(r.getMessage().split("ETL_METRICS ", 1)[1])
@@ -75,7 +83,7 @@ def test_a_run_emits_one_etl_metrics_line_with_the_items_posted(run_task, sierra
 def test_a_dry_run_reports_nothing_loaded(run_task, sierra, backend, caplog, tmp_path):
     caplog.set_level(logging.INFO)
     build_catalogue(sierra, items=12)
-    run_task({"dry_run_dir": str(tmp_path)}, itype_null_fallback=0)
+    run_task(params={"dry_run_dir": str(tmp_path)}, itype_null_fallback=0)
     (metrics,) = etl_metrics(caplog)
     assert (metrics["rows_read"], metrics["rows_loaded"], metrics["extra"]["dry_run"]) == (10, 0, True)
 
@@ -102,7 +110,7 @@ def test_upserted_count_mismatch_fails_the_run(run_task, sierra, backend, monkey
 
 def test_dry_run_writes_the_file_and_posts_nothing(run_task, sierra, backend, tmp_path):
     build_catalogue(sierra, items=12)
-    summary = run_task({"dry_run_dir": str(tmp_path)}, itype_null_fallback=0)
+    summary = run_task(params={"dry_run_dir": str(tmp_path)}, itype_null_fallback=0)
     assert post_attempts(backend) == 0 and summary["rows"] == 10
     text = gzip.decompress((tmp_path / summary["dry_run_file"].rsplit("/", 1)[1]).read_bytes()).decode()
     assert data_ids(text) == [item_id(n) for n in range(1, 11)]

@@ -11,8 +11,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from etlkit.common.assets import SIGNUM_ITEMS
 from etlkit.common.errors import ConfigurationError
-from etlkit.sierra.budget import check_execution_timeout, worst_case_batch_seconds
-from etlkit.sierra.settings import SyncSettings, parse_settings
+from etlkit.sierra.budget import check_execution_timeout, parse_time_settings, worst_case_batch_seconds
+from etlkit.sierra.settings import SierraSettings
 from tests.sierra.conftest import DAG_ID, post_attempts
 from tests.sierra.fixtures import build_catalogue, item_id
 
@@ -20,24 +20,22 @@ pytestmark = pytest.mark.sierra
 
 
 def test_worst_case_of_a_batch_counts_every_attempt_timeout_and_wait():
-    settings = parse_settings(
-        {
-            "retry_attempts": 3,
-            "retry_base_seconds": 1,
-            "retry_max_seconds": 10,
-            "get_timeout_seconds": 5,
-            "post_timeout_seconds": 20,
-            "statement_timeout_seconds": 100,
-        }
+    settings = SierraSettings(
+        retry_attempts=3,
+        retry_base_seconds=1,
+        retry_max_seconds=10,
+        get_timeout_seconds=5,
+        post_timeout_seconds=20,
+        statement_timeout_seconds=100,
     )
     get = 3 * 5 + 2 * 10
     post = 3 * 20 + 2 * (10 + get)  # a reconciliation GET before each re-send
     extract = 3 * 100 + (1.2 + 2.4)  # exponential waits with +20 % jitter
     assert worst_case_batch_seconds(settings) == pytest.approx(get + extract + post)
     # The defaults' batch (about 129 min) fits in the DAG's default execution_timeout.
-    check_execution_timeout(timedelta(minutes=150), SyncSettings(), "the defaults")
+    check_execution_timeout(timedelta(minutes=150), SierraSettings(), "the defaults")
     with pytest.raises(ConfigurationError, match="does not exceed the worst case of one batch"):
-        check_execution_timeout(timedelta(minutes=60), SyncSettings(), "the defaults")
+        check_execution_timeout(timedelta(minutes=60), SierraSettings(), "the defaults")
 
 
 def dag_file_import_errors(monkeypatch, **env) -> dict:
@@ -68,10 +66,39 @@ def test_parse_time_check_refuses_a_timeout_shorter_than_the_worst_case(dag_bag,
     ).values()
     assert "AIRFLOW_VAR_SIERRA_SYNC_SETTINGS" in error and "statement_timeout_seconds" in error
 
+    # So is a setting given as its own environment variable.
+    monkeypatch.delenv("AIRFLOW_VAR_SIERRA_SYNC_SETTINGS")
+    (error,) = dag_file_import_errors(monkeypatch, SIERRA_SYNC_POST_TIMEOUT_SECONDS="3000").values()
+    assert "SIERRA_SYNC_*" in error and "does not exceed the worst case" in error
 
-def test_run_time_check_against_the_variable_fails_before_any_io(run_task, sierra, backend):
+    # A Variable the sync could not run with stops the import too, naming the key.
+    (error,) = dag_file_import_errors(
+        monkeypatch,
+        SIERRA_SYNC_POST_TIMEOUT_SECONDS="300",
+        AIRFLOW_VAR_SIERRA_SYNC_SETTINGS='{"surprise": 1}',
+    ).values()
+    assert "unknown keys ['surprise']" in error
+
+
+def test_parse_time_settings_are_the_runs_sources_without_params_or_io():
+    environ = {
+        "SIERRA_SYNC_RETRY_ATTEMPTS": "3",
+        "SIERRA_SYNC_STATEMENT_TIMEOUT_SECONDS": "100",
+        "AIRFLOW_VAR_SIERRA_SYNC_SETTINGS": json.dumps({"statement_timeout_seconds": 200}),
+    }
+    settings = parse_time_settings({"retry_attempts": 4, "get_timeout_seconds": 7}, environ)
+    assert (settings.retry_attempts, settings.statement_timeout_seconds, settings.get_timeout_seconds) == (
+        3,
+        200,
+        7,
+    )
+    assert parse_time_settings(environ={}) == SierraSettings()
+
+
+def test_run_time_check_against_the_runs_settings_fails_before_any_io(run_task, sierra, backend):
     with pytest.raises(
-        AirflowFailException, match="sierra_sync_settings Variable.*statement_timeout_seconds"
+        AirflowFailException,
+        match=r"run's settings \(Variable sierra_sync_settings.*statement_timeout_seconds",
     ):
         run_task({"execution_timeout": timedelta(minutes=150)}, statement_timeout_seconds=3600)
     assert backend.requests == []

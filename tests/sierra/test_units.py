@@ -1,4 +1,4 @@
-"""Airflow-free pieces: settings, GET body validation, the window, delivery checks, backoff."""
+"""Airflow-free pieces: GET body validation, the window, delivery checks, backoff."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from dev.sshd import free_port
-from etlkit.common.errors import ConfigurationError
 from etlkit.common.retry import Backoff, is_transient
 from etlkit.sierra.protocol import (
     SYNC_CHANGES,
@@ -20,35 +19,10 @@ from etlkit.sierra.protocol import (
     format_timestamp,
     parse_sync_response,
 )
-from etlkit.sierra.settings import SyncSettings, parse_settings
 from etlkit.sierra.window import changes_window
 
 pytestmark = pytest.mark.sierra
 T0 = datetime(2025, 3, 14, 8, 15, 30, 250000, tzinfo=UTC)
-
-
-def test_settings_defaults_unknown_keys_and_invalid_values(caplog):
-    assert parse_settings(None) == SyncSettings()
-    assert parse_settings({"surprise": 1}) == SyncSettings()
-    assert "surprise" in caplog.text
-    for bad in (
-        {"clamp_policy": "maybe"},
-        {"max_batches_per_run": 0},
-        {"retry_attempts": True},
-        {"itype_null_fallback": 256},
-        {"changes_overlap_seconds": -1},
-    ):
-        with pytest.raises(ConfigurationError, match=next(iter(bad))):
-            parse_settings(bad)
-    assert parse_settings({"itype_null_fallback": 0}).itype_null_fallback == 0
-
-
-def test_extraction_uses_one_connection_unless_configured_and_at_most_four():
-    assert SyncSettings().extract_parallelism == 1
-    assert parse_settings({"extract_parallelism": 4}).extract_parallelism == 4
-    for bad in (0, 5, 2.0, True):
-        with pytest.raises(ConfigurationError, match=r"extract_parallelism=.* must be an integer 1-4"):
-            parse_settings({"extract_parallelism": bad})
 
 
 def test_sync_response_validation(caplog):

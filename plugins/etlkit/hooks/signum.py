@@ -12,7 +12,14 @@ from requests_toolbelt import MultipartEncoder
 
 from etlkit.common.errors import ConfigurationError
 from etlkit.common.http import retry_after_seconds
-from etlkit.sierra.protocol import UPLOAD_CONTENT_TYPE, UPLOAD_FILENAME, BackendHttpError, InvalidSyncResponse
+from etlkit.sierra.protocol import (
+    UPLOAD_CONTENT_TYPE,
+    UPLOAD_FILENAME,
+    BackendHttpError,
+    InvalidSyncResponse,
+    parse_sync_response,
+)
+from etlkit.sierra.settings import SierraSettings
 
 API_KEY_HEADER = "x-api-key"
 SYNC_ENDPOINT = "sync"
@@ -34,15 +41,30 @@ class SignumBackendHook(HttpHook):
     HttpHook add Basic auth with the key. Every other unknown extra key would be sent as a header.
     """
 
+    conn_name_attr = "http_conn_id"
+    default_conn_name = "signum_backend"
+    conn_type = "http"
     hook_name = "Signum backend"
 
     def __init__(
-        self, backend_conn_id: str = "signum_backend", get_timeout: float = 10, post_timeout: float = 300
+        self,
+        http_conn_id: str = default_conn_name,
+        get_timeout: float = SierraSettings.model_fields["get_timeout_seconds"].default,
+        post_timeout: float = SierraSettings.model_fields["post_timeout_seconds"].default,
     ):
-        super().__init__(method="GET", http_conn_id=backend_conn_id)
+        super().__init__(method="GET", http_conn_id=http_conn_id)
         self.get_timeout = get_timeout
         self.post_timeout = post_timeout
         self._api_key: str | None = None
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: ``GET /sync`` with the key (it changes nothing on the backend)."""
+        try:
+            request = parse_sync_response(self.get_sync())
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            return False, message.replace(self._api_key, "***") if self._api_key else message
+        return True, f"GET /sync answered: {request.describe()}"
 
     def api_key(self) -> str:
         if self._api_key is None:

@@ -6,35 +6,41 @@ A POST retry is preceded by a reconciliation GET with its own retries. One extra
 bounded by ``statement_timeout_seconds`` as a whole (``SierraSnapshot`` gives each statement what is
 left). The full-sync loop starts a further batch only while the time left covers one more worst
 case, so a run never outlasts ``execution_timeout`` as long as one batch fits in it: that is what
-``check_execution_timeout`` requires, at parse time (environment and defaults) and at run time (the
-Variable).
+``check_execution_timeout`` requires, at parse time (the settings visible without I/O) and at run
+time (the run's settings).
 
-Not covered: the time to open a TCP connection to Sierra (set ``connect_timeout`` in the
-connection's extra) and the cleanup after the last batch (``SETUP_AND_CLEANUP_SECONDS``).
+Not covered: the time to open a TCP connection to Sierra (``connect_timeout``: the hook's 10 s unless
+the connection's extra says otherwise) and the cleanup after the last batch
+(``SETUP_AND_CLEANUP_SECONDS``).
 """
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from etlkit.common.errors import ConfigurationError
 from etlkit.common.retry import Backoff
-from etlkit.sierra.settings import SETTINGS_VARIABLE, SyncSettings, parse_settings
+from etlkit.sierra.settings import SierraSettings
 
 SETUP_AND_CLEANUP_SECONDS = 60
-SETTINGS_ENV = "AIRFLOW_VAR_" + SETTINGS_VARIABLE.upper()
+VARIABLE_ENV = "AIRFLOW_VAR_" + SierraSettings.VARIABLE.upper()
+PARSE_TIME_SOURCES = f"the defaults, {SierraSettings.ENV_PREFIX}* and {VARIABLE_ENV}"
+RUN_TIME_SOURCES = (
+    f"the run's settings (Variable {SierraSettings.VARIABLE}, {SierraSettings.ENV_PREFIX}*, params)"
+)
 
 
-def _db_waits(settings: SyncSettings) -> float:
+def _db_waits(settings: SierraSettings) -> float:
     """The longest the extraction's retries wait (the sync's own Backoff)."""
     return Backoff(
         settings.retry_attempts, settings.retry_base_seconds, settings.retry_max_seconds
     ).longest_waits()
 
 
-def worst_case_batch_seconds(settings: SyncSettings) -> float:
+def worst_case_batch_seconds(settings: SierraSettings) -> float:
     attempts, longest_wait = settings.retry_attempts, settings.retry_max_seconds
     get = attempts * settings.get_timeout_seconds + (attempts - 1) * longest_wait
     post = attempts * settings.post_timeout_seconds + (attempts - 1) * (longest_wait + get)
@@ -42,7 +48,9 @@ def worst_case_batch_seconds(settings: SyncSettings) -> float:
     return get + extract + post
 
 
-def check_execution_timeout(execution_timeout: timedelta | None, settings: SyncSettings, where: str) -> None:
+def check_execution_timeout(
+    execution_timeout: timedelta | None, settings: SierraSettings, where: str
+) -> None:
     """ConfigurationError unless ``execution_timeout`` exceeds one worst-case batch (plus setup)."""
     needed = worst_case_batch_seconds(settings) + SETUP_AND_CLEANUP_SECONDS
     if execution_timeout is None:
@@ -57,11 +65,17 @@ def check_execution_timeout(execution_timeout: timedelta | None, settings: SyncS
         )
 
 
-def settings_from_environment() -> SyncSettings:
-    """The settings visible at parse time without I/O: the Variable as an environment variable
-    (``AIRFLOW_VAR_SIERRA_SYNC_SETTINGS``) when set, else the defaults."""
-    raw = os.environ.get(SETTINGS_ENV, "").strip()
-    try:
-        return parse_settings(json.loads(raw) if raw else None)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"{SETTINGS_ENV} is not JSON: {exc}") from exc
+def parse_time_settings(
+    defaults: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> SierraSettings:
+    """The settings visible while the DAG file is parsed, without I/O: the run's sources less the
+    Params, with the Variable only when it is given as an environment variable (``VARIABLE_ENV``)."""
+    environ = os.environ if environ is None else environ
+    return SierraSettings.resolve(
+        defaults=defaults, environ=environ, variable=environ.get(VARIABLE_ENV), read_variable=False
+    )
+
+
+def run_deadline(started: float, execution_timeout: timedelta) -> float:
+    """When the last batch must end (on the clock of ``started``), leaving time to clean up."""
+    return started + execution_timeout.total_seconds() - SETUP_AND_CLEANUP_SECONDS

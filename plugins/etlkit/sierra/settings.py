@@ -1,92 +1,125 @@
-"""The ``sierra_sync_settings`` Variable: defaults, validation, unknown keys."""
+"""The sync's settings: one pydantic model, resolved per run by ``etlkit.common.settings``.
+
+Sources, each overriding the ones before it: the defaults below, the DAG file's
+``settings_defaults``, environment variables ``SIERRA_SYNC_<FIELD>``, the Variable
+``sierra_sync_settings`` (a JSON object) and, for ``max_batches_per_run`` and ``dry_run_dir``, the
+run's Params ``max_batches`` and ``dry_run_dir``. Unknown keys are an error in every source.
+"""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from etlkit.common.errors import ConfigurationError
+from etlkit.common.settings import PipelineSettings
 
-log = logging.getLogger(__name__)
-
-SETTINGS_VARIABLE = "sierra_sync_settings"
-CLAMP_POLICIES = ("warn", "fail")
 MAX_EXTRACT_PARALLELISM = 4
+# Keys the Variable held before connection ids became operator arguments (docs/sierra.md, Migrating).
+MOVED_TO_THE_DAG_FILE = ("sierra_conn_id", "backend_conn_id")
 
 
-@dataclass(frozen=True)
-class SyncSettings:
-    sierra_conn_id: str = "sierra_dna"
-    backend_conn_id: str = "signum_backend"
-    max_sync_delta_minutes: float = 60
-    clamp_policy: str = "warn"
-    changes_overlap_seconds: float = 60
-    max_batches_per_run: int = 10
-    # Accepted for compatibility with the spec's table; COPY streams in server-sized chunks.
-    fetch_size: int = 5000
-    statement_timeout_seconds: float = 900
-    # Sierra is the library's production database: one connection unless configured. A batch of at
-    # least 2 x extract_min_items_per_part items is then copied over up to this many connections
-    # sharing one snapshot.
-    extract_parallelism: int = 1
-    extract_min_items_per_part: int = 20000
-    get_timeout_seconds: float = 10
-    post_timeout_seconds: float = 300
-    retry_attempts: int = 5
-    retry_base_seconds: float = 2
-    retry_max_seconds: float = 60
-    itype_null_fallback: int | None = None
+def _not_a_boolean(value: Any) -> Any:
+    # JSON true would pass as 1: a boolean where a number belongs is a mistake, not a count.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+Integer = Annotated[int, BeforeValidator(_not_a_boolean)]
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+class SierraSettings(PipelineSettings):
+    VARIABLE = "sierra_sync_settings"
+    ENV_PREFIX = "SIERRA_SYNC_"
+    RUN_PARAMS = ("max_batches_per_run", "dry_run_dir")
+    # Trigger-form names that differ from their field: users' trigger configs say max_batches.
+    PARAM_NAMES: ClassVar[Mapping[str, str]] = {"max_batches_per_run": "max_batches"}
 
+    max_sync_delta_minutes: Number = Field(
+        60, gt=0, description="A changes window starts no earlier than the DB's now() minus this"
+    )
+    clamp_policy: Literal["warn", "fail"] = Field(
+        "warn", description="A clamped changes window: warn and post from the floor, or fail the run"
+    )
+    changes_overlap_seconds: Number = Field(
+        60, ge=0, description="A changes window starts this long before the backend's timestamp"
+    )
+    max_batches_per_run: Integer = Field(
+        10, ge=1, description="Full-sync batches one run posts at most; the next run resumes"
+    )
+    fetch_size: Integer = Field(
+        5000,
+        ge=1,
+        description="Accepted for the spec's table; no effect (COPY streams in server-sized chunks)",
+    )
+    statement_timeout_seconds: Number = Field(
+        900, gt=0, description="Shared by one extraction attempt's statements (each gets what is left)"
+    )
+    # Sierra is the library's production database: one connection unless configured.
+    extract_parallelism: Integer = Field(
+        1,
+        ge=1,
+        le=MAX_EXTRACT_PARALLELISM,
+        description="Connections (one snapshot) a large batch is copied over; each costs the production DB",
+    )
+    extract_min_items_per_part: Integer = Field(
+        20000, ge=1, description="Items each part of a batch copied in parts holds at least"
+    )
+    get_timeout_seconds: Number = Field(10, gt=0, description="Timeout of one GET /sync")
+    post_timeout_seconds: Number = Field(300, gt=0, description="Timeout of one POST /sync")
+    retry_attempts: Integer = Field(5, ge=1, description="Attempts of each operation (GET, POST, extraction)")
+    retry_base_seconds: Number = Field(2, gt=0, description="First retry wait; doubles, +-20 % jitter")
+    retry_max_seconds: Number = Field(
+        60, gt=0, description="Longest retry wait (also caps a 429's Retry-After)"
+    )
+    itype_null_fallback: Integer | None = Field(
+        None,
+        ge=0,
+        le=255,
+        description="Written for a NULL itype (null: an empty field, which the backend refuses)",
+    )
+    dry_run_dir: str | None = Field(
+        None, description="Extract the requested batch into this directory and post nothing"
+    )
 
-def _problem(name: str, value: Any) -> str | None:
-    """Why ``value`` is invalid for setting ``name``, or None when it is fine."""
-    if name in ("sierra_conn_id", "backend_conn_id"):
-        return None if isinstance(value, str) and value else "must be a non-empty string"
-    if name == "clamp_policy":
-        return None if value in CLAMP_POLICIES else f"must be one of {CLAMP_POLICIES}"
-    if name == "itype_null_fallback":
-        return None if value is None or (_is_int(value) and 0 <= value <= 255) else "must be null or 0-255"
-    if name == "extract_parallelism":
-        return (
-            None
-            if _is_int(value) and 1 <= value <= MAX_EXTRACT_PARALLELISM
-            else f"must be an integer 1-{MAX_EXTRACT_PARALLELISM} (connections to the production Sierra DB)"
-        )
-    if name in (
-        "max_batches_per_run",
-        "fetch_size",
-        "retry_attempts",
-        "extract_min_items_per_part",
-    ):
-        return None if _is_int(value) and value >= 1 else "must be an integer >= 1"
-    if name == "changes_overlap_seconds":
-        return None if _is_number(value) and value >= 0 else "must be a number >= 0"
-    return None if _is_number(value) and value > 0 else "must be a number > 0"
+    @field_validator("dry_run_dir")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
 
+    @model_validator(mode="after")
+    def _base_within_max(self) -> Self:
+        if self.retry_base_seconds > self.retry_max_seconds:
+            raise ValueError("retry_base_seconds exceeds retry_max_seconds")
+        return self
 
-def parse_settings(raw: dict[str, Any] | None) -> SyncSettings:
-    """Defaults for missing keys, a warning for unknown keys, ConfigurationError for invalid values."""
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        raise ConfigurationError(f"{SETTINGS_VARIABLE} must be a JSON object, got {type(raw).__name__}")
-    known = {f.name for f in fields(SyncSettings)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        log.warning("%s: ignoring unknown keys %s", SETTINGS_VARIABLE, unknown)
-    values = {k: v for k, v in raw.items() if k in known}
-    problems = [f"{k}={v!r} {p}" for k, v in values.items() if (p := _problem(k, v))]
-    if problems:
-        raise ConfigurationError(f"{SETTINGS_VARIABLE} is invalid: " + "; ".join(problems))
-    settings = replace(SyncSettings(), **values)
-    if settings.retry_base_seconds > settings.retry_max_seconds:
-        raise ConfigurationError(f"{SETTINGS_VARIABLE}: retry_base_seconds exceeds retry_max_seconds")
-    return settings
+    @classmethod
+    def resolve(cls, context: Mapping[str, Any] | None = None, **kwargs: Any) -> Self:
+        """As the base's, with each Param of ``PARAM_NAMES`` read under its trigger-form name."""
+        if context is not None:
+            params = dict(context.get("params") or {})
+            for field, param in cls.PARAM_NAMES.items():
+                params[field] = params.pop(param, None)
+            context = {**context, "params": params}
+        return super().resolve(context, **kwargs)
+
+    @classmethod
+    def dag_params(cls, **overrides: Mapping[str, Any]) -> dict[str, Any]:
+        params = super().dag_params(**overrides)
+        return {cls.PARAM_NAMES.get(field, field): param for field, param in params.items()}
+
+    @classmethod
+    def _from_variable(cls, raw: Any) -> dict[str, Any]:
+        values = super()._from_variable(raw)
+        moved = [key for key in MOVED_TO_THE_DAG_FILE if key in values]
+        if moved:
+            raise ConfigurationError(
+                f"Variable {cls.VARIABLE}: {moved} are no longer settings: connection ids are the "
+                "operator's sierra_conn_id / backend_conn_id, set in the DAG file; remove the keys "
+                "(docs/sierra.md, Migrating)"
+            )
+        return values

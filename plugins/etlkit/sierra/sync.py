@@ -1,12 +1,14 @@
 """One sync run: ask the backend, extract from Sierra into a gzip TSV file, post it, repeat in full mode.
 
-The hooks are passed in (``SierraSource`` / ``SyncBackend``), so the loop is plain Python.
+The hooks are passed in (``SierraSource`` / ``SyncBackend``), so the loop is plain Python;
+``run_sync`` is the one call the operator makes.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 
 from etlkit.common.alerting import alert_context
 from etlkit.common.errors import BadInputError
+from etlkit.common.metrics import RunMetrics
 from etlkit.common.retry import Backoff, call_with_retries, is_transient
 from etlkit.sierra.budget import worst_case_batch_seconds
 from etlkit.sierra.extract import BatchStats, Selection, part_count
@@ -29,7 +32,7 @@ from etlkit.sierra.protocol import (
     format_timestamp,
     parse_sync_response,
 )
-from etlkit.sierra.settings import SyncSettings
+from etlkit.sierra.settings import SierraSettings
 from etlkit.sierra.window import ClampReport, changes_window
 
 log = logging.getLogger(__name__)
@@ -115,7 +118,7 @@ class SierraSync:
         self,
         sierra: SierraSource,
         backend: SyncBackend,
-        settings: SyncSettings,
+        settings: SierraSettings,
         workdir: Path,
         metric: Metric = lambda name, value: None,
         deadline: float | None = None,
@@ -267,8 +270,9 @@ class SierraSync:
         self.metric("sierra_sync.itype_fallbacks", stats.null_itypes)
 
     # -- the run -----------------------------------------------------------------------------
-    def run(self, *, max_batches: int | None = None, dry_run_dir: Path | None = None) -> dict:
-        max_batches = max_batches or self.settings.max_batches_per_run
+    def run(self) -> dict:
+        max_batches = self.settings.max_batches_per_run
+        dry_run_dir = Path(self.settings.dry_run_dir) if self.settings.dry_run_dir else None
         request = self.fetch_request()
         self.summary.mode = request.mode
         while True:
@@ -321,3 +325,28 @@ class SierraSync:
         self.summary.rows = extracted.stats.item_count
         self.summary.dry_run_file = str(target)
         return self.summary.as_dict()
+
+
+def run_sync(
+    sierra: SierraSource,
+    backend: SyncBackend,
+    settings: SierraSettings,
+    *,
+    metric: Metric = lambda name, value: None,
+    deadline: float | None = None,
+) -> dict:
+    """One run in a work directory of its own, removed on every path; returns the summary."""
+    with tempfile.TemporaryDirectory(prefix="sierra-sync-") as workdir:
+        return SierraSync(sierra, backend, settings, Path(workdir), metric=metric, deadline=deadline).run()
+
+
+def run_metrics(summary: dict, settings: SierraSettings) -> RunMetrics:
+    """The run's ``ETL_METRICS``: items extracted, items the backend upserted (none in a dry run)."""
+    dry_run = settings.dry_run_dir is not None
+    keys = ("mode", "batches", "full_sync_completed", "itype_fallbacks")
+    return RunMetrics(
+        "sierra",
+        rows_read=summary["rows"],
+        rows_loaded=0 if dry_run else summary["rows"],
+        extra={"dry_run": dry_run, **{k: summary.get(k) for k in keys}},
+    )

@@ -8,7 +8,8 @@ Checks that the machine is quiet (exit 2 when the 1-minute load average exceeds 
 expose ``benchmark()`` yet is skipped with a message; a benchmark that fails is recorded as failed
 and the command exits 1 after the others ran), writes ``bench/results/<date>.json`` (``<date>-quick``
 for a smoke run, ``<date>-only-<names>`` for a partial one) and renders ``docs/performance.md`` and
-its charts under ``docs/performance/`` from that file alone. ``--quick`` runs small sizes, a smoke run
+its charts under ``docs/performance/`` from that file alone; a partial run's sections replace theirs
+in the latest whole run's report, the others kept, and the header names both runs. ``--quick`` runs small sizes, a smoke run
 the document says it is.
 """
 
@@ -70,11 +71,28 @@ def main(argv: list[str] | None = None) -> int:
     run["results_file"] = str(path.relative_to(harness.REPO_ROOT))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(run, indent=1) + "\n")
-    report.render(run, DOC, FIGURES_DIR)
+    report.render(with_earlier_runs(run, args), DOC, FIGURES_DIR)
     print(f"\nwrote {run['results_file']} and {DOC.relative_to(harness.REPO_ROOT)}")
     for failed in run["failed"]:
         print(f"FAILED {failed['benchmark']}: {failed['error']}", file=sys.stderr)
     return 1 if run["failed"] else 0
+
+
+def with_earlier_runs(run: dict, args: argparse.Namespace) -> dict:
+    """A partial (``--only``) run replaces its benchmarks' sections in the report of the latest whole
+    run, after any partial runs since that one, which keeps the others; a whole or smoke run is
+    reported alone."""
+    if not args.only or args.quick:
+        return run
+    wholes = sorted(RESULTS_DIR.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].json"))
+    if not wholes:
+        return run
+    combined = report.load(wholes[-1])
+    partials = [report.load(path) for path in RESULTS_DIR.glob("*-only-*.json")]
+    for partial in sorted(partials, key=lambda p: p["started_at"]):
+        if partial["started_at"] > combined["started_at"] and not partial.get("quick"):
+            combined = report.merged(combined, partial)
+    return combined
 
 
 def run_module(name: str, argv: list[str], run: dict) -> None:

@@ -9,10 +9,12 @@ Two pipelines over the same generated order export (``dev.jobs_data.write_orders
 - ``revenue``: read_csv orders and customers -> type_conversion -> schema_mapping with a left join
   and a derived revenue -> aggregation by region -> write_sql replace.
 
-Ours runs the product's code path: each component in its own subprocess, as an Airflow task does
-(``runtime.run_component``, staging between them); its time is the sum of the components' wall
-times (each includes its interpreter start and imports, as a task's does; the time inside the
-components is printed beside it) and its peak RSS the largest component's. The naive baseline is
+Ours runs the product's code path in both executions a job can choose. ``tasks`` (the default):
+each component in its own subprocess, as its Airflow task does (``runtime.run_component``, staging
+between them); its time is the sum of the components' wall times (each includes its interpreter
+start and imports, as a task's does; the time inside the components is printed beside it) and its
+peak RSS the largest component's. ``fused``: one subprocess running ``fused.run_fused``, as the
+job's one ``_run`` task does; its wall time and peak RSS. The naive baseline is
 the pandas script a data engineer would write for the same pipeline, reading the whole file
 (skipped above ``--baseline-max-rows``: it holds the file in memory): for orders the same filter,
 the same four conversions with failures written to a rejects CSV, and the same upsert (COPY into a
@@ -217,6 +219,28 @@ def run_component(job_file: str, component_id: str, run_dir: str, data_root: str
     )
 
 
+def run_fused_job(job_file: str, run_dir: str, data_root: str, dsn: str) -> None:
+    """The ``_run`` task of a job with ``"execution": "fused"``: every component at once, in threads."""
+    from etlkit.jobs.environment import rooted_path
+    from etlkit.jobs.fused import run_fused
+    from etlkit.jobs.runtime import RuntimeIO
+    from etlkit.jobs.validation import load_job
+
+    @contextlib.contextmanager
+    def connect(_logical: str):
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            yield connection
+
+    started = time.perf_counter()
+    validated = load_job(job_file)
+    io = RuntimeIO(Path(run_dir), lambda path, conn: rooted_path(path, data_root), connect)
+    metrics = run_fused(validated, io)
+    summaries = {component_id: m.summary() for component_id, m in metrics.items()}
+    harness.child_result({"seconds": time.perf_counter() - started, "summaries": summaries})
+
+
 def naive_orders(data_root: str, dsn: str) -> None:
     """The same pipeline in pandas: the whole file in memory, rejects to a CSV, COPY then one upsert."""
     import io
@@ -350,74 +374,111 @@ def empty_targets(dsn: str) -> None:
         connection.execute("TRUNCATE sales.orders, sales.region_revenue")
 
 
-def run_ours(name: str, rows: int, chunk_size: int, workdir: Path, data_root: Path, dsn: str) -> dict:
-    """Every component of the job in its own process, in the job's order, into empty targets."""
-    from etlkit.jobs.validation import load_job
-
+def write_job_file(name: str, chunk_size: int, execution: str, workdir: Path) -> Path:
     job = PIPELINES[name]
     job_file = workdir / f"{job['name']}.json"
-    job_file.write_text(json.dumps({**job, "chunk_size": chunk_size}))
-    run_dir = workdir / f"run_{name}_{rows}"
+    job_file.write_text(json.dumps({**job, "chunk_size": chunk_size, "execution": execution}))
+    return job_file
+
+
+def run_tasks(name: str, rows: int, chunk_size: int, workdir: Path, data_root: Path, dsn: str) -> dict:
+    """``execution: tasks``: every component in its own process, in the job's order, through staging."""
+    from etlkit.jobs.validation import load_job
+
+    job_file = write_job_file(name, chunk_size, "tasks", workdir)
+    run_dir = workdir / f"run_{name}_{rows}_tasks"
     empty_targets(dsn)
     phases = {
         component_id: harness.run_phase(MODULE, "component", job_file, component_id, run_dir, data_root, dsn)
         for component_id in load_job(job_file).order
     }
-    reader = phases["read_orders"].result["summary"]
+    return ours_figures(
+        name,
+        seconds=sum(phase.seconds for phase in phases.values()),
+        peak_rss=max(phase.peak_rss for phase in phases.values()),
+        work_seconds=sum(phase.result["seconds"] for phase in phases.values()),
+        summaries={component_id: phase.result["summary"] for component_id, phase in phases.items()},
+        peaks={component_id: phase.peak_rss for component_id, phase in phases.items()},
+    )
+
+
+def run_fused(name: str, rows: int, chunk_size: int, workdir: Path, data_root: Path, dsn: str) -> dict:
+    """``execution: fused``: the whole job in one process, as its one ``_run`` task does."""
+    job_file = write_job_file(name, chunk_size, "fused", workdir)
+    empty_targets(dsn)
+    phase = harness.run_phase(MODULE, "fused", job_file, workdir / f"run_{name}_{rows}_fused", data_root, dsn)
+    return ours_figures(
+        name,
+        seconds=phase.seconds,
+        peak_rss=phase.peak_rss,
+        work_seconds=phase.result["seconds"],
+        summaries=phase.result["summaries"],
+        peaks={"_run": phase.peak_rss},
+    )
+
+
+def ours_figures(name: str, *, seconds, peak_rss, work_seconds, summaries, peaks) -> dict:
+    reader = summaries["read_orders"]
     return {
         "figures": {
-            "seconds": sum(phase.seconds for phase in phases.values()),
-            "peak_rss": max(phase.peak_rss for phase in phases.values()),
+            "seconds": seconds,
+            "peak_rss": peak_rss,
             "items": reader["rows_out"]["out"] + reader["rows_rejected"],
         },
-        "work_seconds": sum(phase.result["seconds"] for phase in phases.values()),
-        "peaks": {component_id: phase.peak_rss for component_id, phase in phases.items()},
-        "loaded": phases[TARGET_COMPONENT[name]].result["summary"]["rows_out"]["target"],
+        "work_seconds": work_seconds,
+        "peaks": peaks,
+        "loaded": summaries[TARGET_COMPONENT[name]]["rows_out"]["target"],
     }
+
+
+EXECUTIONS = {"tasks": run_tasks, "fused": run_fused}
 
 
 def measure(
     name: str, rows: int, chunk_size: int, workdir: Path, data_root: Path, dsn: str, baseline_max_rows: int
-):
-    ours = run_ours(name, rows, chunk_size, workdir, data_root, dsn)
+) -> list[dict]:
+    """Both executions, the floor and (up to ``baseline_max_rows``) the naive script, one after the other."""
+    ours = {
+        execution: run(name, rows, chunk_size, workdir, data_root, dsn)
+        for execution, run in EXECUTIONS.items()
+    }
     floor = harness.run_phase(MODULE, f"floor-{name}", data_root, dsn)
     baseline = None
     if rows <= baseline_max_rows:
         empty_targets(dsn)
         naive = harness.run_phase(MODULE, f"naive-{name}", data_root, dsn)
         baseline = harness.measurement(naive, seconds=naive.seconds)
-    targets = []
-    if baseline is not None:
-        targets = [
-            harness.target(
-                "naive time / ours time", baseline["seconds"] / ours["figures"]["seconds"], 2.0, ">="
-            ),
-            harness.target(
-                "ours peak RSS / naive peak RSS",
-                ours["figures"]["peak_rss"] / baseline["peak_rss"],
-                0.25,
-                "<=",
-            ),
-        ]
-    return harness.case(
-        name,
-        rows,
-        "rows",
-        ours=ours["figures"],
-        baseline=baseline,
-        floor=harness.measurement(floor, seconds=floor.seconds),
-        extra={
-            "rows loaded": ours["loaded"],
-            "ours: seconds inside the components": round(ours["work_seconds"], 2),
-            **{f"peak RSS MiB {c}": round(v / harness.MIB, 1) for c, v in ours["peaks"].items()},
-        },
-        targets=targets,
-    )
+    return [
+        harness.case(
+            f"{name} ({execution})",
+            rows,
+            "rows",
+            ours=figures["figures"],
+            baseline=baseline,
+            floor=harness.measurement(floor, seconds=floor.seconds),
+            extra={
+                "rows loaded": figures["loaded"],
+                "ours: seconds inside the components": round(figures["work_seconds"], 2),
+                **{f"peak RSS MiB {c}": round(v / harness.MIB, 1) for c, v in figures["peaks"].items()},
+            },
+            targets=naive_targets(figures["figures"], baseline),
+        )
+        for execution, figures in ours.items()
+    ]
+
+
+def naive_targets(ours: dict, baseline: dict | None) -> list[dict]:
+    if baseline is None:
+        return []
+    return [
+        harness.target("naive time / ours time", baseline["seconds"] / ours["seconds"], 2.0, ">="),
+        harness.target("ours peak RSS / naive peak RSS", ours["peak_rss"] / baseline["peak_rss"], 0.25, "<="),
+    ]
 
 
 def flat_memory_target(cases: list[dict]) -> None:
     """Peak RSS at the largest size within 10 % of the 1M-row (or smallest) figure, per pipeline."""
-    for name in PIPELINES:
+    for name in sorted({c["case"] for c in cases}):
         sized = sorted((c for c in cases if c["case"] == name), key=lambda c: c["size"])
         if len(sized) < 2:
             continue
@@ -458,10 +519,8 @@ def benchmark(argv: list[str] | None = None) -> dict:
                 csv_path = jobs_data.write_orders_csv(data_root / "orders.csv", rows)
                 write_customers_csv(data_root / "customers.csv")
                 for name in PIPELINES:
-                    cases.append(
-                        measure(
-                            name, rows, args.chunk_size, Path(workdir), data_root, dsn, args.baseline_max_rows
-                        )
+                    cases += measure(
+                        name, rows, args.chunk_size, Path(workdir), data_root, dsn, args.baseline_max_rows
                     )
                     print(f"jobs: {name} {rows:,} rows measured", flush=True)
                 csv_path.unlink()
@@ -471,7 +530,8 @@ def benchmark(argv: list[str] | None = None) -> dict:
     return {
         "benchmark": "jobs",
         "title": (
-            f"declarative jobs, each component a process (chunk_size {args.chunk_size}): orders = read_csv → "
+            f"declarative jobs (chunk_size {args.chunk_size}), tasks = each component a process through "
+            "staging, fused = the job in one process, components in threads: orders = read_csv → "
             "filter → type_conversion → write_sql upsert (+ rejects CSV); revenue = read_csv ×2 → "
             "type_conversion → join + derived column → aggregation → write_sql replace"
         ),
@@ -481,6 +541,7 @@ def benchmark(argv: list[str] | None = None) -> dict:
 
 CHILDREN = {
     "component": run_component,
+    "fused": run_fused_job,
     "naive-orders": naive_orders,
     "naive-revenue": naive_revenue,
     "floor-orders": floor_orders,

@@ -157,3 +157,45 @@ def test_python_m_bench_skips_modules_without_a_benchmark_with_a_message(capsys)
     ]
     assert run["results"] == [] and run["failed"] == []
     assert "== report == skipped" in capsys.readouterr().out
+
+
+def test_a_partial_run_replaces_only_its_sections_in_the_latest_whole_runs_report(tmp_path, monkeypatch):
+    from bench import __main__ as bench_main
+
+    whole = measured_run(tmp_path)
+    whole.update(quick=False, arguments=[], results_file="bench/results/2026-12-06.json")
+    earlier_partial = {
+        **whole,
+        "arguments": ["--only", "single"],
+        "commit": "4567def",
+        "started_at": "2026-12-07T01:00:00+00:00",
+        "results_file": "bench/results/2026-12-07-only-single.json",
+        "results": [{**whole["results"][1], "title": "one size, measured again"}],
+    }
+    partial = {
+        **whole,
+        "arguments": ["--only", "sizes"],
+        "commit": "89abcde",
+        "started_at": "2026-12-07T02:00:00+00:00",
+        "results_file": "bench/results/2026-12-07-only-sizes.json",
+        "results": [{**whole["results"][0], "title": "two sizes, measured again"}],
+    }
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    for run in (whole, earlier_partial, partial):
+        (results_dir / run["results_file"].rsplit("/", 1)[1]).write_text(json.dumps(run))
+    monkeypatch.setattr(bench_main, "RESULTS_DIR", results_dir)
+    args = bench_main.parse_arguments(["--only", "jobs"])  # any name: the partial run says what it measured
+
+    combined = bench_main.with_earlier_runs(partial, args)
+    text = report.render(combined, tmp_path / "performance.md", tmp_path / "figures")
+
+    assert [r["title"] for r in combined["results"]] == [
+        "two sizes, measured again",
+        "one size, measured again",
+    ]
+    assert [part["commit"] for part in combined["runs"]] == ["0123abc", "4567def", "89abcde"]
+    assert "from more than one run" in text
+    assert "`python -m bench --only sizes` → `bench/results/2026-12-07-only-sizes.json`, for sizes:" in text
+    assert "`python -m bench` → `bench/results/2026-12-06.json`, for sizes, single:" in text
+    assert bench_main.with_earlier_runs(whole, bench_main.parse_arguments([])) is whole

@@ -23,7 +23,9 @@ SIERRA_POOL = os.environ.get("SIERRA_SYNC_POOL") or None
 # Must exceed one batch's worst case under the settings (150 min covers the defaults' 129 min).
 # Checked here against the settings visible without I/O, and again by the task against the run's.
 EXECUTION_TIMEOUT = timedelta(minutes=float(os.environ.get("SIERRA_SYNC_EXECUTION_TIMEOUT_MINUTES", "150")))
-check_execution_timeout(EXECUTION_TIMEOUT, parse_time_settings(), PARSE_TIME_SOURCES)
+# This DAG file's SierraSettings values, below env, Variable and Params (none differ from the model's).
+SETTINGS_DEFAULTS: dict = {}
+check_execution_timeout(EXECUTION_TIMEOUT, parse_time_settings(SETTINGS_DEFAULTS), PARSE_TIME_SOURCES)
 
 DOC = """
 ### Sierra → Signum backend item sync
@@ -59,6 +61,7 @@ with DAG(
         task_id="sync_items",
         sierra_conn_id="sierra_dna",
         backend_conn_id="signum_backend",
+        settings_defaults=SETTINGS_DEFAULTS,
         execution_timeout=EXECUTION_TIMEOUT,
         pool=SIERRA_POOL,
         # Transient faults are retried inside the task, per operation; the next tick is the outer retry.

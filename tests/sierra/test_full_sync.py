@@ -25,6 +25,11 @@ def test_dag_shape(dag_bag):
     assert [t.task_id for t in dag.tasks] == ["sync_items"]
     task = dag.get_task("sync_items")
     assert task.retries == 0 and task.execution_timeout == timedelta(minutes=150)
+    assert (task.sierra_conn_id, task.backend_conn_id, task.settings_defaults) == (
+        "sierra_dna",
+        "signum_backend",
+        {},
+    )
     assert dag.default_args["owner"] == "data-eng" and dag.tags and dag.doc_md
 
 

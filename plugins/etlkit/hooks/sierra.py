@@ -26,7 +26,9 @@ class SierraHook(EtlPostgresHook):
     session settings stay as its administrators set them (the snapshot logs the TimeZone).
     """
 
+    conn_name_attr = "postgres_conn_id"
     default_conn_name = "sierra_dna"
+    conn_type = "postgres"
     hook_name = "Sierra DNA"
 
     def __init__(self, postgres_conn_id: str = default_conn_name, **kwargs: Any):

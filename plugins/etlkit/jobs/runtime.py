@@ -9,8 +9,6 @@ propagates unchanged so that the task is retried.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import socket
 from collections.abc import Callable, Iterator
@@ -29,7 +27,6 @@ from etlkit.jobs.staging import (
     StagingError,
     clear_component_output,
     missing_output_message,
-    output_id,
     read_port,
     schema_mismatch,
 )
@@ -120,19 +117,6 @@ class ComponentRun:
                 yield batch
         except StagingError as error:
             raise self.io.staging_failure(error) from None
-
-    def input_key(self) -> str:
-        """Digest of this component and the staged outputs it reads: the same on a retry of this
-        component alone, new once an upstream component ran again."""
-        try:
-            ids = sorted(
-                output_id(self.io.run_dir / ref.source / ref.port)
-                for refs in self.validated.inputs[self.component.id].values()
-                for ref in refs
-            )
-        except StagingError as error:
-            raise self.io.staging_failure(error) from None
-        return hashlib.sha256(json.dumps([self.component.id, ids]).encode()).hexdigest()
 
     def emit(self, port: str, batch: pa.RecordBatch) -> None:
         """Hands one batch to ``port``: checked against the port schema, staged if routed."""

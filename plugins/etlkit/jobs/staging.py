@@ -263,11 +263,6 @@ def _manifest(directory) -> dict:
     return json.loads(read_staged_text(manifest_path))
 
 
-def output_id(directory) -> str:
-    """The id of the committed output in ``directory`` (see ``PortWriter.commit``)."""
-    return _manifest(directory)["output_id"]
-
-
 def read_port(directory, schema: Schema, chunk_size: int) -> Iterator[pa.RecordBatch]:
     """The staged batches of one port output, at most ``chunk_size`` rows each."""
     manifest = _manifest(directory)

@@ -23,6 +23,7 @@ from etlkit.enderturing import tables as t
 
 BEGINNING_OF_TIME = "0001-01-01 00:00:00"
 AUTOMATED_REVIEWER_ID = 0
+_POINT_SKIP = frozenset({"id"})  # a score point's own id is not kept
 SYNTHETIC_USER_0 = {
     "id": 0,
     "email": "ender.turing@enderturing.com",
@@ -251,6 +252,22 @@ class Transformer:
         row = tuple(map(values.get, table.value_columns))
         return row + (to_json(extra),) if table.has_extra else row
 
+    def _child_row(
+        self,
+        table: t.Table,
+        item: dict,
+        fields: dict[str, Field],
+        parent: dict[str, Any],
+        keys: dict[str, Any],
+        skip: frozenset[str] = frozenset(),
+    ) -> tuple:
+        """A row of a list nested in a parent item: the parent's other fields go to ``extra.parent``."""
+        values, extra = self._map(table, item, fields, skip)
+        if parent:
+            extra["parent"] = parent
+        values |= keys
+        return self._row(table, values, extra)
+
     def _emit_unique(self, table: t.Table, rows: Iterable[tuple]) -> None:
         """Last occurrence of a key wins; duplicates are counted."""
         width = len(table.key)
@@ -454,35 +471,45 @@ class Transformer:
         values, extra = self._map(t.SESSIONS, obj, self._SESSION_FIELDS, self._SESSION_SKIP)
         self.sink.add(t.SESSIONS, self._row(t.SESSIONS, {"id": session_id, **values}, extra))
         where = f"session {session_id}"
-        self._session_categories(session_id, obj.get("categories"), where)
-        self._session_reviewers(session_id, obj.get("reviewers"), where)
+        categories, reviewers = obj.get("categories"), obj.get("reviewers")
+        verified, reviewed = ("is_verified", BOOL), ("last_reviewed_at", TS)
+        self._session_links(
+            t.SESSIONS_CATEGORIES, session_id, categories, f"{where}: categories", verified, frozenset({"id"})
+        )
+        self._session_links(
+            t.SESSIONS_REVIEWERS,
+            session_id,
+            reviewers,
+            f"{where}: reviewers",
+            reviewed,
+            frozenset({"id", "name"}),
+        )
         self._session_crm_statuses(session_id, obj.get("crm_statuses"))
         self._session_tags(session_id, obj.get("tags"), where)
         return session_id
 
-    def _session_categories(self, session_id: str, items: list | None, where: str) -> None:
+    def _session_links(
+        self,
+        table: t.Table,
+        session_id: str,
+        items: list | None,
+        where: str,
+        column: tuple[str, Any],
+        skip: frozenset[str],
+    ) -> None:
+        """Children keyed by the item's ``id``, with one mapped ``column`` (name, kind); the other
+        fields not in ``skip`` go to ``extra``."""
         if items is None:
             return
-        self.sink.replace(t.SESSIONS_CATEGORIES, session_id)
-        fields = {"is_verified": ("is_verified", BOOL)}
+        self.sink.replace(table, session_id)
+        name = column[0]
+        fields = {name: column}
         rows = []
         for position, item in enumerate(items):
-            category_id = self._key(INT, item, "id", f"{where}: categories[{position}]")
-            values, extra = self._map(t.SESSIONS_CATEGORIES, item, fields, frozenset({"id"}))
-            rows.append((session_id, category_id, values.get("is_verified"), to_json(extra)))
-        self._emit_unique(t.SESSIONS_CATEGORIES, rows)
-
-    def _session_reviewers(self, session_id: str, items: list | None, where: str) -> None:
-        if items is None:
-            return
-        self.sink.replace(t.SESSIONS_REVIEWERS, session_id)
-        fields = {"last_reviewed_at": ("last_reviewed_at", TS)}
-        rows = []
-        for position, item in enumerate(items):
-            reviewer_id = self._key(INT, item, "id", f"{where}: reviewers[{position}]")
-            values, extra = self._map(t.SESSIONS_REVIEWERS, item, fields, frozenset({"id", "name"}))
-            rows.append((session_id, reviewer_id, values.get("last_reviewed_at"), to_json(extra)))
-        self._emit_unique(t.SESSIONS_REVIEWERS, rows)
+            child_id = self._key(INT, item, "id", f"{where}[{position}]")
+            values, extra = self._map(table, item, fields, skip)
+            rows.append((session_id, child_id, values.get(name), to_json(extra)))
+        self._emit_unique(table, rows)
 
     def _session_crm_statuses(self, session_id: str, items: list | None) -> None:
         if items is None:
@@ -516,11 +543,8 @@ class Transformer:
             parent = {k: v for k, v in item.items() if k not in ("id", "match")}
             matches = item.get("match") or [{}]
             for match_no, match in enumerate(matches):
-                values, extra = self._map(t.SESSIONS_TAGS, match, self._MATCH_FIELDS, frozenset())
-                if parent:
-                    extra["parent"] = parent
-                values |= {"session_id": session_id, "tag_id": tag_id, "match_no": match_no}
-                rows.append(self._row(t.SESSIONS_TAGS, values, extra))
+                keys = {"session_id": session_id, "tag_id": tag_id, "match_no": match_no}
+                rows.append(self._child_row(t.SESSIONS_TAGS, match, self._MATCH_FIELDS, parent, keys))
         self._emit_unique(t.SESSIONS_TAGS, rows)
 
     # ---- per-session endpoints (§1.7) -----------------------------------------------------
@@ -537,11 +561,8 @@ class Transformer:
             parent = {k: v for k, v in sheet.items() if k not in skip}
             for point in sheet.get("point_scores") or []:
                 self._key(INT, point, "scorecard_point_id", f"/sessions/{session_id}/scores")
-                values, extra = self._map(t.SESSIONS_SCORES, point, fields, frozenset({"id"}))
-                if parent:
-                    extra["parent"] = parent
-                values |= {"session_id": session_id, "scorecard_id": scorecard_id, "reviewer_id": reviewer_id}
-                rows.append(self._row(t.SESSIONS_SCORES, values, extra))
+                keys = {"session_id": session_id, "scorecard_id": scorecard_id, "reviewer_id": reviewer_id}
+                rows.append(self._child_row(t.SESSIONS_SCORES, point, fields, parent, keys, _POINT_SKIP))
         self._emit_unique(t.SESSIONS_SCORES, rows)
 
     def summaries(self, session_id: str, items: Any) -> None:

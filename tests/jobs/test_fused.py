@@ -109,3 +109,21 @@ def test_a_reader_of_two_routes_from_one_producer_does_not_deadlock(tmp_path, mo
     assert outcome["results"]["pair"].rows_out == {"out": 300}
     lines = (tmp_path / "data" / "out.csv").read_text().splitlines()
     assert len(lines) == 301  # header + 150 left-only + 150 right-only rows
+
+
+def test_the_metrics_of_a_failed_run_say_which_component_failed_and_which_were_stopped(
+    tmp_path, jobs_dsn, monkeypatch
+):
+    write_orders(tmp_path, *(f"{n},s{n}" for n in range(1, 41)))
+    validated = validate_job_text(json.dumps(sql_job("append")), tmp_path / "sql_append.json")
+
+    def failing(run):
+        raise BadInputError("conv: injected failure")
+
+    monkeypatch.setitem(component_module.RUNNERS, "type_conversion", failing)
+    job_run = fused.FusedJob(validated, make_io(tmp_path, jobs_dsn), try_number=3)
+    with pytest.raises(BadInputError):
+        job_run.run()
+    statuses = {c: (m.status, m.try_number) for c, m in job_run.metrics.items()}
+    assert statuses == {"read": ("stopped", 3), "conv": ("failed", 3), "load": ("stopped", 3)}
+    assert "injected failure" in job_run.metrics["conv"].error

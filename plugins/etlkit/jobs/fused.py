@@ -34,6 +34,16 @@ class Stopped(Exception):
     """Another component failed: this one stops without committing."""
 
 
+def _caused_by_stop(error: BaseException | None) -> bool:
+    """Whether ``error`` is a ``Stopped``, or was raised while handling one (psycopg turns a COPY left
+    by an exception into its own error, with the exception as context)."""
+    while error is not None:
+        if isinstance(error, Stopped):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class _Channel:
     """One queued edge: batches of ``source.port`` for one reader."""
 
@@ -124,11 +134,14 @@ class _FusedRun(ComponentRun):
 
 
 class FusedJob:
-    def __init__(self, validated: ValidatedJob, io: RuntimeIO):
+    def __init__(self, validated: ValidatedJob, io: RuntimeIO, try_number: int = 1):
         self.validated, self.io = validated, io
         self.stop = threading.Event()
         self.done = {c: threading.Event() for c in validated.order}
-        self.metrics = {c: ComponentMetrics(c, validated.components[c].type) for c in validated.order}
+        self.metrics = {
+            c: ComponentMetrics(c, validated.components[c].type, try_number=try_number)
+            for c in validated.order
+        }
         self.errors: list[BaseException] = []
         self.readers: dict[tuple[str, str], list[str]] = {}
         self.channels: dict[tuple[RouteRef, str], _Channel] = {}
@@ -149,9 +162,10 @@ class FusedJob:
             _FusedRun(self, component_id).run()
             self.metrics[component_id].finish("success")
             self.done[component_id].set()
-        except Stopped:
-            self.metrics[component_id].finish("upstream_failed")
         except BaseException as error:  # re-raised by run() in the calling thread
+            if _caused_by_stop(error):
+                self.metrics[component_id].finish("stopped")
+                return
             self.metrics[component_id].finish("failed", error)
             self.errors.append(error)
             self.stop.set()
@@ -170,6 +184,8 @@ class FusedJob:
         return self.metrics
 
 
-def run_fused(validated: ValidatedJob, io: RuntimeIO) -> dict[str, ComponentMetrics]:
-    """Runs every component of ``validated`` in this process at once; their metrics by component id."""
-    return FusedJob(validated, io).run()
+def run_fused(validated: ValidatedJob, io: RuntimeIO, try_number: int = 1) -> dict[str, ComponentMetrics]:
+    """Runs every component of ``validated`` in this process at once; their metrics by component id.
+    On a failure, the first error is raised once every thread has ended; the metrics then say which
+    component failed and which were stopped by it (``stopped``)."""
+    return FusedJob(validated, io, try_number).run()

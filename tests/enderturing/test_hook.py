@@ -359,9 +359,11 @@ def test_detail_calls_are_submitted_a_bounded_number_ahead_and_answered_in_order
 
 def test_test_connection_logs_in_and_reads_one_label(fake_et, hook_for):
     fake, _ = fake_et
-    ok, message = hook_for().test_connection()
+    hook = hook_for()
+    ok, message = hook.test_connection()
     assert ok is True, message
     assert [e["path"] for e in fake.journal] == ["/login/access-token", "/labels"]
+    assert hook.conn_settings.retry.max_attempts == 4  # the connection's own, back after the test
 
 
 @pytest.mark.parametrize("problem", ["wrong password", "wrong token", "no server"])

@@ -180,10 +180,12 @@ class EnderTuringHook(BaseHook):
         """The UI's Test button: log in (unless a static token is set) and read one label, one
         attempt per call. The message names the problem, never a credential."""
         try:
-            self._settings = replace(
-                self.conn_settings, retry=replace(self.conn_settings.retry, max_attempts=1)
-            )
-            self.request("GET", "/labels", "limit=1")
+            settings = self.conn_settings
+            self._settings = replace(settings, retry=replace(settings.retry, max_attempts=1))
+            try:
+                self.request("GET", "/labels", "limit=1")
+            finally:
+                self._settings = settings
         except Exception as exc:  # the button shows any failure; our messages carry no secrets
             return False, f"{type(exc).__name__}: {exc}"
         return True, f"Ender Turing API at {self.conn_settings.base_url} answered an authenticated call"

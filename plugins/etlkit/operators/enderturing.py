@@ -38,9 +38,7 @@ def api(enderturing_conn_id: str):
     return EnderTuringHook(enderturing_conn_id)
 
 
-class EnderTuringSchemaOperator(BaseOperator):
-    """Create or evolve the warehouse schema (idempotent, never drops)."""
-
+class _WarehouseOperator(BaseOperator):
     template_fields: Sequence[str] = ("postgres_conn_id", "schema")
 
     def __init__(self, *, postgres_conn_id: str = POSTGRES_DEFAULT_CONN_ID, schema: str = PIPELINE, **kwargs):
@@ -48,12 +46,16 @@ class EnderTuringSchemaOperator(BaseOperator):
         self.postgres_conn_id = postgres_conn_id
         self.schema = schema
 
+
+class EnderTuringSchemaOperator(_WarehouseOperator):
+    """Create or evolve the warehouse schema (idempotent, never drops)."""
+
     def execute(self, context: dict) -> None:
         with warehouse(self.postgres_conn_id).get_conn() as conn:
             load.ensure_schema(conn, self.schema)
 
 
-class _ApiToWarehouseOperator(LineageReporting, EnderTuringSchemaOperator):
+class _ApiToWarehouseOperator(LineageReporting, _WarehouseOperator):
     template_fields: Sequence[str] = ("enderturing_conn_id", "postgres_conn_id", "schema")
 
     def __init__(self, *, enderturing_conn_id: str = ENDERTURING_DEFAULT_CONN_ID, **kwargs: Any):

@@ -7,14 +7,14 @@ editing the Variable mid-run does not affect a run. The context holds conn ids a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from etlkit.common.errors import ConfigurationError
 from etlkit.jobs.settings import EnvironmentSettings, JobsSettings, default_root
 from etlkit.jobs.validation import SOURCE_TYPES, WRITER_TYPES, ValidatedJob
+from etlkit.jobs.xcom import XComValue
 
 SQL_CONN_TYPES = ("postgres",)
 FILE_CONN_TYPES = ("fs",)
@@ -22,7 +22,7 @@ VARIABLE = JobsSettings.VARIABLE
 
 
 @dataclass(frozen=True)
-class RunContext:
+class RunContext(XComValue):
     """What ``_prepare`` resolved for one run; the XCom ``return_value`` of ``_prepare``."""
 
     environment: str | None
@@ -36,15 +36,6 @@ class RunContext:
     prepared_on: str | None = None  # the host that ran _prepare (named when staging is not shared)
     started_at: str | None = None  # ISO timestamp, UTC
     run_dir: str | None = None  # the run's staging directory (opened again with staging_conn_id)
-
-    def to_xcom(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_xcom(cls, value: Mapping[str, Any]) -> RunContext:
-        if unknown := set(value) - {f.name for f in fields(cls)}:
-            raise ValueError(f"not a run context: unknown keys {sorted(unknown)}")
-        return cls(**value)
 
     def file_path(self, rendered: str, conn: str | None) -> Path:
         """A file component's rendered path under its root (its fs connection's, else the

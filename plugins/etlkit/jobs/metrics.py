@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from etlkit.jobs.xcom import XComValue
 
 log = logging.getLogger("etlkit.jobs.metrics")
 
@@ -16,7 +18,7 @@ MAX_ERROR_CHARS = 2000
 
 
 @dataclass(frozen=True)
-class ComponentSummary:
+class ComponentSummary(XComValue):
     """One component try's counters as handed on (XCom ``return_value``, the metrics rows): counters
     only, never row values; bounded in size (top reject reasons, truncated error)."""
 
@@ -34,15 +36,6 @@ class ComponentSummary:
     finished_at: str | None
     duration_s: float | None
     error: str | None
-
-    def to_xcom(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_xcom(cls, value: dict[str, Any]) -> ComponentSummary:
-        if unknown := set(value) - {f.name for f in fields(cls)}:
-            raise ValueError(f"not a component summary: unknown keys {sorted(unknown)}")
-        return cls(**value)
 
 
 @dataclass

@@ -162,3 +162,23 @@ def test_summary_fails_the_run_for_a_file_not_loaded_or_a_listing_that_failed():
     unlisted = summarize(None, FileOutcomes.from_xcom(None), FakeStore(), "run")
     assert unlisted.failure == "listing the remote files failed: see list_remote_files"
     assert unlisted.metrics["files_listed"] == 0
+
+
+def test_connection_ids_are_templated_operator_arguments_set_in_the_dag(dag_bag):
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    dag = dag_bag.get_dag("sftp_visits_to_postgres")
+    for task in dag.tasks:
+        assert (task.postgres_conn_id, "postgres_conn_id" in task.template_fields) == (
+            "postgres_visits",
+            True,
+        )
+    for task_id in ("list_remote_files", "process_files"):
+        task = dag.get_task(task_id)
+        assert (task.sftp_conn_id, "sftp_conn_id" in task.template_fields) == ("sftp_visits", True)
+    # summarize receives the two upstream outputs as arguments, not task-id strings.
+    summarize = dag.get_task("summarize")
+    assert isinstance(summarize.listed, PlainXComArg) and isinstance(summarize.outcomes, PlainXComArg)
+    assert (summarize.listed.operator.task_id, summarize.listed.key) == ("list_remote_files", "return_value")
+    assert (summarize.outcomes.operator.task_id, summarize.outcomes.key) == ("process_files", "file_outcomes")
+    assert summarize.trigger_rule == "all_done"

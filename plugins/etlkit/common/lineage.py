@@ -226,13 +226,13 @@ SIERRA_TABLES = (
 )
 
 
-def sierra_lineage(settings: Any, summary: dict[str, Any]) -> LineageNote:
+def sierra_lineage(sierra_conn_id: str, backend_conn_id: str, summary: dict[str, Any]) -> LineageNote:
     """``sierra_view`` → the Signum backend's ``/sync`` (gzip TSV of the protocol's columns)."""
     from etlkit.sierra.protocol import COLUMNS
 
-    inputs = [DatasetRef(POSTGRES, settings.sierra_conn_id, f"sierra_view.{t}") for t in SIERRA_TABLES]
+    inputs = [DatasetRef(POSTGRES, sierra_conn_id, f"sierra_view.{t}") for t in SIERRA_TABLES]
     output = DatasetRef(
-        HTTP, settings.backend_conn_id, "/sync", summary.get("rows"), tuple((c, "text") for c in COLUMNS)
+        HTTP, backend_conn_id, "/sync", summary.get("rows"), tuple((c, "text") for c in COLUMNS)
     )
     return LineageNote(inputs, [output])
 

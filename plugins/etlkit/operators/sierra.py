@@ -81,7 +81,7 @@ class SierraSignumSyncOperator(LineageReporting, BaseOperator):
         dry_run = settings.dry_run_dir is not None
         run_metrics(summary, settings).log(run_id=context.get("run_id"), task=self.task_id)
         if not dry_run:
-            self.note_lineage(sierra_lineage(self, summary))  # it names this task's connection ids
+            self.note_lineage(sierra_lineage(self.sierra_conn_id, self.backend_conn_id, summary))
         keys = ("mode", "batches", "rows", "full_sync_completed")
         record_asset_event(context, SIGNUM_ITEMS, {"dry_run": dry_run, **{k: summary.get(k) for k in keys}})
         return summary

@@ -4,6 +4,7 @@ summaries, typed (RunContext, ComponentSummary) and wired from ``.output`` as te
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -54,7 +55,7 @@ def test_a_component_summary_goes_through_xcom_unchanged():
         ComponentSummary.from_xcom({**value, "rows": []})
 
 
-def test_finalize_records_a_component_without_a_summary_as_never_run(jobs_env):
+def test_finalize_records_a_component_without_a_summary_as_never_run(jobs_env, caplog):
     """A None summary (the task failed or never ran) is not written; the component is marked
     upstream_failed unless a try of it recorded a row itself."""
     import psycopg
@@ -83,6 +84,7 @@ def test_finalize_records_a_component_without_a_summary_as_never_run(jobs_env):
     read.count_out("out", 6)
     read.finish("success")
     summaries = {c: None for c in validated.order} | {"read_orders": read.snapshot()}
+    caplog.set_level(logging.INFO, logger="etlkit.metrics")
     with psycopg.connect(jobs_env["dsn"], autocommit=True) as connection:
         metrics_store.ensure_tables(connection)
         row, succeeded = finalize_run(
@@ -90,6 +92,15 @@ def test_finalize_records_a_component_without_a_summary_as_never_run(jobs_env):
         )
 
     assert not succeeded and (row["status"], row["rows_read"], row["environment"]) == ("failed", 6, "DEV")
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ETL_METRICS ")]
+    metrics = json.loads(line.removeprefix("ETL_METRICS "))
+    assert (metrics["pipeline"], metrics["rows_read"], metrics["rows_loaded"], metrics["run_id"]) == (
+        "jobs",
+        6,
+        0,
+        "r1",
+    )
+    assert (metrics["extra"]["status"], metrics["extra"]["job_name"]) == ("failed", "orders_daily_load")
     rows = component_rows(jobs_env["dsn"], "orders_daily_load")
     assert rows.pop("read_orders")["status"] == "success"
     assert {r["status"] for r in rows.values()} == {"upstream_failed"} and len(rows) == 5

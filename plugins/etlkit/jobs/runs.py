@@ -14,6 +14,7 @@ from typing import Any
 
 from etlkit.common.alerting import alert_context
 from etlkit.common.errors import BadInputError, ConfigurationError
+from etlkit.common.metrics import RunMetrics
 from etlkit.jobs import metrics_store
 from etlkit.jobs.environment import VARIABLE, RunContext, check_staging_declared, resolve_run_context
 from etlkit.jobs.metrics import ComponentMetrics, ComponentSummary, never_ran
@@ -200,4 +201,17 @@ def finalize_run(
     status = "success" if succeeded else "failed"
     row = job_row(validated, dag_id, run_id, status, totals=totals, **_audit(run_context))
     metrics_store.upsert_job_run(connection, row)
+    job_metrics(row).log(run_id=run_id, task="_finalize")
     return row, succeeded
+
+
+def job_metrics(row: dict[str, Any]) -> RunMetrics:
+    """The job run as every pipeline reports one (``ETL_METRICS``): read by sources, written by writers."""
+    extra = {k: row[k] for k in ("dag_id", "job_name", "environment", "status", "rows_dropped")}
+    return RunMetrics(
+        "jobs",
+        rows_read=row["rows_read"],
+        rows_loaded=row["rows_written"],
+        rows_rejected=row["rows_rejected"],
+        extra=extra,
+    )

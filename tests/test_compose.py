@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 from importlib import metadata
 from pathlib import Path
@@ -17,6 +16,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from etlkit.jobs.environment import resolve_run_context
+from etlkit.jobs.settings import JobsSettings
 from etlkit.jobs.validation import load_job
 from tests.conftest import REPO_ROOT
 
@@ -119,13 +119,14 @@ def test_staging_shared_between_tasks_is_on_the_volume_every_worker_mounts():
 
 
 def test_declarative_jobs_settings_resolve_to_roots_on_the_shared_volume():
-    settings = json.loads(airflow_env("airflow-worker")["AIRFLOW_VAR_DECLARATIVE_JOBS"])
+    variable = airflow_env("airflow-worker")["AIRFLOW_VAR_DECLARATIVE_JOBS"]
+    settings = JobsSettings.resolve(variable=variable, read_variable=False, environ={})
     job = load_job(REPO_ROOT / "dags" / "jobs" / "orders_daily_load.json")
     context = resolve_run_context(job, settings, None, {"warehouse": "postgres"}.get, lambda conn_id: None)
-    assert context["environment"] == "DEMO"
-    assert context["connections"] == {"warehouse": "warehouse"}
-    for root in ("data_root", "staging_root"):
-        assert context[root].startswith("/opt/airflow/data/jobs"), (root, context[root])
+    assert context.environment == "DEMO"
+    assert context.connections == {"warehouse": "warehouse"}
+    for root in (context.data_root, context.staging_root):
+        assert root.startswith("/opt/airflow/data/jobs"), root
 
 
 def test_sentry_events_leave_local_variables_out(monkeypatch):

@@ -128,14 +128,13 @@ def test_only_complete_runs_store_the_watermark(run_type, values, stored):
     assert watermark_to_store(EnderTuringSettings(**values), run_type, DictionaryRefresh((), None)) is None
 
 
-def test_operators_default_to_the_hooks_connections_and_the_dag_sets_them(dag_bag):
+def test_operators_default_to_the_documented_connections_and_the_dag_sets_them(dag_bag):
     from etlkit.hooks.enderturing import EnderTuringHook
-    from etlkit.hooks.postgres import EtlPostgresHook
     from etlkit.operators import enderturing as operators
 
     schema = operators.EnderTuringSchemaOperator(task_id="schema")
     sync = operators.EnderTuringSyncSessionsOperator(task_id="sync", dictionaries={})
-    assert schema.postgres_conn_id == sync.postgres_conn_id == EtlPostgresHook.default_conn_name
+    assert schema.postgres_conn_id == sync.postgres_conn_id == "enderturing_warehouse"
     assert sync.enderturing_conn_id == EnderTuringHook.default_conn_name
     dag = dag_bag.get_dag(DAG_ID)
     for task_id in ("ensure_schema", "refresh_dictionaries", "sync_sessions"):

@@ -20,7 +20,7 @@ CATEGORY_WATERMARK = "enderturing_categories_watermark"
 # The hooks' default_conn_name (tested). The hook modules are imported in execute: the provider
 # behind EtlPostgresHook costs ~0.4 s in every process that parses the DAG file.
 ENDERTURING_DEFAULT_CONN_ID = "enderturing_default"
-POSTGRES_DEFAULT_CONN_ID = "postgres_default"
+WAREHOUSE_DEFAULT_CONN_ID = "enderturing_warehouse"  # the warehouse connection the docs give
 
 
 def warehouse(postgres_conn_id: str):
@@ -41,7 +41,9 @@ def api(enderturing_conn_id: str):
 class _WarehouseOperator(BaseOperator):
     template_fields: Sequence[str] = ("postgres_conn_id", "schema")
 
-    def __init__(self, *, postgres_conn_id: str = POSTGRES_DEFAULT_CONN_ID, schema: str = PIPELINE, **kwargs):
+    def __init__(
+        self, *, postgres_conn_id: str = WAREHOUSE_DEFAULT_CONN_ID, schema: str = PIPELINE, **kwargs
+    ):
         super().__init__(**kwargs)
         self.postgres_conn_id = postgres_conn_id
         self.schema = schema

@@ -48,7 +48,7 @@ def tries(dag_run) -> dict[str, int]:
 
 
 def test_an_export_placed_while_the_sensor_waits_is_loaded(jobs_env, dag_bag, monkeypatch):
-    from etlkit.operators.jobs import WaitForInputSensor
+    from etlkit.operators.job_sensors import WaitForInputSensor
 
     real_poke, pokes = WaitForInputSensor.poke, []
 

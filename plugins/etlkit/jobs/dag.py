@@ -1,6 +1,7 @@
 """The DAG of a declarative job, built from its validated file: ``_prepare`` → one task per
 component (routes become dependencies; a ``wait_for_input`` sensor before a reader that asks for
-one) → ``_finalize`` as the teardown. Schedules, retries and docs come from the job file.
+one), or with ``execution: fused`` one ``_run`` task for them all → ``_finalize`` as the teardown.
+Schedules, retries and docs come from the job file.
 
 Airflow is imported inside the functions, so this package stays importable (and testable) without it.
 """
@@ -117,12 +118,7 @@ def _start_date(job):
 def build_job_dag(validated: ValidatedJob):
     from airflow.sdk import DAG, Param
 
-    from etlkit.common.assets import job_sink
-    from etlkit.operators.jobs import (
-        DeclarativeComponentOperator,
-        FinalizeJobRunOperator,
-        PrepareJobRunOperator,
-    )
+    from etlkit.operators.jobs import FinalizeJobRunOperator, PrepareJobRunOperator
 
     job = validated.job
     job_file = str(validated.file)
@@ -147,35 +143,60 @@ def build_job_dag(validated: ValidatedJob):
         prepare = PrepareJobRunOperator(task_id=PREPARE_TASK, job_file=job_file)
         # Every task takes the run context from _prepare's XCom (``prepare.output``), which also
         # makes _prepare a direct upstream of each of them.
-        tasks = {}
-        for component in job.components:
-            overrides = {"retries": component.retries} if component.retries is not None else {}
-            if component.type in WRITER_TYPES:
-                overrides["outlets"] = [job_sink(job.name, component.id)]
-            tasks[component.id] = DeclarativeComponentOperator(
-                job_file=job_file, component_id=component.id, run_context=prepare.output, **overrides
-            )
+        build = _fused_tasks if job.execution == "fused" else _component_tasks
+        summaries = build(validated, job_file, prepare.output)
         finalize = FinalizeJobRunOperator(
-            task_id=FINALIZE_TASK,
-            job_file=job_file,
-            run_context=prepare.output,
-            summaries={component_id: task.output for component_id, task in tasks.items()},
+            task_id=FINALIZE_TASK, job_file=job_file, run_context=prepare.output, summaries=summaries
         )
-        for component in job.components:
-            if not validated.inputs[component.id]:
-                wait = _wait_for_input(component, job_file, prepare.output)
-                if wait is not None:
-                    wait >> tasks[component.id]
-            for targets in component.routes.values():
-                for target in targets:
-                    tasks[component.id] >> tasks[target.partition(".")[0]]
         finalize.as_teardown(setups=prepare)
     return dag
 
 
+def _component_tasks(validated: ValidatedJob, job_file: str, run_context) -> dict[str, Any]:
+    """``execution: tasks``: a task per component, routes as dependencies; their summaries' XComArgs."""
+    from etlkit.common.assets import job_sink
+    from etlkit.operators.jobs import DeclarativeComponentOperator
+
+    tasks = {}
+    for component in validated.job.components:
+        overrides = {"retries": component.retries} if component.retries is not None else {}
+        if component.type in WRITER_TYPES:
+            overrides["outlets"] = [job_sink(validated.job.name, component.id)]
+        tasks[component.id] = DeclarativeComponentOperator(
+            job_file=job_file, component_id=component.id, run_context=run_context, **overrides
+        )
+    for component in validated.job.components:
+        wait = (
+            _wait_for_input(component, job_file, run_context) if not validated.inputs[component.id] else None
+        )
+        if wait is not None:
+            wait >> tasks[component.id]
+        for targets in component.routes.values():
+            for target in targets:
+                tasks[component.id] >> tasks[target.partition(".")[0]]
+    return {component_id: task.output for component_id, task in tasks.items()}
+
+
+def _fused_tasks(validated: ValidatedJob, job_file: str, run_context):
+    """``execution: fused``: one ``_run`` task for every component, after the readers' sensors."""
+    from etlkit.common.assets import job_sink
+    from etlkit.operators.jobs import FusedJobOperator
+
+    job = validated.job
+    sinks = [job_sink(job.name, c.id) for c in job.components if c.type in WRITER_TYPES]
+    run = FusedJobOperator(job_file=job_file, run_context=run_context, outlets=sinks)
+    for component in job.components:
+        wait = (
+            _wait_for_input(component, job_file, run_context) if not validated.inputs[component.id] else None
+        )
+        if wait is not None:
+            wait >> run
+    return run.output
+
+
 def _wait_for_input(component, job_file: str, run_context):
     """The sensor before a file reader whose config has ``wait_for_input``, else None."""
-    from etlkit.operators.jobs import WaitForInputSensor
+    from etlkit.operators.job_sensors import WaitForInputSensor
 
     wait = getattr(component.config, "wait_for_input", None)
     if wait is None:

@@ -597,6 +597,17 @@ class Job(Strict):
             raise ValueError(f"every {every!r} is shorter than 1m (each run starts one task per component)")
         return every
 
+    @model_validator(mode="after")
+    def _fused_has_one_retry_setting(self) -> Job:
+        if self.execution == "fused":
+            for component in self.components:
+                if component.retries is not None:
+                    raise ValueError(
+                        f"component {component.id!r} sets retries, which apply to its own task; with execution "
+                        "fused the whole job is one task (_run): set the job's retries instead"
+                    )
+        return self
+
     @field_validator("once_at")
     @classmethod
     def _once_at(cls, once_at: str | None, info: ValidationInfo) -> str | None:

@@ -22,6 +22,7 @@ from etlkit.jobs.settings import JobsSettings, StagingSettings
 from etlkit.jobs.validation import ValidatedJob
 
 log = logging.getLogger(__name__)
+FUSED_TASK = "_run"  # the one task of a job with ``execution: fused``
 
 
 def prepare_run(
@@ -109,6 +110,29 @@ def run_component_try(
         summary = metrics.log()
         store(summary)
     return summary
+
+
+def run_fused_try(
+    validated: ValidatedJob,
+    io: Any,
+    try_number: int,
+    store: Callable[[ComponentSummary], None],
+) -> dict[str, ComponentSummary]:
+    """One try of a fused job's ``_run`` task: every component at once (see ``etlkit.jobs.fused``).
+    ``store`` gets each component's ``running`` summary first and its final one in any case."""
+    from etlkit.jobs.fused import FusedJob  # pyarrow: not at DAG parse time
+
+    fused = FusedJob(validated, io, try_number)
+    for metrics in fused.metrics.values():
+        store(metrics.snapshot())
+    try:
+        with alert_context(job=validated.job.name, component=FUSED_TASK):
+            fused.run()
+    finally:
+        summaries = {component_id: metrics.log() for component_id, metrics in fused.metrics.items()}
+        for summary in summaries.values():
+            store(summary)
+    return summaries
 
 
 def job_row(

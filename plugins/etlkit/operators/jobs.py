@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator, BaseSensorOperator
+from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from etlkit.common.assets import record_asset_event
+from etlkit.common.assets import job_sink, record_asset_event
 from etlkit.common.errors import BadInputError
 from etlkit.common.lineage import LineageReporting, job_component_lineage
 from etlkit.hooks import jobs as hooks
@@ -30,14 +28,14 @@ log = logging.getLogger(__name__)
 __all__ = ["build_job_dag", "load_job_dag"]  # loaders written before etlkit.jobs.dag existed import them here
 
 
-def _load(job_file: str) -> ValidatedJob:
+def load_job_file(job_file: str) -> ValidatedJob:
     try:
         return load_job(job_file)
     except JobDefinitionError as error:
         raise AirflowFailException(str(error)) from None
 
 
-def _run_context(value: dict | None) -> RunContext:
+def run_context_of(value: dict | None) -> RunContext:
     if not value:
         raise AirflowFailException(f"no run context from {PREPARE_TASK}; clear the run from {PREPARE_TASK}")
     return RunContext.from_xcom(value)
@@ -53,7 +51,7 @@ class PrepareJobRunOperator(BaseOperator):
         self.job_file, self.settings_defaults = job_file, settings_defaults
 
     def execute(self, context) -> dict[str, Any]:
-        validated, dag_id, run_id = _load(self.job_file), context["dag"].dag_id, context["run_id"]
+        validated, dag_id, run_id = load_job_file(self.job_file), context["dag"].dag_id, context["run_id"]
         # The run's own conf, not context["params"]: params fall back to the DAG default for the UI only.
         requested = (context["dag_run"].conf or {}).get("environment")
         try:
@@ -93,26 +91,37 @@ class DeclarativeComponentOperator(LineageReporting, BaseOperator):
         self.job_file, self.component_id, self.run_context = job_file, component_id, run_context
 
     def execute(self, context) -> dict[str, Any]:
-        run_context, validated = _run_context(self.run_context), _load(self.job_file)
+        run_context, validated = run_context_of(self.run_context), load_job_file(self.job_file)
         if validated.sha256 != run_context.job_file_sha256:
             raise AirflowFailException("the job file changed during the run; clear the run from the sources")
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
         render = lambda value: self.render_template(value, context)  # noqa: E731
         io = hooks.component_io(run_context, render, dag_id, run_id, context["dag_run"].logical_date)
+        store = lambda summary: self._store(run_context, context, summary)  # noqa: E731
         try:
-            summary = runs.run_component_try(
-                *(validated, self.component_id, io, context["ti"].try_number),
-                store=lambda summary: self._store(run_context, context, summary),
-            )
+            summaries = self._run(validated, io, context["ti"].try_number, store)
         except BadInputError as error:
-            raise AirflowFailException(f"{self.component_id}: {error}") from error
-        component = validated.components[self.component_id]
-        path = getattr(component.config, "path", None)
-        path = str(io.resolve_path(path, component.config.conn)) if path else None
-        self.note_lineage(job_component_lineage(component, run_context.to_xcom(), path, summary.to_xcom()))
+            raise AirflowFailException(f"{self.task_id}: {error}") from error
+        sinks = {job_sink(validated.job.name, c).uri: c for c in summaries}
+        for component_id, summary in summaries.items():
+            component = validated.components[component_id]
+            path = getattr(component.config, "path", None)
+            path = str(io.resolve_path(path, component.config.conn)) if path else None
+            self.note_lineage(
+                job_component_lineage(component, run_context.to_xcom(), path, summary.to_xcom())
+            )
         for asset in self.outlets:
-            record_asset_event(context, asset, {"rows_written": summary.rows_out.get("target", 0)})
-        return summary.to_xcom()
+            rows = summaries[sinks[asset.uri]].rows_out.get("target", 0)
+            record_asset_event(context, asset, {"rows_written": rows})
+        return self._to_xcom(summaries)
+
+    def _run(self, validated, io, try_number: int, store) -> dict[str, ComponentSummary]:
+        return {
+            self.component_id: runs.run_component_try(validated, self.component_id, io, try_number, store)
+        }
+
+    def _to_xcom(self, summaries: dict[str, ComponentSummary]) -> dict[str, Any]:
+        return summaries[self.component_id].to_xcom()
 
     @staticmethod
     def _store(run_context: RunContext, context, summary: ComponentSummary) -> None:
@@ -121,49 +130,25 @@ class DeclarativeComponentOperator(LineageReporting, BaseOperator):
         hooks.write_metrics(run_context.metrics_conn_id, failure, metrics_store.upsert_component_run, *args)
 
 
-class WaitForInputSensor(BaseSensorOperator):
-    """Waits, in reschedule mode (no worker slot held between checks), until a reader's input exists.
+class FusedJobOperator(DeclarativeComponentOperator):
+    """``execution: fused``: every component of the job at once in this one task (``etlkit.jobs.fused``);
+    returns the components' summaries by id."""
 
-    After ``timeout`` the task fails without retries, naming the file it waited for.
-    """
+    def __init__(self, *, job_file: str, run_context: Any, **kwargs):
+        super().__init__(job_file=job_file, component_id=runs.FUSED_TASK, run_context=run_context, **kwargs)
 
-    template_fields = ("job_file", "run_context")
+    def _run(self, validated, io, try_number: int, store) -> dict[str, ComponentSummary]:
+        return runs.run_fused_try(validated, io, try_number, store)
 
-    def __init__(self, *, job_file: str, component_id: str, run_context: Any, **kwargs):
-        super().__init__(mode="reschedule", **kwargs)
-        self.job_file, self.component_id, self.run_context = job_file, component_id, run_context
-        self._waited_for: Path | None = None
-
-    def poke(self, context) -> bool:
-        run_context = _run_context(self.run_context)
-        config = _load(self.job_file).components[self.component_id].config
-        try:
-            self._waited_for = run_context.file_path(self.render_template(config.path, context), config.conn)
-        except BadInputError as error:
-            raise AirflowFailException(f"{self.component_id}: {error}") from None
-        from etlkit.jobs.components import matching_files  # pyarrow: not at DAG parse time
-
-        found = matching_files(self._waited_for)
-        log.info("%s: %s %s", self.component_id, self._waited_for, "found" if found else "not there yet")
-        return bool(found)
-
-    def execute(self, context) -> Any:
-        from airflow.sdk.exceptions import AirflowSensorTimeout
-
-        try:
-            return super().execute(context)
-        except AirflowSensorTimeout as error:
-            raise AirflowSensorTimeout(
-                f"{self.component_id}: input file {self._waited_for} did not appear within "
-                f"{timedelta(seconds=self.timeout)}; place the file and clear {self.task_id}, or check the "
-                f"upstream export ({error})"
-            ) from None
+    def _to_xcom(self, summaries: dict[str, ComponentSummary]) -> dict[str, Any]:
+        return {component_id: summary.to_xcom() for component_id, summary in summaries.items()}
 
 
 class FinalizeJobRunOperator(BaseOperator):
     """Writes every component summary and the job row; deletes staging only after full success.
 
-    :param summaries: component id -> that task's summary (``.output``; None when it did not succeed).
+    :param summaries: component id -> that task's summary (``.output``; None when it did not succeed),
+        or a fused job's ``_run.output`` (all of them, or None).
     """
 
     template_fields = ("job_file", "run_context", "summaries")
@@ -173,8 +158,9 @@ class FinalizeJobRunOperator(BaseOperator):
         self.job_file, self.run_context, self.summaries = job_file, run_context, summaries
 
     def execute(self, context) -> dict[str, Any]:
-        run_context, validated = _run_context(self.run_context), _load(self.job_file)
-        summaries = {c: ComponentSummary.from_xcom(s) if s else None for c, s in self.summaries.items()}
+        run_context, validated = run_context_of(self.run_context), load_job_file(self.job_file)
+        given = self.summaries or {}  # a fused job's _run hands on one dict, None when it failed
+        summaries = {c: ComponentSummary.from_xcom(s) if s else None for c, s in given.items()}
         with hooks.postgres_session(run_context.metrics_conn_id) as connection:
             args = (validated, context["dag"].dag_id, context["run_id"], run_context, summaries)
             row, succeeded = runs.finalize_run(connection, *args)

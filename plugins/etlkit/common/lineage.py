@@ -186,8 +186,10 @@ def operator_lineage(note: LineageNote) -> Any:
 # -- what each pipeline's operators read and write ------------------------------------------------
 
 
-def visits_lineage(config: Any, outcomes: list[dict[str, Any]]) -> LineageNote:
-    """The report files this try read (SFTP) → statistics, errors, visitor."""
+def visits_lineage(
+    config: Any, outcomes: list[dict[str, Any]], *, sftp_conn_id: str, postgres_conn_id: str
+) -> LineageNote:
+    """The report files this try read (SFTP) → statistics, errors, visitor (``config``: the settings)."""
     from etlkit.visits.validation import COLUMN_COUNT, DISPLAY_NAMES
 
     read = [o for o in outcomes if o.get("rows_read")]
@@ -195,7 +197,7 @@ def visits_lineage(config: Any, outcomes: list[dict[str, Any]]) -> LineageNote:
     inputs = [
         DatasetRef(
             SFTP,
-            config.sftp_conn_id,
+            sftp_conn_id,
             f"{config.remote_dir.rstrip('/')}/{o['extra']['file']}",
             None,
             report_fields,
@@ -204,7 +206,7 @@ def visits_lineage(config: Any, outcomes: list[dict[str, Any]]) -> LineageNote:
     ]
 
     def table(name: str, rows: int | None) -> DatasetRef:
-        return DatasetRef(POSTGRES, config.postgres_conn_id, f"{config.db_schema}.{name}", rows)
+        return DatasetRef(POSTGRES, postgres_conn_id, f"{config.db_schema}.{name}", rows)
 
     outputs = [
         table(config.table_statistics, sum(o.get("rows_loaded") or 0 for o in read)),

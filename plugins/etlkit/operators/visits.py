@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from types import SimpleNamespace
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -126,7 +125,7 @@ class LoadVisitReportsOperator(LineageReporting, SftpVisitsOperator):
             published = FileOutcomes(tuple(outcomes)).to_xcom()
             context["ti"].xcom_push(key=FILE_OUTCOMES_KEY, value=published)
             conn_ids = {"sftp_conn_id": self.sftp_conn_id, "postgres_conn_id": self.postgres_conn_id}
-            self.note_lineage(visits_lineage(SimpleNamespace(**settings.model_dump(), **conn_ids), published))
+            self.note_lineage(visits_lineage(settings, published, **conn_ids))
 
 
 class SummarizeVisitLoadsOperator(VisitsOperator):

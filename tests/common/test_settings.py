@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import ParamValidationError
 from pydantic import Field, model_validator
 
 from etlkit.common.errors import ConfigurationError
-from etlkit.common.settings import PipelineSettings
+from etlkit.common.settings import Integer, Number, PipelineSettings
 
 
 class ExampleSettings(PipelineSettings):
@@ -135,3 +135,44 @@ def test_dag_params_are_nullable_with_the_fields_schema_and_default_in_the_descr
 def test_params_round_trip_into_resolve():
     params = {name: param.value for name, param in ExampleSettings.dag_params().items()}
     assert resolve(context={"params": params}) == resolve()
+
+
+class RenamedSettings(PipelineSettings):
+    VARIABLE = "renamed_settings"
+    ENV_PREFIX = "X_"
+    RUN_PARAMS = ("max_batches_per_run",)
+    PARAM_NAMES = {"max_batches_per_run": "max_batches"}
+    MOVED_KEYS = {"source_conn_id": "an operator argument now; set it in the DAG file"}
+
+    max_batches_per_run: Integer = Field(10, ge=1, description="Batches per run")
+    ratio: Number = 0.5
+
+
+def test_a_param_keeps_its_former_name_in_the_form_and_in_resolve():
+    params = RenamedSettings.dag_params()
+    assert list(params) == ["max_batches"]
+    settings = RenamedSettings.resolve({"params": {"max_batches": 3}}, environ={}, read_variable=False)
+    assert settings.max_batches_per_run == 3
+    assert RenamedSettings.resolve({"params": {"max_batches": None}}, environ={}, read_variable=False) == (
+        RenamedSettings()
+    )
+
+
+def test_a_moved_key_says_where_it_went():
+    with pytest.raises(ConfigurationError) as raised:
+        RenamedSettings.resolve(variable={"source_conn_id": "db", "typo": 1}, environ={})
+    message = str(raised.value)
+    assert (
+        "Variable renamed_settings: 'source_conn_id' is no longer a setting: an operator argument now"
+        in message
+    )
+    assert "unknown keys ['typo']" in message
+
+
+@pytest.mark.parametrize("field", ["max_batches_per_run", "ratio"])
+def test_numbers_refuse_true_and_false(field):
+    with pytest.raises(ConfigurationError, match=f"{field} .*must be a number, not true/false"):
+        RenamedSettings.resolve(variable={field: True}, environ={})
+    assert (
+        getattr(RenamedSettings.resolve(environ={f"X_{field.upper()}": "2"}, read_variable=False), field) == 2
+    )

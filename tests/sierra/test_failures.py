@@ -266,6 +266,6 @@ def test_connection_ids_are_the_operators_arguments(
 
 
 def test_connection_ids_left_in_the_variable_fail_before_any_io(run_task, sierra, backend):
-    with pytest.raises(AirflowFailException, match=r"\['sierra_conn_id'\] are no longer settings"):
+    with pytest.raises(AirflowFailException, match=r"'sierra_conn_id' is no longer a setting"):
         run_task(sierra_conn_id="sierra_dna")
     assert backend.requests == []

@@ -52,7 +52,7 @@ def test_an_unknown_key_is_refused_naming_it_and_its_source(source, label):
 
 @pytest.mark.parametrize("key", ["sierra_conn_id", "backend_conn_id"])
 def test_connection_ids_in_the_variable_point_to_the_migration(key):
-    with pytest.raises(ConfigurationError, match=rf"\['{key}'\] are no longer settings.*Migrating"):
+    with pytest.raises(ConfigurationError, match=rf"'{key}' is no longer a setting.*Migrating"):
         resolve(variable={key: "sierra_dna"})
 
 

@@ -44,10 +44,17 @@ def test_defaults():
     assert VisitsSchedule.resolve(environ={}) == VisitsSchedule(schedule="2 0 * * *", tz="UTC")
 
 
-@pytest.mark.parametrize("key", ["remote_directory", "sftp_conn_id", "postgres_conn_id"])
-def test_an_unknown_key_in_the_variable_is_refused_naming_it(key):
-    """The connection ids were keys of the Variable: now they are refused (docs/visits.md, Migrating)."""
-    with pytest.raises(ConfigurationError, match=rf"Variable sftp_visits_config: unknown keys \['{key}'\]"):
+def test_an_unknown_key_in_the_variable_is_refused_naming_it():
+    with pytest.raises(
+        ConfigurationError, match=r"Variable sftp_visits_config: unknown keys \['remote_directory'\]"
+    ):
+        resolve(variable={"remote_directory": "x", "batch_rows": 5})
+
+
+@pytest.mark.parametrize("key", ["sftp_conn_id", "postgres_conn_id"])
+def test_a_connection_id_in_the_variable_is_refused_saying_where_it_went(key):
+    """The connection ids were keys of the Variable: now they are operator arguments."""
+    with pytest.raises(ConfigurationError, match=rf"'{key}' is no longer a setting: .*Migrating"):
         resolve(variable={key: "x", "batch_rows": 5})
 
 

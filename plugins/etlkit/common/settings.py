@@ -8,11 +8,12 @@ in one order, each source overriding the ones before it:
 3. environment variables ``<ENV_PREFIX><FIELD NAME IN CAPITALS>`` (deploy-time; JSON for lists and
    objects, plain text for the rest);
 4. the Airflow Variable ``VARIABLE``: a JSON object of field names (changeable without a deploy);
-5. the run's Params, for the fields in ``RUN_PARAMS`` (the trigger form; an empty field, null, keeps
-   the value from 1-4).
+5. the run's Params, for the fields in ``RUN_PARAMS`` (the trigger form, each under its
+   ``PARAM_NAMES`` name if it has one; an empty field, null, keeps the value from 1-4).
 
-Unknown keys are an error in every source. A bad value raises ``ConfigurationError`` naming the
-source, the field and what it accepts, never the value given.
+Unknown keys are an error in every source; a key listed in ``MOVED_KEYS`` says where it went. Use
+``Integer`` and ``Number`` for numeric fields: they refuse true/false. A bad value raises
+``ConfigurationError`` naming the source, the field and what it accepts, never the value given.
 
 Connection ids are not settings: they are operator arguments set in the DAG file, defaulting to the
 hook's ``default_conn_name``.
@@ -23,13 +24,24 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from etlkit.common.errors import ConfigurationError
 
-__all__ = ["PipelineSettings"]
+__all__ = ["Integer", "Number", "PipelineSettings"]
+
+
+def _not_a_boolean(value: Any) -> Any:
+    # pydantic's lax mode reads JSON true as 1: a boolean where a number belongs is a mistake.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_not_a_boolean)]
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
 
 
 class PipelineSettings(BaseModel):
@@ -40,6 +52,10 @@ class PipelineSettings(BaseModel):
     VARIABLE: ClassVar[str | None] = None
     ENV_PREFIX: ClassVar[str | None] = None
     RUN_PARAMS: ClassVar[tuple[str, ...]] = ()
+    # a field whose trigger-form Param has another name (kept from an earlier release): field -> Param
+    PARAM_NAMES: ClassVar[Mapping[str, str]] = {}
+    # keys that were settings and moved elsewhere: key -> where they went (said when a source sets one)
+    MOVED_KEYS: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     def resolve(
@@ -63,9 +79,8 @@ class PipelineSettings(BaseModel):
                 variable = _variable_text(cls.VARIABLE)
             sources.append((f"Variable {cls.VARIABLE}", cls._from_variable(variable)))
         params = (context or {}).get("params") or {}
-        sources.append(
-            ("the run's params", {k: params[k] for k in cls.RUN_PARAMS if params.get(k) is not None})
-        )
+        given = {k: params.get(cls.PARAM_NAMES.get(k, k)) for k in cls.RUN_PARAMS}
+        sources.append(("the run's params", {k: v for k, v in given.items() if v is not None}))
         return cls._merge(sources)
 
     @classmethod
@@ -84,7 +99,8 @@ class PipelineSettings(BaseModel):
             kind = _nullable(field)
             if default is not None:
                 description = f"{description} (default {json.dumps(default)})".strip()
-            params[name] = Param(None, description=description, **kind, **overrides.get(name, {}))
+            param = Param(None, description=description, **kind, **overrides.get(name, {}))
+            params[cls.PARAM_NAMES.get(name, name)] = param
         return params
 
     @classmethod
@@ -93,7 +109,9 @@ class PipelineSettings(BaseModel):
         origin: dict[str, str] = {}
         problems = []
         for source, given in sources:
-            unknown = sorted(set(given) - set(cls.model_fields))
+            moved = sorted(given.keys() & cls.MOVED_KEYS.keys())
+            problems += [f"{source}: {key!r} is no longer a setting: {cls.MOVED_KEYS[key]}" for key in moved]
+            unknown = sorted(set(given) - set(cls.model_fields) - set(cls.MOVED_KEYS))
             if unknown:
                 problems.append(f"{source}: unknown keys {unknown} (known: {sorted(cls.model_fields)})")
             for name in given.keys() & cls.model_fields.keys():

@@ -9,27 +9,17 @@ run's Params ``max_batches`` and ``dry_run_dir``. Unknown keys are an error in e
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import ClassVar, Literal, Self
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from etlkit.common.errors import ConfigurationError
-from etlkit.common.settings import PipelineSettings
+from etlkit.common.settings import Integer, Number, PipelineSettings
 
 MAX_EXTRACT_PARALLELISM = 4
-# Keys the Variable held before connection ids became operator arguments (docs/sierra.md, Migrating).
-MOVED_TO_THE_DAG_FILE = ("sierra_conn_id", "backend_conn_id")
-
-
-def _not_a_boolean(value: Any) -> Any:
-    # JSON true would pass as 1: a boolean where a number belongs is a mistake, not a count.
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not true/false")
-    return value
-
-
-Integer = Annotated[int, BeforeValidator(_not_a_boolean)]
-Number = Annotated[float, BeforeValidator(_not_a_boolean)]
+MOVED_TO_THE_DAG_FILE = (
+    "connection ids are the operator's sierra_conn_id / backend_conn_id, set in the DAG file; remove the "
+    "key (docs/sierra.md, Migrating)"
+)
 
 
 class SierraSettings(PipelineSettings):
@@ -38,6 +28,9 @@ class SierraSettings(PipelineSettings):
     RUN_PARAMS = ("max_batches_per_run", "dry_run_dir")
     # Trigger-form names that differ from their field: users' trigger configs say max_batches.
     PARAM_NAMES: ClassVar[Mapping[str, str]] = {"max_batches_per_run": "max_batches"}
+    MOVED_KEYS: ClassVar[Mapping[str, str]] = dict.fromkeys(
+        ("sierra_conn_id", "backend_conn_id"), MOVED_TO_THE_DAG_FILE
+    )
 
     max_sync_delta_minutes: Number = Field(
         60, gt=0, description="A changes window starts no earlier than the DB's now() minus this"
@@ -96,30 +89,3 @@ class SierraSettings(PipelineSettings):
         if self.retry_base_seconds > self.retry_max_seconds:
             raise ValueError("retry_base_seconds exceeds retry_max_seconds")
         return self
-
-    @classmethod
-    def resolve(cls, context: Mapping[str, Any] | None = None, **kwargs: Any) -> Self:
-        """As the base's, with each Param of ``PARAM_NAMES`` read under its trigger-form name."""
-        if context is not None:
-            params = dict(context.get("params") or {})
-            for field, param in cls.PARAM_NAMES.items():
-                params[field] = params.pop(param, None)
-            context = {**context, "params": params}
-        return super().resolve(context, **kwargs)
-
-    @classmethod
-    def dag_params(cls, **overrides: Mapping[str, Any]) -> dict[str, Any]:
-        params = super().dag_params(**overrides)
-        return {cls.PARAM_NAMES.get(field, field): param for field, param in params.items()}
-
-    @classmethod
-    def _from_variable(cls, raw: Any) -> dict[str, Any]:
-        values = super()._from_variable(raw)
-        moved = [key for key in MOVED_TO_THE_DAG_FILE if key in values]
-        if moved:
-            raise ConfigurationError(
-                f"Variable {cls.VARIABLE}: {moved} are no longer settings: connection ids are the "
-                "operator's sierra_conn_id / backend_conn_id, set in the DAG file; remove the keys "
-                "(docs/sierra.md, Migrating)"
-            )
-        return values

@@ -34,6 +34,10 @@ class VisitsSettings(PipelineSettings):
     VARIABLE = "sftp_visits_config"
     ENV_PREFIX = ENV_PREFIX
     RUN_PARAMS = ("reference_date", "dry_run")
+    MOVED_KEYS = dict.fromkeys(
+        ("sftp_conn_id", "postgres_conn_id"),
+        "connection ids are operator arguments set in the DAG file; remove the key (docs/visits.md, Migrating)",
+    )
 
     remote_dir: str = Field("/home/vinkOS/archivosVisitas", min_length=1, description="SFTP directory read")
     file_pattern: str = Field(

@@ -262,20 +262,14 @@ def run_worker(argv: list[str]) -> None:
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=MODULE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--sessions", type=int, default=100_000)
-    parser.add_argument("--baseline-sessions", type=int, default=3_000)
-    parser.add_argument("--workers", type=int, default=2, help="transform processes (the DAG's default)")
-    parser.add_argument("--rounds", type=int, default=3, help="floor / first load / re-load rounds")
-    parser.add_argument(
-        "--quick", action="store_true", help="a smoke run: 5,000 sessions, 500 baseline, 1 round"
-    )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.sessions, args.baseline_sessions, args.rounds = 5_000, 500, 1
-    return args
+    options = {
+        "--sessions": {"type": int, "default": 100_000},
+        "--baseline-sessions": {"type": int, "default": 3_000},
+        "--workers": {"type": int, "default": 2, "help": "transform processes (the DAG's default)"},
+        "--rounds": {"type": int, "default": 3, "help": "floor / first load / re-load rounds"},
+    }
+    quick = {"sessions": 5_000, "baseline_sessions": 500, "rounds": 1}
+    return harness.parse_arguments(MODULE, __doc__, argv, options, quick)
 
 
 def benchmark(argv: list[str] | None = None) -> dict:

@@ -226,24 +226,20 @@ def memory_case(api: LocalApi, concurrency: int, latency_ms: float, smallest: di
     )
 
 
-def parse_arguments(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, same code paths")
-    parser.add_argument("--busy-ok", action="store_true", help="measure even when the load exceeds the cores")
-    parser.add_argument("--latency-ms", type=float, default=50.0)
-    parser.add_argument("--sessions", type=int, default=2000, help="sessions of the concurrency cases")
-    parser.add_argument(
-        "--baseline-sessions", type=int, default=200, help="sample of the concurrency-1 baseline"
-    )
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16])
-    parser.add_argument("--rate-limit", type=int, default=100, help="calls/s, below concurrency / latency")
-    parser.add_argument("--memory-sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--memory-latency-ms", type=float, default=2.0)
-    parser.add_argument("--memory-concurrency", type=int, default=4)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.sessions, args.baseline_sessions, args.memory_sizes = 300, 50, [1000, 3000]
-    return args
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    options = {
+        "--busy-ok": {"action": "store_true", "help": "measure even when the load exceeds the cores"},
+        "--latency-ms": {"type": float, "default": 50.0},
+        "--sessions": {"type": int, "default": 2000, "help": "sessions of the concurrency cases"},
+        "--baseline-sessions": {"type": int, "default": 200, "help": "sample of the concurrency-1 baseline"},
+        "--concurrency": {"type": int, "nargs": "+", "default": [4, 16]},
+        "--rate-limit": {"type": int, "default": 100, "help": "calls/s, below concurrency / latency"},
+        "--memory-sizes": {"type": int, "nargs": "+", "default": [10_000, 100_000]},
+        "--memory-latency-ms": {"type": float, "default": 2.0},
+        "--memory-concurrency": {"type": int, "default": 4},
+    }
+    quick = {"sessions": 300, "baseline_sessions": 50, "memory_sizes": [1000, 3000]}
+    return harness.parse_arguments(f"bench.{NAME}", __doc__.split("\n")[0], argv, options, quick)
 
 
 def benchmark(argv: list[str] | None = None) -> dict:

@@ -20,6 +20,7 @@ all, writes ``bench/results/<date>.json`` and renders ``docs/performance.md``; i
 
 from __future__ import annotations
 
+import argparse
 import json
 import operator
 import os
@@ -28,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
@@ -128,6 +130,25 @@ def parse_result(stdout: str) -> dict | None:
         if line.startswith(RESULT_MARKER):
             return json.loads(line[len(RESULT_MARKER) :])
     return None
+
+
+def parse_arguments(
+    module: str, doc: str | None, argv: list[str] | None, options: dict[str, dict], quick: dict[str, Any]
+) -> argparse.Namespace:
+    """The command line of ``python -m <module>``: ``options`` (flag -> ``add_argument`` keywords) and
+    ``--quick``, a smoke run on the same code paths, which sets the arguments in ``quick``."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for flag, keywords in options.items():
+        parser.add_argument(flag, **keywords)
+    sizes = ", ".join(f"--{name.replace('_', '-')} {value}" for name, value in quick.items())
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run, the same code paths: {sizes}")
+    args = parser.parse_args(argv)
+    if args.quick:
+        for name, value in quick.items():
+            setattr(args, name, value)
+    return args
 
 
 def machine() -> dict:

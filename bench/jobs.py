@@ -491,17 +491,13 @@ def flat_memory_target(cases: list[dict]) -> None:
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--chunk-size", type=int, default=50_000)
-    parser.add_argument("--baseline-max-rows", type=int, default=1_000_000)
-    parser.add_argument("--quick", action="store_true", help="100k and 300k rows: a smoke run")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.rows, args.baseline_max_rows = [100_000, 300_000], 300_000
-    return args
+    options = {
+        "--rows": {"type": int, "nargs": "+", "default": [1_000_000, 10_000_000]},
+        "--chunk-size": {"type": int, "default": 50_000},
+        "--baseline-max-rows": {"type": int, "default": 1_000_000},
+    }
+    quick = {"rows": [100_000, 300_000], "baseline_max_rows": 300_000}
+    return harness.parse_arguments(MODULE, __doc__, argv, options, quick)
 
 
 def benchmark(argv: list[str] | None = None) -> dict:

@@ -163,18 +163,14 @@ def ours_environment(dbname: str, port: int, airflow_home: Path) -> dict[str, st
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=MODULE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--films", type=int, default=200_000)
-    parser.add_argument("--small", type=int, default=50_000, help="second corpus size for the memory check")
-    parser.add_argument("--baseline-sample", type=int, default=5_000)
-    parser.add_argument("--keep-db", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.films, args.small, args.baseline_sample = 20_000, 5_000, 1_000
-    return args
+    options = {
+        "--films": {"type": int, "default": 200_000},
+        "--small": {"type": int, "default": 50_000, "help": "second corpus size for the memory check"},
+        "--baseline-sample": {"type": int, "default": 5_000},
+        "--keep-db": {"action": "store_true"},
+    }
+    quick = {"films": 20_000, "small": 5_000, "baseline_sample": 1_000}
+    return harness.parse_arguments(MODULE, __doc__, argv, options, quick)
 
 
 def benchmark(argv: list[str] | None = None) -> dict:

@@ -130,15 +130,8 @@ def run_worker(argv: list[str]) -> None:
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=MODULE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="item counts")
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.sizes = [10_000, 50_000]
-    return args
+    options = {"--sizes": {"type": int, "nargs": "+", "default": [100_000, 1_000_000], "help": "item counts"}}
+    return harness.parse_arguments(MODULE, __doc__, argv, options, {"sizes": [10_000, 50_000]})
 
 
 def benchmark(argv: list[str] | None = None) -> dict:

@@ -152,16 +152,13 @@ def run_worker(argv: list[str]) -> None:
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=MODULE, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    options = {
+        "--sizes": {"type": int, "nargs": "+", "default": [100_000, 1_000_000], "help": "report rows"},
+        "--baseline-rows": {"type": int, "default": 100_000},
+    }
+    return harness.parse_arguments(
+        MODULE, __doc__, argv, options, {"sizes": [10_000, 50_000], "baseline_rows": 5_000}
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="report rows")
-    parser.add_argument("--baseline-rows", type=int, default=100_000)
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.sizes, args.baseline_rows = [10_000, 50_000], 5_000
-    return args
 
 
 def benchmark(argv: list[str] | None = None) -> dict:

@@ -199,3 +199,23 @@ def test_a_partial_run_replaces_only_its_sections_in_the_latest_whole_runs_repor
     assert "`python -m bench --only sizes` → `bench/results/2026-12-07-only-sizes.json`, for sizes:" in text
     assert "`python -m bench` → `bench/results/2026-12-06.json`, for sizes, single:" in text
     assert bench_main.with_earlier_runs(whole, bench_main.parse_arguments([])) is whole
+
+
+@pytest.mark.parametrize(
+    "name, quick",
+    [
+        ("visits", {"sizes": [10_000, 50_000], "baseline_rows": 5_000}),
+        ("sierra", {"sizes": [10_000, 50_000]}),
+        ("enderturing", {"sessions": 5_000, "baseline_sessions": 500, "rounds": 1}),
+        ("enderturing_api", {"sessions": 300, "baseline_sessions": 50, "memory_sizes": [1000, 3000]}),
+        ("movies", {"films": 20_000, "small": 5_000, "baseline_sample": 1_000}),
+        ("jobs", {"rows": [100_000, 300_000], "baseline_max_rows": 300_000}),
+    ],
+)
+def test_each_benchmarks_quick_flag_sets_its_small_sizes(name, quick):
+    import importlib
+
+    parse = importlib.import_module(f"bench.{name}").parse_arguments
+    full, smoke = parse([]), parse(["--quick"])
+    assert {k: getattr(smoke, k) for k in quick} == quick
+    assert all(getattr(full, k) != v for k, v in quick.items())

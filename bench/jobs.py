@@ -190,11 +190,10 @@ def write_customers_csv(path: Path) -> Path:
 # ---- children ---------------------------------------------------------------------------------
 
 
-def run_component(job_file: str, component_id: str, run_dir: str, data_root: str, dsn: str) -> None:
+def runtime_io(run_dir: str, data_root: str, dsn: str):
+    """What a task gives the runtime: the run's staging, paths under the data root, SQL connections."""
     from etlkit.jobs.environment import rooted_path
-    from etlkit.jobs.metrics import ComponentMetrics
-    from etlkit.jobs.runtime import RuntimeIO, run_component
-    from etlkit.jobs.validation import load_job
+    from etlkit.jobs.runtime import RuntimeIO
 
     @contextlib.contextmanager
     def connect(_logical: str):
@@ -203,9 +202,17 @@ def run_component(job_file: str, component_id: str, run_dir: str, data_root: str
         with psycopg.connect(dsn, autocommit=True) as connection:
             yield connection
 
+    return RuntimeIO(Path(run_dir), lambda path, conn: rooted_path(path, data_root), connect)
+
+
+def run_component(job_file: str, component_id: str, run_dir: str, data_root: str, dsn: str) -> None:
+    from etlkit.jobs.metrics import ComponentMetrics
+    from etlkit.jobs.runtime import run_component
+    from etlkit.jobs.validation import load_job
+
     started = time.perf_counter()
     validated = load_job(job_file)
-    io = RuntimeIO(Path(run_dir), lambda path, conn: rooted_path(path, data_root), connect)
+    io = runtime_io(run_dir, data_root, dsn)
     metrics = ComponentMetrics(component_id, validated.components[component_id].type)
     run_component(validated, component_id, io, metrics)
     metrics.finish("success")
@@ -221,22 +228,11 @@ def run_component(job_file: str, component_id: str, run_dir: str, data_root: str
 
 def run_fused_job(job_file: str, run_dir: str, data_root: str, dsn: str) -> None:
     """The ``_run`` task of a job with ``"execution": "fused"``: every component at once, in threads."""
-    from etlkit.jobs.environment import rooted_path
     from etlkit.jobs.fused import run_fused
-    from etlkit.jobs.runtime import RuntimeIO
     from etlkit.jobs.validation import load_job
 
-    @contextlib.contextmanager
-    def connect(_logical: str):
-        import psycopg
-
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            yield connection
-
     started = time.perf_counter()
-    validated = load_job(job_file)
-    io = RuntimeIO(Path(run_dir), lambda path, conn: rooted_path(path, data_root), connect)
-    metrics = run_fused(validated, io)
+    metrics = run_fused(load_job(job_file), runtime_io(run_dir, data_root, dsn))
     summaries = {component_id: m.summary() for component_id, m in metrics.items()}
     harness.child_result({"seconds": time.perf_counter() - started, "summaries": summaries})
 

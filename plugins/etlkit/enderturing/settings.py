@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from etlkit.common.settings import PipelineSettings
+from etlkit.common.settings import Integer, PipelineSettings
 
 
 class EnderTuringSettings(PipelineSettings):
@@ -28,7 +28,7 @@ class EnderTuringSettings(PipelineSettings):
         "max_detail_failures",
     )
 
-    limit_sessions: int | None = Field(
+    limit_sessions: Integer | None = Field(
         None,
         ge=1,
         description="test mode: at most this many sessions per pass; the category watermark stays put",
@@ -36,12 +36,14 @@ class EnderTuringSettings(PipelineSettings):
     run_resync: bool = Field(
         True, description="the manual-scores and changed-categories passes (never for backfills)"
     )
-    resync_lookback_days: int = Field(30, ge=0, description="the re-sync passes cover days D-N..D")
-    window_cap: int = Field(10_000, ge=2, description="split a listing window when its total reaches this")
-    page_size: int = Field(500, ge=1, description="listing page size")
+    resync_lookback_days: Integer = Field(30, ge=0, description="the re-sync passes cover days D-N..D")
+    window_cap: Integer = Field(
+        10_000, ge=2, description="split a listing window when its total reaches this"
+    )
+    page_size: Integer = Field(500, ge=1, description="listing page size")
     fetch_summaries: bool = Field(True, description="call /sessions/{id}/summary for every session")
     fetch_comments: bool = Field(False, description="call /sessions/{id}/comments for sessions with comments")
-    max_detail_failures: int = Field(
+    max_detail_failures: Integer = Field(
         10, ge=0, description="non-retryable 4xx answers of per-session calls tolerated in one run"
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from etlkit.common.settings import PipelineSettings
+from etlkit.common.settings import Number, PipelineSettings
 
 __all__ = ["EnvironmentSettings", "JobsSettings", "StagingSettings", "default_root"]
 
@@ -50,7 +50,7 @@ class StagingSettings(BaseModel):
         "s3://bucket/prefix (default $AIRFLOW_HOME/declarative/staging, one machine only)",
     )
     conn_id: str | None = Field(None, description="the connection of an object storage root (s3://)")
-    retention_days: float = Field(
+    retention_days: Number = Field(
         7, ge=0, description="housekeeping removes staged runs older than this many days"
     )
 

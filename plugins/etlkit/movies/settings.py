@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from etlkit.common.errors import ConfigurationError
-from etlkit.common.settings import PipelineSettings
+from etlkit.common.settings import Integer, PipelineSettings
 
 # Former Params, now the operators' arguments.
 MOVED_TO_DAG_FILE = ("pg_conn_id", "es_conn_id")
@@ -51,13 +51,15 @@ class MoviesSettings(PipelineSettings):
     index_alias: str = Field(
         "movies", min_length=1, description="Alias clients query; physical indices are <alias>_<ts>"
     )
-    batch_size: int = Field(1000, ge=1, description="Cursor fetch size and _search page size")
-    bulk_chunk_docs: int = Field(500, ge=1, description="Max actions per _bulk request")
-    bulk_chunk_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Max bytes per _bulk request")
-    overlap_seconds: int = Field(60, ge=0, description="Re-read window below the HWM")
-    max_reported_errors: int = Field(10, ge=1, description="Failed items shown")
-    reconcile_interval_minutes: int = Field(60, ge=0, description="Reconcile every N minutes (0 = on demand)")
-    full_refresh_interval_hours: int = Field(24, ge=0, description="Full rebuild every N hours (0 = off)")
+    batch_size: Integer = Field(1000, ge=1, description="Cursor fetch size and _search page size")
+    bulk_chunk_docs: Integer = Field(500, ge=1, description="Max actions per _bulk request")
+    bulk_chunk_bytes: Integer = Field(10 * 1024 * 1024, ge=1, description="Max bytes per _bulk request")
+    overlap_seconds: Integer = Field(60, ge=0, description="Re-read window below the HWM")
+    max_reported_errors: Integer = Field(10, ge=1, description="Failed items shown")
+    reconcile_interval_minutes: Integer = Field(
+        60, ge=0, description="Reconcile every N minutes (0 = on demand)"
+    )
+    full_refresh_interval_hours: Integer = Field(24, ge=0, description="Full rebuild every N hours (0 = off)")
     keep_previous_index: bool = Field(True, description="Keep the previous index for rollback")
 
     @field_validator("index_alias")

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from etlkit.common.settings import PipelineSettings
+from etlkit.common.settings import Integer, PipelineSettings
 
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
 ENV_PREFIX = "SFTP_VISITS_"
@@ -52,9 +52,11 @@ class VisitsSettings(PipelineSettings):
         min_length=1,
         description="local download directory (per worker)",
     )
-    min_file_age_s: int = Field(60, ge=0, description="younger files wait for the next run (still uploading)")
-    batch_rows: int = Field(10_000, ge=1, description="rows per COPY batch")
-    max_line_chars: int = Field(65_536, ge=1, description="longer lines are rejected rows")
+    min_file_age_s: Integer = Field(
+        60, ge=0, description="younger files wait for the next run (still uploading)"
+    )
+    batch_rows: Integer = Field(10_000, ge=1, description="rows per COPY batch")
+    max_line_chars: Integer = Field(65_536, ge=1, description="longer lines are rejected rows")
     db_schema: str = _identifier("public", "schema of the tables")
     table_visitor: str = _identifier("visitor", "visitor metrics table")
     table_statistics: str = _identifier("statistics", "valid rows table")

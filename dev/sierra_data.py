@@ -122,6 +122,17 @@ def grant_reader(conn: psycopg.Connection, role: str = READER_ROLE) -> str:
     return role
 
 
+def _add_record_metadata(
+    conn: psycopg.Connection, rid: int, record_type: str, record_num: int, updated: datetime | None
+) -> None:
+    """The record's row in ``record_metadata``, created and updated at ``updated`` (default now)."""
+    updated = updated or datetime.now(UTC)
+    conn.execute(
+        "INSERT INTO sierra_view.record_metadata VALUES (%s, %s, %s, %s, %s, NULL, '')",
+        (rid, record_type, record_num, updated, updated),
+    )
+
+
 def add_bib(
     conn: psycopg.Connection,
     record_num: int,
@@ -133,11 +144,7 @@ def add_bib(
     updated: datetime | None = None,
 ) -> int:
     rid = bib_id(record_num)
-    updated = updated or datetime.now(UTC)
-    conn.execute(
-        "INSERT INTO sierra_view.record_metadata VALUES (%s, 'b', %s, %s, %s, NULL, '')",
-        (rid, record_num, updated, updated),
-    )
+    _add_record_metadata(conn, rid, "b", record_num, updated)
     conn.execute(
         "INSERT INTO sierra_view.bib_record_property VALUES (%s, %s, %s, %s, %s, 'm', 2001)",
         (rid, rid, title, author, material_code),
@@ -170,11 +177,7 @@ def add_item(
     updated: datetime | None = None,
 ) -> int:
     rid = item_id(record_num)
-    updated = updated or datetime.now(UTC)
-    conn.execute(
-        "INSERT INTO sierra_view.record_metadata VALUES (%s, 'i', %s, %s, %s, NULL, '')",
-        (rid, record_num, updated, updated),
-    )
+    _add_record_metadata(conn, rid, "i", record_num, updated)
     conn.execute(
         "INSERT INTO sierra_view.item_record VALUES (%s, %s, %s, 'main', '-', false)", (rid, rid, itype)
     )

@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
 from etlkit.common.assets import VISITS
-from etlkit.common.dag_defaults import pipeline_default_args
+from etlkit.common.dag_defaults import RUN_TYPES_WITHOUT_BACKFILL, pipeline_default_args
 from etlkit.common.notify import deadline_alert
 from etlkit.common.retry_policy import retry_default_args
 from etlkit.operators.visits import (
@@ -50,9 +50,7 @@ with DAG(
     # Not finished N hours (etl_alerting deadline_hours, default 6) after its scheduled time, one
     # day after its logical date: alert.
     deadline=deadline_alert("sftp_visits_to_postgres", schedule_lag=timedelta(days=1)),
-    # Each run takes what the source holds now, whatever its interval: a backfill would only start
-    # that same run again for every day at once. So backfills are refused (REST 400, the CLI fails).
-    allowed_run_types=["scheduled", "manual", "operator_triggered"],
+    allowed_run_types=RUN_TYPES_WITHOUT_BACKFILL,  # each run takes what the source holds now
     tags=["visits", "sftp", "postgres"],
     params={
         **VisitsSettings.dag_params(),

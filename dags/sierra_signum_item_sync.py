@@ -9,7 +9,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from etlkit.common.assets import SIGNUM_ITEMS
-from etlkit.common.dag_defaults import pipeline_default_args
+from etlkit.common.dag_defaults import RUN_TYPES_WITHOUT_BACKFILL, pipeline_default_args
 from etlkit.operators.sierra import SierraSignumSyncOperator
 from etlkit.sierra.budget import PARSE_TIME_SOURCES, check_execution_timeout, parse_time_settings
 from etlkit.sierra.settings import SierraSettings
@@ -48,9 +48,7 @@ with DAG(
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    # Each run takes what the source holds now, whatever its interval: a backfill would only start
-    # that same run again for every day at once. So backfills are refused (REST 400, the CLI fails).
-    allowed_run_types=["scheduled", "manual", "operator_triggered"],
+    allowed_run_types=RUN_TYPES_WITHOUT_BACKFILL,  # each run takes what the source holds now
     tags=["sierra", "signum"],
     doc_md=DOC,
     default_args=pipeline_default_args("sierra"),

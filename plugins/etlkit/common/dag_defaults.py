@@ -1,4 +1,5 @@
-"""The ``default_args`` every pipeline DAG starts from: owner, retry policy, failure alerts."""
+"""What every pipeline DAG starts from: ``default_args`` (owner, retry policy, failure alerts) and
+the run types of a DAG that refuses backfills."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ from typing import Any
 
 from etlkit.common.alerting import log_task_failure
 from etlkit.common.retry_policy import retry_default_args
+
+# For a DAG each of whose runs takes what the source holds now, whatever its interval: a backfill
+# would only start that same run again for every day at once. Backfills are refused (REST 400, the
+# CLI fails); schedules, manual triggers and TriggerDagRunOperator still start runs.
+RUN_TYPES_WITHOUT_BACKFILL = ["scheduled", "manual", "operator_triggered"]
 
 
 def pipeline_default_args(pipeline: str, owner: str = "data-eng", **retry_defaults: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Literal
 
 import pytest
@@ -176,3 +177,14 @@ def test_numbers_refuse_true_and_false(field):
     assert (
         getattr(RenamedSettings.resolve(environ={f"X_{field.upper()}": "2"}, read_variable=False), field) == 2
     )
+
+
+def test_the_log_says_each_set_value_and_its_source(caplog):
+    with caplog.at_level(logging.INFO, logger="etlkit.common.settings"):
+        resolve(environ={"EXAMPLE_ETL_MODE": "fast"}, context={"params": {"batch_size": 40}})
+        resolve()
+    assert (
+        "ExampleSettings: batch_size=40 (the run's params); mode='fast' (environment variables EXAMPLE_ETL_*)"
+        in (caplog.text)
+    )
+    assert "ExampleSettings: the defaults" in caplog.text

@@ -158,3 +158,14 @@ def stack(stack_output: Path) -> Iterator[RunningStack]:
             shutil.copytree(layout.logs, stack_output / "logs", dirs_exist_ok=True)
         if not os.environ.get("STACK_KEEP"):
             shutil.rmtree(root, ignore_errors=True)
+
+
+def task_log(stack, dag_id: str, run_id: str, task_id: str, try_number: int) -> list[str]:
+    with stack.api() as api:
+        response = api.get(
+            f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": True},
+            headers={"Accept": "application/json"},
+        )
+        response.raise_for_status()
+        return [str(event.get("event", "")) for event in response.json()["content"]]

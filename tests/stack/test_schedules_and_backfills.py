@@ -12,7 +12,6 @@ from __future__ import annotations
 import subprocess
 import time
 from datetime import UTC, date, datetime, timedelta
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -20,7 +19,7 @@ from psycopg import sql
 
 from dev import pgdb
 from dev.stack import ENDERTURING_BACKFILL_DAYS
-from tests.stack.conftest import VISITS_SCHEDULE
+from tests.stack.conftest import VISITS_SCHEDULE, task_log
 
 ET_DAG = "enderturing_to_warehouse"
 VISITS_DAG = "sftp_visits_to_postgres"
@@ -71,17 +70,6 @@ def restart_dag_processor(stack, env: dict[str, str], dag_id: str, timetable: st
     while dag_details(stack, dag_id)["timetable_summary"] != timetable:
         assert time.monotonic() < deadline, f"{dag_id} was not re-parsed with {timetable}"
         time.sleep(2)
-
-
-def task_log(stack, dag_id: str, run_id: str, task_id: str, try_number: int) -> list[str]:
-    with stack.api() as api:
-        response = api.get(
-            f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}",
-            params={"full_content": True},
-            headers={"Accept": "application/json"},
-        )
-        response.raise_for_status()
-        return [str(event.get("event", "")) for event in response.json()["content"]]
 
 
 def create_backfill_via_rest(stack, first: date, last: date, **options) -> dict:

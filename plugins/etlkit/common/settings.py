@@ -22,6 +22,7 @@ hook's ``default_conn_name``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Self
@@ -29,6 +30,8 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from etlkit.common.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Integer", "Number", "PipelineSettings"]
 
@@ -119,9 +122,18 @@ class PipelineSettings(BaseModel):
         if problems:
             raise ConfigurationError(f"{cls.__name__}: " + "; ".join(problems))
         try:
-            return cls.model_validate(values)
+            settings = cls.model_validate(values)
         except ValidationError as exc:
             raise ConfigurationError(f"{cls.__name__}: " + "; ".join(_describe(exc, origin))) from None
+        # Which value came from where, so a run's log says what it ran with (settings hold no secrets:
+        # those live in connections).
+        chosen = [
+            f"{name}={getattr(settings, name)!r} ({origin[name]})"
+            for name in cls.model_fields
+            if name in origin
+        ]
+        log.info("%s: %s", cls.__name__, "; ".join(chosen) or "the defaults")
+        return settings
 
     @classmethod
     def _from_environ(cls, environ: Mapping[str, str] | None) -> dict[str, Any]:

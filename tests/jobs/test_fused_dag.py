@@ -4,6 +4,7 @@ per-component DAG of the same job (test_examples_e2e), one task."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -27,7 +28,7 @@ ORDERS = "SELECT order_id, customer_id, status, quantity, unit_price, order_date
 @pytest.fixture
 def fused_dag(tmp_path, airflow_db, monkeypatch):
     """The orders example with ``execution: fused``, in a DAG bundle of its own beside the repo's:
-    dag.test() runs only DAGs it finds in a bundle."""
+    dag.test() runs only DAGs it finds in a bundle. Deleted from the metadata DB afterwards."""
     folder = tmp_path / "fused_dags"
     folder.mkdir()
     job = json.loads((REPO_ROOT / "dags" / "jobs" / "orders_daily_load.json").read_text())
@@ -42,7 +43,13 @@ def fused_dag(tmp_path, airflow_db, monkeypatch):
         {"name": "fused-jobs", "classpath": local, "kwargs": {"path": str(folder)}},
     ]
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
-    return build_job_dag(load_job(job_file))
+    yield build_job_dag(load_job(job_file))
+    from airflow.api.common.delete_dag import delete_dag
+    from airflow.exceptions import DagNotFound
+
+    # The session's metadata DB is shared: later tests (the UI's DAG list) must not see this DAG.
+    with contextlib.suppress(DagNotFound):
+        delete_dag(NAME)
 
 
 def test_the_fused_dag_has_one_task_for_every_component(fused_dag):

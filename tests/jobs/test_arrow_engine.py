@@ -406,8 +406,8 @@ def test_csv_text_quotes_like_the_csv_module_and_copy_text_keeps_empty_strings_a
         csv.writer(expected, delimiter=delimiter, lineterminator="\n").writerows(
             [["" if v is None else v, "" if n is None else n] for v, n in zip(values, numbers, strict=True)]
         )
-        assert csv_bytes(batch, delimiter).decode() == expected.getvalue()
-    copy_text = csv_bytes(batch, for_copy=True).decode().splitlines()
+        assert bytes(csv_bytes(batch, delimiter)).decode() == expected.getvalue()
+    copy_text = bytes(csv_bytes(batch, for_copy=True)).decode().splitlines()
     assert copy_text[3] == '"",4' and copy_text[7] == ",7"
 
 

@@ -36,10 +36,13 @@ def _text(values: pa.Array, for_copy: bool) -> pa.Array:
 
 def csv_bytes(
     batch: pa.RecordBatch, delimiter: str = ",", null_text: str = "", for_copy: bool = False
-) -> bytes:
-    """The rows of ``batch`` as CSV lines ending in a newline; nulls as ``null_text`` (unquoted)."""
+) -> memoryview:
+    """The rows of ``batch`` as CSV lines ending in a newline; nulls as ``null_text`` (unquoted).
+
+    A view of the joined lines in Arrow's own buffer (it keeps the buffer alive): no copy of the text
+    is made for the file or the COPY it is written to."""
     if batch.num_rows == 0:
-        return b""
+        return memoryview(b"")
     fields = []
     for column in batch.columns:
         text = _text(column, for_copy)
@@ -47,11 +50,11 @@ def csv_bytes(
             text = _quoted(text, delimiter, quote_empty=for_copy)
         fields.append(pc.fill_null(text, null_text))
     if not fields:
-        return b"\n" * batch.num_rows
+        return memoryview(b"\n" * batch.num_rows)
+    fields[-1] = pc.binary_join_element_wise(fields[-1], pa.scalar(""), "\n")  # each line ends in a newline
     lines = pc.binary_join_element_wise(*fields, delimiter)
-    lines = pc.binary_join_element_wise(lines, pa.scalar(""), "\n")  # each line ends in a newline
     # The lines lie back to back in the data buffer: one slice of it is the whole text.
     _, offsets, data = lines.buffers()
     positions = memoryview(offsets).cast("i")
     start, end = positions[lines.offset], positions[lines.offset + len(lines)]
-    return memoryview(data)[start:end].tobytes()
+    return memoryview(data)[start:end]

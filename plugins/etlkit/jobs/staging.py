@@ -18,8 +18,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from etlkit.common.errors import BadInputError
 from etlkit.jobs.arrowlib import pa
 from etlkit.jobs.columns import Schema, arrow_schema, schema_fingerprint
@@ -181,7 +179,7 @@ class PortWriter:
         self.parts: list[str] = []
         self._part_rows = 0
         self._file = None
-        self._writer: pq.ParquetWriter | None = None
+        self._writer = None  # a pyarrow.parquet.ParquetWriter once the first batch comes
         ensure_directory(directory)
 
     def check(self, batch: pa.RecordBatch) -> None:
@@ -208,6 +206,8 @@ class PortWriter:
         self._close_part()
         name = f"part-{len(self.parts):05d}.parquet"
         self._file = open_staged(self.directory / name, "wb")
+        import pyarrow.parquet as pq  # imported on use: a fused run that stages nothing saves ~10 MiB
+
         # No dictionary pages: their hash tables cost a writer ~16 MiB; zstd takes most of the gain.
         self._writer = pq.ParquetWriter(
             self._file, self.arrow_schema, compression=COMPRESSION, use_dictionary=False
@@ -276,6 +276,8 @@ def read_port(directory, schema: Schema, chunk_size: int) -> Iterator[pa.RecordB
         raise StagingError(
             f"staged output {directory} was written by an earlier engine version; clear the run from the sources"
         )
+    import pyarrow.parquet as pq
+
     expected = arrow_schema(schema)
     for name in manifest["parts"]:
         with open_staged(directory / name, "rb") as handle:

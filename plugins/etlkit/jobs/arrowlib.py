@@ -52,11 +52,18 @@ def _pool_returning_memory() -> None:
         pass
 
 
-def _large_buffers_mapped() -> None:
-    """glibc serves a large allocation (a batch's COPY text, a CSV block) with its own mapping, returned
-    to the OS when freed, only while it is above a threshold that glibc raises to the size of each such
-    buffer freed; after that, these buffers come from (per-thread) heaps that keep their peak. A fixed
-    threshold keeps them mapped, so memory follows the buffers alive."""
+def _glibc_malloc_tuned() -> None:
+    """Two settings of glibc's malloc, so that memory follows the buffers alive:
+
+    - glibc serves a large allocation (a batch's COPY text, a CSV block) with its own mapping, returned
+      to the OS when freed, only while it is above a threshold that glibc raises to the size of each
+      such buffer freed; after that, these buffers come from heaps that keep their peak. A fixed
+      threshold keeps them mapped.
+    - glibc gives each thread that meets contention an arena of its own (up to 8 per core), and each
+      keeps its own free memory. A fused job runs a thread per component, while Arrow's buffers come
+      from jemalloc: two arenas are enough for the rest. Measured on the orders benchmark, fused: 5 MiB
+      less at the peak, the same time.
+    """
     if sys.platform != "linux":
         return
     import ctypes
@@ -65,11 +72,13 @@ def _large_buffers_mapped() -> None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)  # glibc's default, made fixed
+        libc.mallopt(M_ARENA_MAX, 2)
     except (OSError, AttributeError):  # not glibc (musl): nothing to tune
         pass
 
 
-M_MMAP_THRESHOLD = -3  # mallopt parameter, malloc.h
+M_MMAP_THRESHOLD = -3  # mallopt parameters, malloc.h
+M_ARENA_MAX = -8
 _check_pandas_without_it()
 _pool_returning_memory()
-_large_buffers_mapped()
+_glibc_malloc_tuned()

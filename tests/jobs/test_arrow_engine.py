@@ -17,6 +17,7 @@ from etlkit.common.errors import BadInputError
 from etlkit.jobs import components as component_module
 from etlkit.jobs.columns import Column
 from etlkit.jobs.conversion import ConversionFailed, converter
+from etlkit.jobs.csvread import LineGuard
 from etlkit.jobs.csvtext import csv_bytes
 from etlkit.jobs.expressions import compile_condition, compile_vector_condition
 from etlkit.jobs.runtime import run_job
@@ -525,3 +526,25 @@ def test_text_that_is_not_utf8_fails_without_retries_naming_the_file(tmp_path):
     spec = job("latin1", csv_reader("in.csv", ["id", "name"], ["out"]), csv_writer("out", "out.csv"))
     with pytest.raises(BadInputError, match=r"in\.csv: unreadable CSV: .*UTF8"):
         run(tmp_path, spec)
+
+
+def test_line_guard_takes_out_exactly_the_blank_and_unbalanced_quote_lines():
+    """Against the definition applied line by line, on random lines: ``_clean`` finds them with
+    substring searches, not a per-line reading."""
+    rng = random.Random(5)
+    pieces = ["", "\r", "a,b", '"q",r', 'x"y', '""', 'a,"b\r', ",", " "]
+    lines = [rng.choice(pieces) for _ in range(3000)]
+    block = "".join(f"{line}\n" for line in lines).encode()
+    guard = LineGuard(source=None)
+    cleaned = guard._clean(block)
+    expected = [
+        (
+            number,
+            "blank line" if line in ("", "\r") else "unbalanced quote (a quoted value may not span lines)",
+        )
+        for number, line in enumerate(lines, start=1)
+        if line in ("", "\r") or line.count('"') % 2
+    ]
+    assert [(bad.line, bad.reason) for bad in guard.bad] == expected
+    kept = [line for line in lines if line not in ("", "\r") and not line.count('"') % 2]
+    assert cleaned.decode() == "".join(f"{line}\n" for line in kept)

@@ -19,10 +19,10 @@ import pyarrow.csv as pacsv
 
 from etlkit.jobs.arrowlib import pa
 
-BLOCK_BYTES = 1 << 20
+# ~11,000 rows of the orders benchmark; 1 MiB blocks cost its fused run 11 MiB more peak.
+BLOCK_BYTES = 1 << 19
 BOM = b"\xef\xbb\xbf"
-_QUOTED_LINE = re.compile(rb'[^\n]*"[^\n]*\n')
-_BLANK_LINE = re.compile(rb"(?:(?<=\n)|^)\r?\n")
+_BLANK_AFTER_NEWLINE = re.compile(rb"\n(?=(\r?\n))")  # group 1: the blank line after a line end
 
 
 @dataclass
@@ -84,13 +84,11 @@ class LineGuard:
                 return
 
     def _clean(self, block: bytes) -> bytes:
-        spans = [(m.start(), m.end(), "blank line") for m in _BLANK_LINE.finditer(block)]
-        if b'"' in block:
-            spans += [
-                (m.start(), m.end(), "unbalanced quote (a quoted value may not span lines)")
-                for m in _QUOTED_LINE.finditer(block)
-                if m.group().count(b'"') % 2
-            ]
+        spans = [(start, end, "blank line") for start, end in _blank_lines(block)]
+        spans += [
+            (start, end, "unbalanced quote (a quoted value may not span lines)")
+            for start, end in _unbalanced_quote_lines(block)
+        ]
         first_line = self.lines
         self.lines += block.count(b"\n")
         if not spans:
@@ -112,6 +110,32 @@ class LineGuard:
         while (shifted := kept_line + bisect.bisect_right(self.removed, line)) != line:
             line = shifted
         return line
+
+
+def _blank_lines(block: bytes) -> list[tuple[int, int]]:
+    """Spans of the empty (or lone ``\\r``) lines of a block that starts and ends at a line end.
+
+    Found from the fast substring searches; a regular expression tried at every position of the
+    block held the GIL for ~1.5 s per million rows."""
+    spans = []
+    if block.startswith((b"\n", b"\r\n")):
+        spans.append((0, block.index(b"\n") + 1))
+    if b"\n\n" in block or b"\n\r\n" in block:
+        spans += [match.span(1) for match in _BLANK_AFTER_NEWLINE.finditer(block)]
+    return spans
+
+
+def _unbalanced_quote_lines(block: bytes) -> list[tuple[int, int]]:
+    """Spans of the lines with an odd number of quote characters, visiting only lines that have one."""
+    spans = []
+    quote = block.find(b'"')
+    while quote != -1:
+        start = block.rfind(b"\n", 0, quote) + 1
+        end = block.find(b"\n", quote) + 1 or len(block)
+        if block.count(b'"', start, end) % 2:
+            spans.append((start, end))
+        quote = block.find(b'"', end)
+    return spans
 
 
 @dataclass

@@ -562,7 +562,9 @@ class Job(Strict):
     task_timeout_minutes: int | None = Field(
         None, ge=1, title="Task timeout", description="execution_timeout of component tasks."
     )
-    chunk_size: int = Field(50_000, ge=1, le=1_000_000, title="Chunk size", description="Rows per batch.")
+    chunk_size: int = Field(
+        50_000, ge=1, le=1_000_000, title="Chunk size", description="Most rows per batch."
+    )
     execution: Literal["tasks", "fused"] = Field(
         "tasks",
         title="Execution",

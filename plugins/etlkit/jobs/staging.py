@@ -264,7 +264,7 @@ def _manifest(directory) -> dict:
 
 
 def read_port(directory, schema: Schema, chunk_size: int) -> Iterator[pa.RecordBatch]:
-    """The staged batches of one port output, at most ``chunk_size`` rows each."""
+    """The staged batches of one port output, as they were written, cut to at most ``chunk_size`` rows."""
     manifest = _manifest(directory)
     if manifest["fingerprint"] != schema_fingerprint(schema):
         raise StagingError(
@@ -281,7 +281,9 @@ def read_port(directory, schema: Schema, chunk_size: int) -> Iterator[pa.RecordB
     expected = arrow_schema(schema)
     for name in manifest["parts"]:
         with open_staged(directory / name, "rb") as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(batch_size=chunk_size):
-                if batch.schema != expected:  # Parquet keeps the Arrow schema; a cast fixes only metadata
-                    batch = batch.cast(expected)
-                yield batch
+            part = pq.ParquetFile(handle)
+            for group in range(part.num_row_groups):  # a row group is one batch its writer emitted
+                for batch in part.read_row_group(group).to_batches(max_chunksize=chunk_size):
+                    if batch.schema != expected:  # Parquet keeps the Arrow schema; a cast fixes only metadata
+                        batch = batch.cast(expected)
+                    yield batch

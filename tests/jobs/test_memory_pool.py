@@ -42,3 +42,26 @@ def test_parquet_and_kernels_allocate_from_jemalloc_by_default():
 
 def test_a_pool_chosen_in_the_environment_is_kept():
     assert pool_peaks(ARROW_DEFAULT_MEMORY_POOL="mimalloc")["mimalloc"] > 1_000_000
+
+
+# What a component process loads: the engine, a conversion and Python values made into Arrow arrays.
+LOADED = """
+import datetime, decimal, sys
+from etlkit.jobs.columns import Column, arrow_array
+from etlkit.jobs.models import ConversionRule
+from etlkit.jobs.vconvert import convert_column
+arrow_array([decimal.Decimal("1.20"), None])
+arrow_array([datetime.date(2025, 1, 2), None])
+arrow_array([["nested"], []])
+rule = ConversionRule(column="n", to="integer")
+convert_column(arrow_array(["1", "x", None]), rule, Column("n", "integer"))
+print(" ".join(name for name in ("pandas", "numpy.ma") if name in sys.modules) or "neither")
+"""
+
+
+def test_a_component_loads_neither_pandas_nor_numpy_masked_arrays():
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins")}
+    completed = subprocess.run(
+        [sys.executable, "-c", LOADED], env=environment, capture_output=True, text=True, check=True
+    )
+    assert completed.stdout.strip() == "neither"

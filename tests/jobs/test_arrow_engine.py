@@ -545,3 +545,47 @@ def test_line_guard_takes_out_exactly_the_blank_and_unbalanced_quote_lines():
     assert [(bad.line, bad.reason) for bad in guard.bad] == expected
     kept = [line for line in lines if line not in ("", "\r") and not line.count('"') % 2]
     assert cleaned.decode() == "".join(f"{line}\n" for line in kept)
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "right", "full"])
+def test_a_join_on_a_unique_right_key_gives_what_the_hash_join_gives(tmp_path, monkeypatch, how):
+    """Unique right keys take the lookup path (one hash table for the whole run); its output, rows
+    and order, must be the hash join's. Null keys on both sides, repeated and unmatched left keys."""
+    rng = random.Random(how)
+    data = tmp_path / "data"
+    data.mkdir()
+    keys = [f"k{n}" for n in range(40)]
+    left = [f"{n},{rng.choice([*keys, 'missing', ''])}" for n in range(500)]
+    right = [f"{key},{rng.randint(0, 9)}" for key in rng.sample(keys, 30)] + [",7"]
+    (data / "left.csv").write_text("id,k\n" + "\n".join(left) + "\n")
+    (data / "right.csv").write_text("k,v\n" + "\n".join(right) + "\n")
+    left_reader = {**csv_reader("left.csv", ["id", "k"], ["pair.left"], null_values=[""]), "id": "l"}
+    right_reader = {**csv_reader("right.csv", ["k", "v"], ["pair.right"], null_values=[""]), "id": "r"}
+    columns = [
+        {"name": n, "from": f"{side}.{c}"}
+        for n, side, c in (
+            ("lid", "left", "id"),
+            ("lk", "left", "k"),
+            ("rk", "right", "k"),
+            ("rv", "right", "v"),
+        )
+    ]
+    pair = {
+        "id": "pair",
+        "type": "schema_mapping",
+        "config": {"join": {"how": how, "left_on": ["k"], "right_on": ["k"]}, "columns": columns},
+        "routes": {"out": ["out"]},
+    }
+    spec = job("pairs", left_reader, right_reader, pair, csv_writer("out", "out.csv"), chunk_size=64)
+    lookups = []
+    original = component_module._unique_key_lookup
+    monkeypatch.setattr(
+        component_module, "_unique_key_lookup", lambda *a: lookups.append(original(*a)) or lookups[-1]
+    )
+    run(tmp_path, spec)
+    by_lookup = (data / "out.csv").read_text()
+    assert lookups and lookups[0] is not None
+    monkeypatch.setattr(component_module, "_unique_key_lookup", lambda *a: None)
+    run(tmp_path, spec)
+    assert by_lookup == (data / "out.csv").read_text()
+    assert len(by_lookup.splitlines()) > 100

@@ -693,7 +693,17 @@ def _join(run) -> None:
     matched = np.zeros(right.num_rows, dtype=bool)
     joined_names = [*left_names, *right_names]
     how = {"inner": "inner", "right": "inner", "left": "left outer", "full": "left outer"}[join.how]
+    lookup = _unique_key_lookup(right, right_keys)
+    right_columns = right.select(right_names)
     for batch in run.read("left"):
+        if lookup is not None:
+            piece = _join_by_lookup(
+                batch.rename_columns(left_names), left_keys[0], lookup, right_columns, how
+            )
+            matched[pc.drop_null(piece.column("_right_row_found")).to_numpy()] = True
+            if piece.num_rows:
+                run.emit("out", _mapped(run, vectors, piece.drop_columns(["_right_row_found"])))
+            continue
         left = pa.Table.from_batches([batch]).rename_columns(left_names)
         left = left.append_column("_left_row", pa.array(np.arange(left.num_rows, dtype=np.int64)))
         result = left.join(
@@ -716,6 +726,34 @@ def _join(run) -> None:
             nulls = [pa.nulls(piece.num_rows, left_types[c.name]) for c in left_schema]
             padded = pa.RecordBatch.from_arrays([*nulls, *piece.columns], names=joined_names)
             run.emit("out", _mapped(run, vectors, padded))
+
+
+def _unique_key_lookup(right: pa.Table, right_keys: list[str]) -> pa.Array | None:
+    """The right input's key column when one key, of a type without NaN, is unique among its non-null
+    values: then each left row matches at most one right row, found by one ``index_in`` per left
+    batch, already in left order, where Arrow's hash join runs a join plan per batch whose output
+    must be sorted back into left order. None otherwise (the hash join)."""
+    if len(right_keys) != 1:
+        return None
+    keys = right.column(right_keys[0]).combine_chunks()
+    if pa.types.is_floating(keys.type) or pa.types.is_nested(keys.type):
+        return None
+    distinct = pc.count_distinct(keys, mode="only_valid").as_py()
+    return keys if distinct == len(keys) - keys.null_count else None
+
+
+def _join_by_lookup(batch, left_key: str, lookup, right: pa.Table, how: str) -> pa.RecordBatch:
+    """One left batch joined to the right row of its key (``_unique_key_lookup``), in left order;
+    null keys match nothing. A last column, ``_right_row_found``, holds the matched right row."""
+    rows = pc.index_in(batch.column(left_key), value_set=lookup, skip_nulls=True)
+    if how == "inner":
+        found = pc.is_valid(rows)
+        batch, rows = batch.filter(found), rows.filter(found)
+    taken = right.take(rows)
+    columns = [*batch.columns, *(column.combine_chunks() for column in taken.columns), rows]
+    return pa.RecordBatch.from_arrays(
+        columns, names=[*batch.schema.names, *right.schema.names, "_right_row_found"]
+    )
 
 
 def _right_table(run, names: list[str], limit: int) -> pa.Table:

@@ -10,6 +10,7 @@ marks those rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from etlkit.jobs.arrowlib import pa, pc
 from etlkit.jobs.columns import Column, arrow_array, arrow_type
@@ -21,6 +22,7 @@ SHORT_INTEGER = r"^[+-]?[0-9]{1,18}$"  # fits int64 whatever the digits
 FLOAT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 DATE = r"^(?P<y>[0-9]{4})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})$"
 _TRUE, _FALSE = arrow_array(["true", "1", "yes"]), arrow_array(["false", "0", "no"])
+_FIRST_DAY = pa.scalar(date(1, 1, 1), pa.date32())
 
 
 def decimal_pattern(precision: int, scale: int) -> str:
@@ -95,14 +97,31 @@ def convert_column(values: pa.Array, rule, target: Column) -> Converted:
             pc.if_else(pc.is_in(lowered, value_set=_FALSE), False, pa.scalar(None, pa.bool_())),
         )
     elif kind == "date":
-        parts = pc.extract_regex(values, DATE)
-        year, month, day = (pc.cast(pc.struct_field(parts, name), pa.int32()) for name in "ymd")
-        parsed = pc.strptime(values, format="%Y-%m-%d", unit="s", error_is_null=True)
-        exact = pc.and_(
-            pc.and_(pc.equal(pc.year(parsed), year), pc.equal(pc.month(parsed), month)),
-            pc.equal(pc.day(parsed), day),
-        )
-        result = _masked(pc.cast(parsed, pa.date32()), exact)
+        result = _dates(values)
     else:
         return _by_value(values, rule, target)
     return Converted(result, pc.fill_null(_failed(values, result), False))
+
+
+def _dates(values: pa.Array) -> pa.Array:
+    """Dates of ``YYYY-M-D`` texts, null where the text is no real day (year 0 is none, as for Python
+    and PostgreSQL)."""
+    days = _calendar_days(values)
+    return _masked(days, pc.greater_equal(days, _FIRST_DAY))
+
+
+def _calendar_days(values: pa.Array) -> pa.Array:
+    """When every text is a zero-padded ISO date of a real day (the common case), Arrow's cast reads
+    them in one pass; it accepts a subset of what the general path does, with the same days."""
+    try:
+        return pc.cast(values, pa.date32())
+    except pa.ArrowInvalid:
+        pass
+    parts = pc.extract_regex(values, DATE)
+    year, month, day = (pc.cast(pc.struct_field(parts, name), pa.int32()) for name in "ymd")
+    parsed = pc.strptime(values, format="%Y-%m-%d", unit="s", error_is_null=True)
+    exact = pc.and_(
+        pc.and_(pc.equal(pc.year(parsed), year), pc.equal(pc.month(parsed), month)),
+        pc.equal(pc.day(parsed), day),
+    )
+    return _masked(pc.cast(parsed, pa.date32()), exact)

@@ -75,11 +75,12 @@ def convert_column(values: pa.Array, rule, target: Column) -> Converted:
     if kind == "string":
         return Converted(values, pa.repeat(False, len(values)))
     if kind == "integer":
-        long_digits = pc.invert(pc.match_substring_regex(values, SHORT_INTEGER))
-        if pc.any(pc.and_(pc.match_substring_regex(values, INTEGER), long_digits)).as_py():
-            return _by_value(values, rule, target)  # 19+ digits: the range check of the row converter
-        good = _masked(values, pc.match_substring_regex(values, SHORT_INTEGER))
-        result = pc.cast(pc.replace_substring_regex(good, r"^\+", ""), pa.int64())
+        result = _clean_integers(values)
+        if result is None:
+            short = pc.match_substring_regex(values, SHORT_INTEGER)
+            if pc.any(pc.and_(pc.match_substring_regex(values, INTEGER), pc.invert(short))).as_py():
+                return _by_value(values, rule, target)  # 19+ digits: the range check of the row converter
+            result = pc.cast(pc.replace_substring_regex(_masked(values, short), r"^\+", ""), pa.int64())
     elif kind == "float":
         good = _masked(values, pc.match_substring_regex(values, FLOAT))
         result = pc.cast(good, pa.float64())
@@ -101,6 +102,18 @@ def convert_column(values: pa.Array, rule, target: Column) -> Converted:
     else:
         return _by_value(values, rule, target)
     return Converted(result, pc.fill_null(_failed(values, result), False))
+
+
+def _clean_integers(values: pa.Array) -> pa.Array | None:
+    """When every text is a plain decimal integer that fits int64 (the common case), Arrow's cast
+    reads them in one pass; None when one is not. The cast also reads ``0x…`` as hexadecimal, which
+    the conversion refuses, so a column with an x anywhere does not try it."""
+    if any(pc.any(pc.match_substring(values, x)).as_py() for x in "xX"):  # faster than ignore_case
+        return None
+    try:
+        return pc.cast(values, pa.int64())
+    except pa.ArrowInvalid:
+        return None
 
 
 def _dates(values: pa.Array) -> pa.Array:

@@ -9,6 +9,7 @@ Airflow is imported inside the functions, so this package stays importable (and 
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -165,12 +166,9 @@ def _component_tasks(validated: ValidatedJob, job_file: str, run_context) -> dic
         tasks[component.id] = DeclarativeComponentOperator(
             job_file=job_file, component_id=component.id, run_context=run_context, **overrides
         )
+    for component_id, wait in _input_sensors(validated, job_file, run_context):
+        wait >> tasks[component_id]
     for component in validated.job.components:
-        wait = (
-            _wait_for_input(component, job_file, run_context) if not validated.inputs[component.id] else None
-        )
-        if wait is not None:
-            wait >> tasks[component.id]
         for targets in component.routes.values():
             for target in targets:
                 tasks[component.id] >> tasks[target.partition(".")[0]]
@@ -185,30 +183,28 @@ def _fused_tasks(validated: ValidatedJob, job_file: str, run_context):
     job = validated.job
     sinks = [job_sink(job.name, c.id) for c in job.components if c.type in WRITER_TYPES]
     run = FusedJobOperator(job_file=job_file, run_context=run_context, outlets=sinks)
-    for component in job.components:
-        wait = (
-            _wait_for_input(component, job_file, run_context) if not validated.inputs[component.id] else None
-        )
-        if wait is not None:
-            wait >> run
+    for _, wait in _input_sensors(validated, job_file, run_context):
+        wait >> run
     return run.output
 
 
-def _wait_for_input(component, job_file: str, run_context):
-    """The sensor before a file reader whose config has ``wait_for_input``, else None."""
+def _input_sensors(validated: ValidatedJob, job_file: str, run_context) -> Iterator[tuple[str, Any]]:
+    """(reader id, its sensor) for every source component whose config has ``wait_for_input``."""
     from etlkit.operators.job_sensors import WaitForInputSensor
 
-    wait = getattr(component.config, "wait_for_input", None)
-    if wait is None:
-        return None
-    return WaitForInputSensor(
-        task_id=f"_wait_{component.id}",
-        job_file=job_file,
-        component_id=component.id,
-        run_context=run_context,
-        timeout=duration_seconds(wait.timeout),
-        poke_interval=duration_seconds(wait.poke_interval),
-    )
+    for component in validated.job.components:
+        wait = getattr(component.config, "wait_for_input", None)
+        if wait is None or validated.inputs[component.id]:
+            continue
+        sensor = WaitForInputSensor(
+            task_id=f"_wait_{component.id}",
+            job_file=job_file,
+            component_id=component.id,
+            run_context=run_context,
+            timeout=duration_seconds(wait.timeout),
+            poke_interval=duration_seconds(wait.poke_interval),
+        )
+        yield component.id, sensor
 
 
 def load_job_dag(loader_file: str):
